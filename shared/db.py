@@ -1,0 +1,122 @@
+"""The database: one URL, one place where the backends differ.
+
+SQLite is the embedded default (WAL, busy timeout, NORMAL sync, foreign keys, and
+write transactions that take the lock up front so concurrent writers queue instead
+of failing with "database is locked"). PostgreSQL and MySQL/MariaDB are reached with
+the same URL syntax through `playhouse.db_url`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import peewee
+from playhouse import db_url
+
+log = logging.getLogger("tokenpool.db")
+
+# Every model binds to this proxy; `connect_database` points it at the real database.
+database = peewee.DatabaseProxy()
+
+# Errors that mean "the database is not reachable right now", worth a retry.
+TRANSIENT_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached after all retries."""
+
+
+def backend_of(db: peewee.Database) -> str:
+    if isinstance(db, peewee.SqliteDatabase):
+        return "sqlite"
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return "postgres"
+    if isinstance(db, peewee.MySQLDatabase):
+        return "mysql"
+    raise ValueError(f"unsupported database {type(db).__name__}")
+
+
+def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True) -> peewee.Database:
+    """Open the database named by `url` and (by default) bind the models to it."""
+    scheme = urlparse(url).scheme
+    options: dict = {}
+    if scheme.startswith("sqlite"):
+        path = db_url.parse(url)["database"]
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        options["pragmas"] = {
+            "journal_mode": "wal",
+            "busy_timeout": int(busy_timeout_seconds * 1000),
+            "synchronous": "normal",
+            "foreign_keys": 1,
+        }
+        options["timeout"] = busy_timeout_seconds
+    elif scheme.startswith("postgres"):
+        options["connect_timeout"] = max(1, int(busy_timeout_seconds))
+    elif scheme.startswith("mysql"):
+        # Keep microseconds: window boundaries are compared to the microsecond.
+        options["field_types"] = {"DATETIME": "DATETIME(6)"}
+        options["charset"] = "utf8mb4"
+        options["connect_timeout"] = max(1, int(busy_timeout_seconds))
+    else:
+        raise ValueError(f"unsupported database URL scheme '{scheme}' "
+                         "(use sqlite:///path, postgresql://… or mysql://…)")
+    db = db_url.connect(url, **options)
+    if bind:
+        database.initialize(db)
+    return db
+
+
+def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
+    target = db.obj if isinstance(db, peewee.DatabaseProxy) else db
+    if isinstance(target, peewee.SqliteDatabase):
+        return target.atomic("IMMEDIATE")
+    return target.atomic()
+
+
+def conflict_target(db: peewee.Database, columns: list) -> dict:
+    """`on_conflict` arguments naming the unique columns (MySQL infers them itself)."""
+    return {} if isinstance(db, peewee.MySQLDatabase) else {"conflict_target": columns}
+
+
+def retrying(fn, *args, attempts: int = 8, base_delay: float = 0.1, max_delay: float = 5.0,
+             what: str = "database call", **kwargs):
+    """Run `fn`, retrying transient database errors with exponential backoff.
+
+    The connection is dropped between attempts so that a restarted server is
+    reconnected to. The first failure and the recovery are logged once each.
+    """
+    delay = base_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            result = fn(*args, **kwargs)
+        except TRANSIENT_ERRORS as exc:
+            _drop_connection()
+            if attempt == attempts:
+                log.error("%s failed after %d attempts: %s", what, attempts, _short(exc))
+                raise DatabaseUnavailable(f"{what}: database unavailable ({_short(exc)})") from exc
+            if attempt == 1:
+                log.warning("%s: database unavailable (%s); retrying", what, _short(exc))
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        else:
+            if attempt > 1:
+                log.info("%s: database reachable again after %d attempts", what, attempt)
+            return result
+
+
+def _drop_connection() -> None:
+    try:
+        target = database.obj
+        if target is not None and not target.is_closed():
+            target.close()
+    except Exception:  # the connection is already broken; a new one is opened on next use
+        pass
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

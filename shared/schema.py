@@ -1,0 +1,62 @@
+"""Schema versions, with `playhouse.migrations`.
+
+Every process calls `ensure_schema` at start: it applies pending migrations, or refuses
+to run against a database that a newer tokenpool has migrated past what it knows.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import peewee as pw
+from playhouse.migrations import Runner
+
+log = logging.getLogger("tokenpool.schema")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+HISTORY_TABLE = "tokenpool_migration"
+
+
+class SchemaError(Exception):
+    """The database schema does not fit this version of tokenpool."""
+
+
+def runner(db: pw.Database) -> Runner:
+    return Runner(db, str(MIGRATIONS_DIR), table_name=HISTORY_TABLE)
+
+
+def schema_status(db: pw.Database) -> tuple[list[str], list[str], list[str]]:
+    """(applied, pending, unknown): unknown ones were applied by a newer tokenpool."""
+    rows = runner(db).status()
+    applied = [m.name for m in rows if m.applied and m.path]
+    pending = [m.name for m in rows if not m.applied]
+    unknown = [m.name for m in rows if m.applied and not m.path]
+    return applied, pending, unknown
+
+
+def migrate(db: pw.Database) -> list[str]:
+    """Apply pending migrations; returns their names. Safe when several processes race."""
+    _refuse_newer(db)
+    try:
+        done = runner(db).up()
+    except pw.IntegrityError:
+        # Another process applied the same migration first; its work is ours too.
+        done = []
+    _applied, pending, _unknown = schema_status(db)
+    if pending:
+        done += runner(db).up()
+    for name in done:
+        log.info("applied migration %s", name)
+    return done
+
+
+def ensure_schema(db: pw.Database) -> None:
+    migrate(db)
+
+
+def _refuse_newer(db: pw.Database) -> None:
+    _applied, _pending, unknown = schema_status(db)
+    if unknown:
+        raise SchemaError(
+            "the database was migrated by a newer tokenpool (unknown migrations: "
+            f"{', '.join(sorted(unknown))}); upgrade tokenpool on this host before running it")

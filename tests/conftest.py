@@ -1,0 +1,61 @@
+"""Fixtures shared by every test package: real databases and real configs."""
+from __future__ import annotations
+
+import pytest
+
+from shared.config import parse_config
+from shared.db import connect_database
+from shared.keys import sync_keys
+from shared.schema import ensure_schema
+from tests.backends import BACKENDS, fresh_database_url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    """A URL to an empty database, once per backend."""
+    with fresh_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    with fresh_database_url("sqlite", tmp_path) as url:
+        yield url
+
+
+def open_test_db(url):
+    db = connect_database(url)
+    ensure_schema(db)
+    return db
+
+
+@pytest.fixture
+def db(db_url):
+    """The models bound to a migrated, empty database (every backend)."""
+    db = open_test_db(db_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url):
+    db = open_test_db(sqlite_url)
+    yield db
+    db.close()
+
+
+def make_config(keys=3, url="sqlite:///:memory:", **sections):
+    """A validated Config with `keys` inline test keys (label k1.., limit 1,000,000 unless given)."""
+    raw = {"database": {"url": url}, **sections}
+    if isinstance(keys, int):
+        keys = [{"label": f"k{i + 1}", "api_key": f"sk-test-{i + 1:02d}-" + "x" * 24,
+                 "daily_token_limit": 1_000_000} for i in range(keys)]
+    raw["keys"] = keys
+    return parse_config(raw, "test.toml", env={})
+
+
+@pytest.fixture
+def pool(db, db_url):
+    """Three synced keys on the `db` fixture's database: (config, keyring)."""
+    config = make_config(3, url=db_url)
+    return config, sync_keys(config)
