@@ -93,8 +93,10 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     values = _slot_values(call, outcome, cost, windows.window_start(anchor, call.at))
     has_limits = call.rate_limits is not None
     db = database.obj
-    statements = (_compiled(db, "event", _event_statement),
-                  _compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
+    # event's foreign key, and two writers upgrading that lock deadlock each other.
+    statements = (_compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+                  _compiled(db, "event", _event_statement),
                   _compiled(db, "rollup", _rollup_statement))
     try:
         with write_transaction():
