@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -88,6 +89,9 @@ class BotConfig:
     session_string_env: str = ""
     command_prefix: str = "."
     deliver_alerts: bool = True
+    alert_poll_seconds: float = 5.0         # how often this bot looks for undelivered alerts
+    catch_up_dialogs: int = 30              # recent private chats scanned for unread messages at start
+    max_flood_wait_seconds: int = 300       # longer FloodWaits give up the call instead of waiting
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class AutoReplyConfig:
     max_message_age_minutes: int = 720
     fallback_text: str = ""
     max_output_tokens: int = 400
+    skip_muted: bool = True                 # no replies in chats whose notifications the owner muted
+    loop_fast_reply_seconds: float = 5.0    # an answer to our reply faster than this looks automated
+    loop_max_fast_exchanges: int = 3       # that many in a row: we stop replying in the chat ...
+    loop_pause_minutes: int = 360           # ... for this long
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,13 @@ def _validate(config: Config, path: str) -> None:
     _choice(path, "autoreply.mode", config.autoreply.mode, AUTOREPLY_MODES)
     _positive(path, "autoreply.context_messages", config.autoreply.context_messages, allow_zero=True)
     _positive(path, "autoreply.cooldown_seconds", config.autoreply.cooldown_seconds, allow_zero=True)
+    _positive(path, "autoreply.max_message_age_minutes", config.autoreply.max_message_age_minutes,
+              allow_zero=True)
+    _positive(path, "autoreply.loop_max_fast_exchanges", config.autoreply.loop_max_fast_exchanges)
+    _positive(path, "autoreply.loop_pause_minutes", config.autoreply.loop_pause_minutes, allow_zero=True)
+    _working_hours(path, "autoreply.working_hours", config.autoreply.working_hours)
+    _positive(path, "bot.alert_poll_seconds", config.bot.alert_poll_seconds)
+    _positive(path, "bot.catch_up_dialogs", config.bot.catch_up_dialogs, allow_zero=True)
     if not config.bot.name.strip():
         raise ConfigError(f"{path}: 'bot.name' must not be empty")
     if not (0 < config.dashboard.port < 65536):
@@ -340,6 +355,14 @@ def _validate(config: Config, path: str) -> None:
             value = getattr(price, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{path}: 'pricing.overrides.{model}.{name}' must not be negative")
+
+
+WORKING_HOURS_FORMAT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _working_hours(path, key, value):
+    if value and not WORKING_HOURS_FORMAT.match(value.strip()):
+        raise ConfigError(f"{path}: '{key}' must look like \"09:00-18:00\" (UTC), not {value!r}")
 
 
 def _choice(path, key, value, choices):
