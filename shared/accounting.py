@@ -1,7 +1,7 @@
 """Exact accounting of every call (DESIGN invariants 1, 2 and 6).
 
-`record_call` writes the event, the key's counters and the daily rollup in ONE
-transaction, with atomic SQL increments (no read-modify-write in Python), so any
+`record_call` writes the event, the key's counters and the daily rollup (and, for a call
+made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no read-modify-write in Python), so any
 number of processes can record at once and every counter still equals the sum of
 the events behind it. Recording is idempotent per `call_id`: a retry after a lost
 acknowledgement changes nothing.
@@ -19,7 +19,7 @@ import peewee as pw
 
 from . import windows
 from .db import conflict_target, database, retrying, write_transaction
-from .models import ApiKey, DailyRollup, UsageEvent, utcnow
+from .models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from .pricing import Pricer
 
 
@@ -98,6 +98,8 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     statements = (_compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
                   _compiled(db, "event", _event_statement),
                   _compiled(db, "rollup", _rollup_statement))
+    if call.chat_id is not None:
+        statements += (_compiled(db, "chat_rollup", _chat_rollup_statement),)
     try:
         with write_transaction():
             for statement in statements:
@@ -235,10 +237,19 @@ _ROLLUP_SUMS = {"calls": "one", "ok_calls": "ok", "error_calls": "error", "rate_
 
 
 def _rollup_statement():
-    identity = {DailyRollup.day: _v("day"), DailyRollup.key: _v("key"), DailyRollup.bot: _v("bot"),
-                DailyRollup.model: _v("model"), DailyRollup.operation: _v("operation")}
-    sums = {getattr(DailyRollup, column): _v(slot) for column, slot in _ROLLUP_SUMS.items()}
-    return (DailyRollup.insert({**identity, **sums})
+    return _rollup_upsert(DailyRollup, {DailyRollup.day: _v("day"), DailyRollup.key: _v("key"),
+                                        DailyRollup.bot: _v("bot"), DailyRollup.model: _v("model"),
+                                        DailyRollup.operation: _v("operation")})
+
+
+def _chat_rollup_statement():
+    return _rollup_upsert(ChatRollup, {ChatRollup.day: _v("day"), ChatRollup.key: _v("key"),
+                                       ChatRollup.bot: _v("bot"), ChatRollup.chat_id: _v("chat_id")})
+
+
+def _rollup_upsert(model, identity: dict):
+    sums = {getattr(model, column): _v(slot) for column, slot in _ROLLUP_SUMS.items()}
+    return (model.insert({**identity, **sums})
             .on_conflict(update={column: column + value for column, value in sums.items()},
                          **conflict_target(database.obj, list(identity)))
             .returning())
@@ -251,9 +262,10 @@ class Accountant:
     event loop never waits on SQLite or the network to the database.
     """
 
-    def __init__(self, bot: str, pricer: Pricer | None = None):
+    def __init__(self, bot: str, pricer: Pricer | None = None, *, retry_attempts: int = 8):
         self.bot = bot
         self.pricer = pricer or Pricer()
+        self.retry_attempts = retry_attempts
         self._anchors: dict[int, dt.datetime] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounting")
 
@@ -272,7 +284,7 @@ class Accountant:
 
     def record(self, call: CallRecord) -> Recorded:
         return retrying(lambda: record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer),
-                        what="recording a call")
+                        attempts=self.retry_attempts, what="recording a call")
 
     async def arecord(self, call: CallRecord) -> Recorded:
         loop = asyncio.get_running_loop()
