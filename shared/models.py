@@ -197,4 +197,74 @@ class Setting(BaseModel):
         indexes = ((("scope", "name"), True),)
 
 
-ALL_MODELS = [ApiKey, UsageEvent, DailyRollup, KeyRanking, KeyReset, Lease, Heartbeat, Alert, Setting]
+class ChatRollup(BaseModel):
+    """Sums of the events that carry a chat id, per UTC day x key x bot x chat (reports' "by chat").
+
+    Kept like DailyRollup (after events are pruned) and written in the same transaction.
+    """
+    day = pw.DateField()
+    key = pw.ForeignKeyField(ApiKey, backref="chat_rollups", on_delete="CASCADE")
+    bot = pw.CharField(max_length=64)
+    chat_id = pw.BigIntegerField()
+    calls = pw.BigIntegerField(default=0)
+    ok_calls = pw.BigIntegerField(default=0)
+    error_calls = pw.BigIntegerField(default=0)
+    rate_hits = pw.BigIntegerField(default=0)
+    input_tokens = pw.BigIntegerField(default=0)
+    cached_tokens = pw.BigIntegerField(default=0)
+    output_tokens = pw.BigIntegerField(default=0)
+    reasoning_tokens = pw.BigIntegerField(default=0)
+    total_tokens = pw.BigIntegerField(default=0)
+    cost_nanousd = pw.BigIntegerField(default=0)
+    duration_ms = pw.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("day", "key", "bot", "chat_id"), True),)
+
+
+class ChatMessage(BaseModel):
+    """A private-chat message kept as auto-reply context (the bot trims old ones per chat)."""
+    id = pw.BigAutoField()
+    bot = pw.CharField(max_length=64)
+    chat_id = pw.BigIntegerField()
+    message_id = pw.BigIntegerField()
+    role = pw.CharField(max_length=16)                    # "contact", "owner" or "auto"
+    text = pw.TextField()
+    at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("bot", "chat_id", "message_id"), True),)
+
+
+class HandledMessage(BaseModel):
+    """One row per incoming message a bot decided about; the unique row is the claim."""
+    id = pw.BigAutoField()
+    bot = pw.CharField(max_length=64)
+    chat_id = pw.BigIntegerField()
+    message_id = pw.BigIntegerField()
+    decided_at = pw.DateTimeField(index=True)
+    outcome = pw.CharField(max_length=32)                 # "claimed", "replied", or why not
+
+    class Meta:
+        indexes = ((("bot", "chat_id", "message_id"), True),)
+
+
+class ChatState(BaseModel):
+    """Per bot and chat: the owner's allow/deny rule and the auto-reply pacing state."""
+    bot = pw.CharField(max_length=64)
+    chat_id = pw.BigIntegerField()
+    rule = pw.CharField(max_length=8, default="")         # "", "allow" or "deny"
+    label = pw.CharField(max_length=100, default="")      # e.g. "@alice", for listings
+    last_reply_at = pw.DateTimeField(null=True)
+    last_incoming_at = pw.DateTimeField(null=True)
+    replies = pw.BigIntegerField(default=0)
+    fast_exchanges = pw.IntegerField(default=0)           # quick answers to our replies, in a row
+    paused_until = pw.DateTimeField(null=True)            # loop protection
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("bot", "chat_id"), True),)
+
+ALL_MODELS = [ApiKey, UsageEvent, DailyRollup, KeyRanking, KeyReset, Lease, Heartbeat, Alert, Setting,
+              ChatRollup,
+              ChatMessage, HandledMessage, ChatState]
