@@ -124,11 +124,21 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class KeyBudget:
+    """Limits for one key (by label), under [budgets.keys."<label>"]."""
+    daily_cost_usd: Decimal | None = None
+    monthly_cost_usd: Decimal | None = None
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+
+
+@dataclass(frozen=True)
 class BudgetConfig:
     daily_cost_usd: Decimal | None = None
     monthly_cost_usd: Decimal | None = None
     daily_tokens: int | None = None
     monthly_tokens: int | None = None
+    keys: dict[str, KeyBudget] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -335,6 +345,7 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "worker.lease_seconds", config.worker.lease_seconds)
     _positive(path, "worker.retention_days", config.worker.retention_days)
     _positive(path, "worker.headroom_tokens", config.worker.headroom_tokens, allow_zero=True)
+    _validate_budgets(config, path)
     _choice(path, "worker.policy", config.worker.policy, POLICIES)
     _choice(path, "autoreply.mode", config.autoreply.mode, AUTOREPLY_MODES)
     _positive(path, "autoreply.context_messages", config.autoreply.context_messages, allow_zero=True)
@@ -363,6 +374,18 @@ WORKING_HOURS_FORMAT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):(
 def _working_hours(path, key, value):
     if value and not WORKING_HOURS_FORMAT.match(value.strip()):
         raise ConfigError(f"{path}: '{key}' must look like \"09:00-18:00\" (UTC), not {value!r}")
+
+
+def _validate_budgets(config: Config, path: str) -> None:
+    labels = {key.label for key in config.keys}
+    scopes = [("budgets", config.budgets)]
+    scopes += [(f"budgets.keys.{label}", budget) for label, budget in config.budgets.keys.items()]
+    for where, budget in scopes:
+        for name in ("daily_cost_usd", "monthly_cost_usd", "daily_tokens", "monthly_tokens"):
+            _positive(path, f"{where}.{name}", getattr(budget, name))
+    for label in config.budgets.keys:
+        if label not in labels:
+            raise ConfigError(f"{path}: 'budgets.keys.{label}' names no key (labels: {', '.join(sorted(labels))})")
 
 
 def _choice(path, key, value, choices):
