@@ -1,0 +1,126 @@
+"""Which key a call uses (DESIGN invariant 4).
+
+The worker publishes a ranking of eligible keys (`KeyRanking`, newest generation wins);
+bots follow it. Before a key is used its row is read again and its status recomputed,
+so a key that turned EXHAUSTED, INVALID, DISABLED or cooling since the ranking was
+published is never sent a request.
+
+When no worker is alive (no worker heartbeat within `client.ranking_stale_seconds`)
+or none has published yet, selection degrades to this process's own view: eligible
+keys in config order. A warning is logged once when that starts, a note when it ends.
+The worker publishes only when the ranking changes, so its age says nothing; the
+worker's heartbeat does.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+
+import peewee as pw
+
+from .config import Config
+from .keys import HeldKey, KeyRing
+from .models import ApiKey, Heartbeat, KeyRanking
+from .status import frees_up_at, is_eligible
+
+log = logging.getLogger("tokenpool.selection")
+
+WORKER_KIND = "worker"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The key to use next, or None with when the earliest held key frees up."""
+    key: HeldKey | None
+    degraded: bool = False
+    generation: int | None = None
+    frees_up_at: dt.datetime | None = None     # only when key is None; None: no key ever will by itself
+    reason: str = ""
+
+
+def ranked_order(key_ids_json: str) -> list[int]:
+    """The ids of a published ranking; an unreadable one is an empty ranking."""
+    try:
+        ids = json.loads(key_ids_json)
+    except (TypeError, ValueError):
+        return []
+    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+
+def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+                     low_threshold: int) -> list:
+    """Rows usable now, best first: in ranking order, or config order when ranking is None."""
+    if ranking is None:
+        ordered = sorted(rows, key=lambda r: (r.position, r.id))
+    else:
+        by_id = {r.id: r for r in rows}
+        ordered = [by_id[i] for i in dict.fromkeys(ranking) if i in by_id]
+    return [r for r in ordered if r.id not in exclude and is_eligible(r, now, low_threshold)]
+
+
+def earliest_free(rows: list, now: dt.datetime) -> dt.datetime | None:
+    """When the first of `rows` can be used again (None when only a person can fix them all)."""
+    times = [t for t in (frees_up_at(r, now) for r in rows) if t is not None and t > now]
+    return min(times) if times else None
+
+
+class Selector:
+    """Picks keys for one process. Blocking: run it on the accounting thread."""
+
+    def __init__(self, config: Config, keyring: KeyRing):
+        self.keyring = keyring
+        self.low_threshold = config.pool.low_threshold
+        self.stale_after = dt.timedelta(seconds=config.client.ranking_stale_seconds)
+        self.degraded: bool | None = None      # None until the first pick
+
+    def published_ranking(self, now: dt.datetime) -> tuple[int | None, list[int] | None]:
+        """(generation, ids) of the newest ranking, or (None, None) when absent or no worker is alive."""
+        seen = (Heartbeat.select(pw.fn.MAX(Heartbeat.last_seen))
+                .where(Heartbeat.kind == WORKER_KIND).scalar())
+        if seen is None or now - seen > self.stale_after:
+            return None, None
+        row = (KeyRanking.select(KeyRanking.generation, KeyRanking.key_ids)
+               .order_by(KeyRanking.generation.desc()).limit(1).tuples().first())
+        if row is None:
+            return None, None
+        return row[0], ranked_order(row[1])
+
+    def held_rows(self) -> list:
+        ids = self.keyring.ids()
+        return list(ApiKey.select().where(ApiKey.id.in_(ids))) if ids else []
+
+    def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
+        if not len(self.keyring):
+            return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
+        generation, ranking = self.published_ranking(now)
+        self._note_mode(degraded=ranking is None)
+        rows = self.held_rows()
+        usable = order_candidates(rows, ranking, exclude, now, self.low_threshold)
+        if usable:
+            return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation)
+        return Pick(None, degraded=ranking is None, generation=generation, frees_up_at=earliest_free(rows, now),
+                    reason=_why_none(rows, ranking, exclude, now, self.low_threshold))
+
+    def still_usable(self, key_id: int, now: dt.datetime) -> bool:
+        """Re-check one key's row right before sending it another request."""
+        row = ApiKey.get_or_none(ApiKey.id == key_id)
+        return row is not None and is_eligible(row, now, self.low_threshold)
+
+    def _note_mode(self, degraded: bool) -> None:
+        if degraded and self.degraded is not True:
+            log.warning("no key ranking from a live worker (no worker heartbeat within %d s, or nothing "
+                        "published yet): choosing keys by status in config order",
+                        self.stale_after.total_seconds())
+        elif not degraded and self.degraded is True:
+            log.info("following the worker's key ranking again")
+        self.degraded = degraded
+
+
+def _why_none(rows, ranking, exclude, now, low_threshold) -> str:
+    if all(r.id in exclude for r in rows):
+        return "every key failed for this request"
+    if ranking is not None and any(is_eligible(r, now, low_threshold) and r.id not in exclude for r in rows):
+        return "the worker's ranking lists none of this process's usable keys"
+    return "every key is exhausted, cooling down, invalid or disabled"

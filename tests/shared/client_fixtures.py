@@ -1,0 +1,82 @@
+"""Fixtures for the tracked-client tests: a real simulator and a real pool pointed at it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from shared.accounting import Accountant
+from shared.client import TrackedClient
+from shared.config import Config
+from shared.db import database
+from shared.keys import KeyRing, sync_keys
+from shared.models import ApiKey, UsageEvent
+from shared.pricing import Pricer
+from shared.simulator import Simulator
+from tests.conftest import make_config
+
+FAST_CLIENT = {"timeout_seconds": 5.0, "retry_backoff_seconds": 0.01, "rate_limit_cooldown_seconds": 5.0}
+
+
+def secret(i: int) -> str:
+    return f"sk-test-{i:02d}-" + "x" * 20 + f"{i:04d}"
+
+
+def sim_config(sim: Simulator, url: str, n: int = 3, *, limit: int = 1_000_000, client: dict | None = None,
+               base_urls: dict[int, str] | None = None, **sections) -> Config:
+    """A config of `n` keys (k1..kn) whose base_url is the simulator, registered with it."""
+    keys = [{"label": f"k{i}", "api_key": secret(i), "daily_token_limit": limit,
+             "base_url": (base_urls or {}).get(i, sim.base_url)} for i in range(1, n + 1)]
+    config = make_config(keys, url=url, client={**FAST_CLIENT, **(client or {})}, **sections)
+    for key in config.keys:
+        sim.add_key(key.secret, label=key.label)
+    return config
+
+
+@dataclass
+class Harness:
+    config: Config
+    ring: KeyRing
+    accountant: Accountant
+    client: TrackedClient
+    sim: Simulator
+
+    def key(self, label: str) -> ApiKey:
+        return ApiKey.get(ApiKey.label == label)
+
+    def events(self, label: str | None = None) -> list[UsageEvent]:
+        query = UsageEvent.select().order_by(UsageEvent.id)
+        if label is not None:
+            query = query.where(UsageEvent.key == self.key(label).id)
+        return list(query)
+
+    def sent(self, label: str) -> int:
+        """Requests the simulator received with this key."""
+        return self.sim.requests_for(label)
+
+
+async def open_harness(sim: Simulator, url: str, **kwargs) -> Harness:
+    config = sim_config(sim, url, **kwargs)
+    ring = sync_keys(config)
+    accountant = Accountant(config.bot.name, Pricer(config.pricing))
+    return Harness(config, ring, accountant, TrackedClient(config, ring, accountant), sim)
+
+
+async def close_harness(harness: Harness) -> None:
+    await harness.client.aclose()
+    await harness.accountant.run(database.close)   # the accounting thread's own connection
+    harness.accountant.close()
+
+
+@pytest.fixture
+async def sim():
+    async with Simulator() as server:
+        yield server
+
+
+@pytest.fixture
+async def harness(sqlite_db, sqlite_url, sim):
+    """Three keys on SQLite, all pointed at the simulator."""
+    h = await open_harness(sim, sqlite_url)
+    yield h
+    await close_harness(h)
