@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import reports
+from . import cli_reports, render_data, reports
 from .config import ConfigError, load_config
 from .db import DatabaseUnavailable, connect_database
 from .models import ApiKey, utcnow
@@ -50,7 +50,7 @@ def cmd_keys(args) -> int:
         return _enable_key(args.label, args.json)
     views = reports.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
-        print(json.dumps([_key_json(v) for v in views], indent=2))
+        print(json.dumps([render_data.key_json(v) for v in views], indent=2))
     else:
         Console().print(keys_table(views))
     return 0
@@ -67,16 +67,6 @@ def _enable_key(label: str | None, as_json: bool) -> int:
         return 1
     print(json.dumps({"enabled": label}) if as_json else f"key '{label}' re-enabled")
     return 0
-
-
-def _key_json(view: reports.KeyView) -> dict:
-    return {
-        "label": view.label, "masked": view.masked, "status": view.status.value,
-        "used": view.usage.used, "limit": view.usage.limit, "left": view.usage.left,
-        "calls": view.usage.calls, "rate_hits": view.usage.rate_hits, "errors": view.usage.errors,
-        "resets_in_seconds": int(view.usage.resets_in.total_seconds()),
-        "lifetime_tokens": view.total_tokens, "in_config": view.in_config,
-    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
     sub.add_argument("label", nargs="?", help="the key's label (for enable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
+    cli_reports.register(command)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
+from .budgets import Amount, BudgetCheck, BudgetReport
 from .pricing import format_usd
 from .reports import CallView, KeyView, ProcessHealth, StatsSnapshot, Totals, UsageReport
 from .status import Status
@@ -173,3 +174,37 @@ def _call_lines(call: CallView, now: dt.datetime | None) -> str:
     return (f"<b>{when}</b> {mark} {escape(call.operation)} · {escape(call.model)}\n"
             f"  {escape(call.key_masked)} · {call.total_tokens:,} tok{estimated} · {call.duration_ms:,} ms"
             f" · {outcome}")
+
+
+# --- .budget -----------------------------------------------------------------------------------
+
+STATE_MARKS = {"ok": "🟢", "heading_over": "🟡", "over": "🔴"}
+STATE_WORDS = {"ok": "", "heading_over": " · heading over", "over": " · crossed"}
+
+
+def amount_text(amount: Amount) -> str:
+    return f"{amount.tokens:,} tokens · {format_usd(amount.cost_nanousd)}"
+
+
+def render_budget(report: BudgetReport) -> str:
+    """The pool's pace (today -> day, last 7 days -> month), then each budget's state."""
+    p = report.projection
+    head = ["💸 <b>Budgets &amp; projections</b> <i>(UTC days)</i>", "",
+            f"📅 Today so far: {amount_text(p.day_so_far)}",
+            f"  ↳ at today's pace: {amount_text(p.day_projected)}",
+            f"🗓 This month so far: {amount_text(p.month_so_far)}",
+            f"  ↳ at the last 7 days' pace: {amount_text(p.month_projected)}",
+            f"  <i>(7-day average: {amount_text(p.week_daily_average)} per day)</i>",
+            "", RULE]
+    items = [_budget_line(check) for check in report.checks]
+    if not items:
+        items = ["No budgets set: add a <code>[budgets]</code> section to the config."]
+    return fit(head, items, [], "budgets")
+
+
+def _budget_line(check: BudgetCheck) -> str:
+    period = "daily" if check.period == "day" else "monthly"
+    scope = "pool" if check.scope == "pool" else f"key <code>{escape(check.scope)}</code>"
+    return (f"{STATE_MARKS[check.state]} {scope} · {period} {check.metric}: {check.show(check.used)} of "
+            f"{check.show(check.limit)} ({check.fraction * 100:.0f}%){STATE_WORDS[check.state]}\n"
+            f"  ↳ projected {check.show(check.projected)}")
