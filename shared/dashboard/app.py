@@ -1,0 +1,205 @@
+"""The dashboard's web application: routes, the page, the JSON endpoints, and running it.
+
+Every number comes from the shared reporting core (`shared.reports`, through
+`payloads`); the handlers only parse the request, run the report on the database
+thread, and answer. Nothing here writes to the database.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+import peewee as pw
+from aiohttp import web
+
+from ..config import Config
+from ..db import DatabaseUnavailable, database, retrying
+from ..models import utcnow
+from ..reports import ReportError
+from ..startup import open_runtime
+from . import payloads, templating
+from .security import COOKIE, Guard, Throttle, auth_middleware, check_bind, headers_middleware, \
+    session_cookie_options
+
+log = logging.getLogger("tokenpool.dashboard")
+
+HERE = Path(__file__).resolve().parent
+CONFIG_KEY = web.AppKey("config", Config)
+CLOCK_KEY = web.AppKey("clock", Callable)
+DB_THREAD_KEY = web.AppKey("db_thread", concurrent.futures.ThreadPoolExecutor)
+GUARD_KEY = web.AppKey("guard", Guard)
+TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
+
+
+class BadParameter(ValueError):
+    """A query parameter the endpoint cannot take; answered with a 400 and this message."""
+
+
+def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow,
+               throttle: Throttle | None = None) -> web.Application:
+    """The dashboard application over the database `shared.db.database` is bound to."""
+    guard = Guard(config.dashboard.token, throttle)
+    app = web.Application(middlewares=[headers_middleware, errors_middleware, auth_middleware(guard)])
+    app[CONFIG_KEY] = config
+    app[CLOCK_KEY] = clock
+    app[GUARD_KEY] = guard
+    app[TEMPLATES_KEY] = templating.environment()
+    # One thread for the database: peewee keeps one connection per thread.
+    app[DB_THREAD_KEY] = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-db")
+    app.on_cleanup.append(_close_db_thread)
+    app.router.add_get("/", page)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_get("/api/stats", api_stats)
+    app.router.add_get("/api/keys", api_keys)
+    app.router.add_get("/api/recent", api_recent)
+    app.router.add_get("/api/usage", api_usage)
+    app.router.add_get("/chart.png", chart_png)
+    app.router.add_static("/static", HERE / "static", show_index=False, follow_symlinks=False)
+    return app
+
+
+async def _close_db_thread(app: web.Application) -> None:
+    executor = app[DB_THREAD_KEY]
+    await asyncio.get_running_loop().run_in_executor(executor, _close_connection)
+    executor.shutdown(wait=True)
+
+
+def _close_connection() -> None:
+    if database.obj is not None and not database.obj.is_closed():
+        database.obj.close()
+
+
+async def _on_db(request: web.Request, fn, *args):
+    """Run a report on the database thread, retrying a database that is briefly away."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[DB_THREAD_KEY],
+                                      lambda: retrying(fn, *args, attempts=3, what="dashboard report"))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Bad parameters are 400s and an unreachable database a 503, each with a JSON message."""
+    try:
+        return await handler(request)
+    except (BadParameter, ReportError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    except (DatabaseUnavailable, pw.OperationalError) as exc:
+        log.warning("dashboard: database unavailable: %s", exc)
+        return web.json_response({"error": "the database is unavailable; try again shortly"}, status=503)
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        raise
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number, not {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def text_param(request: web.Request, name: str, default: str) -> str:
+    raw = request.query.get(name, default)
+    if not raw.isascii() or not raw.isalpha():
+        raise BadParameter(f"{name} must be a word, not {raw[:40]!r}")
+    return raw
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+async def page(request: web.Request) -> web.Response:
+    config, now = request.app[CONFIG_KEY], request.app[CLOCK_KEY]()
+    context = await _on_db(request, payloads.page_payload, now, config)
+    html = request.app[TEMPLATES_KEY].get_template("index.html").render(
+        **context, refresh_seconds=config.dashboard.refresh_seconds, token_required=request.app[GUARD_KEY].enabled)
+    return web.Response(text=html, content_type="text/html")
+
+
+async def login_form(request: web.Request) -> web.Response:
+    if not request.app[GUARD_KEY].enabled:
+        raise web.HTTPSeeOther("/")
+    return _login_page(request, "")
+
+
+def _login_page(request: web.Request, message: str, status: int = 200) -> web.Response:
+    html = request.app[TEMPLATES_KEY].get_template("login.html").render(message=message)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    guard = request.app[GUARD_KEY]
+    if not guard.enabled:
+        raise web.HTTPSeeOther("/")
+    form = await request.post()
+    attempt = form.get("token")
+    if not isinstance(attempt, str) or not guard.token_matches(attempt):
+        await guard.reject(request, "a login")
+        return _login_page(request, "That token is not right.", status=401)
+    guard.throttle.succeeded(request.remote or "?")
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(COOKIE, guard.session_value(), **session_cookie_options(request))
+    return response
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+async def api_stats(request: web.Request) -> web.Response:
+    config, now = request.app[CONFIG_KEY], request.app[CLOCK_KEY]()
+    return web.json_response(await _on_db(request, payloads.stats_payload, now, config))
+
+
+async def api_keys(request: web.Request) -> web.Response:
+    config, now = request.app[CONFIG_KEY], request.app[CLOCK_KEY]()
+    return web.json_response(await _on_db(request, payloads.keys_payload, now, config))
+
+
+async def api_recent(request: web.Request) -> web.Response:
+    limit = int_param(request, "limit", payloads.RECENT_CALLS, 1, payloads.MAX_RECENT)
+    return web.json_response(await _on_db(request, payloads.recent_payload, limit))
+
+
+async def api_usage(request: web.Request) -> web.Response:
+    days = int_param(request, "days", 30, 1, payloads.MAX_DAYS)
+    by = text_param(request, "by", "day")
+    now = request.app[CLOCK_KEY]()
+    return web.json_response(await _on_db(request, payloads.usage_payload, now, days, by))
+
+
+async def chart_png(request: web.Request) -> web.Response:
+    days = int_param(request, "days", payloads.CHART_DAYS, 2, payloads.MAX_CHART_DAYS)
+    now = request.app[CLOCK_KEY]()
+    png = await _on_db(request, payloads.chart_png, now, days)
+    return web.Response(body=png, content_type="image/png")
+
+
+# --- running it ----------------------------------------------------------------------------------
+
+def run_dashboard(config: Config) -> None:
+    """Serve the dashboard until interrupted (refuses a non-loopback host without a token)."""
+    check_bind(config)
+    open_runtime(config, sync=False)
+    app = create_app(config)
+    where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"
+    print(f"tokenpool dashboard at {where} ({'token required' if config.dashboard.token else 'no token: loopback only'});"
+          " Ctrl-C stops it", flush=True)
+    web.run_app(app, host=config.dashboard.host, port=config.dashboard.port, print=None,
+                access_log=None, handle_signals=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

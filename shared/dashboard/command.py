@@ -1,0 +1,35 @@
+"""`tokenpool dashboard`: its arguments and the command (the web stack is imported only when it runs)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..config import load_config
+from ..startup import setup_logging
+
+
+def register(command) -> None:
+    """Add the command; `command(name, fn, help)` is the CLI's sub-command factory."""
+    sub = command("dashboard", cmd_dashboard,
+                  "serve the read-only web dashboard (default http://127.0.0.1:8765/, [dashboard] in config)")
+    sub.add_argument("--host", help="address to listen on (default: dashboard.host); beyond loopback "
+                                    "dashboard.token must be set")
+    sub.add_argument("--port", type=_port, help="port to listen on (default: dashboard.port)")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def cmd_dashboard(args) -> int:
+    from .app import run_dashboard
+
+    config = load_config(args.config)
+    changes = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if changes:
+        config = dataclasses.replace(config, dashboard=dataclasses.replace(config.dashboard, **changes))
+    setup_logging(config.log_level)
+    run_dashboard(config)
+    return 0

@@ -1,0 +1,103 @@
+"""What the dashboard's page and JSON endpoints show, as JSON-ready dicts.
+
+Every payload is the reporting core's JSON form (`shared.render_data`, the same dicts the
+CLI prints with --json) of the reporting core's queries (`shared.reports`,
+`shared.budgets`). The dashboard only adds what it alone shows, under new names: the
+status counts, the pace forecasts, and each key's successes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from .. import render_data, reports
+from ..budgets import pool_projection
+from ..charts import usage_chart
+from ..forecast import KeyForecast, PoolForecast, forecast_views, recent_tokens_by_key
+from ..status import Status, WindowUsage
+
+RECENT_CALLS = 20
+MAX_RECENT = reports.MAX_RECENT
+MAX_DAYS = reports.MAX_DAYS
+CHART_DAYS = 30
+MAX_CHART_DAYS = 366
+
+
+def stats_payload(now: dt.datetime, config) -> dict:
+    """`tokenpool stats --json`, plus status counts, projections and forecasts."""
+    snapshot = reports.stats_snapshot(now, config)
+    by_key, pool = forecast_views(snapshot.keys, recent_tokens_by_key(now), now)
+    stats = render_data.stats_json(snapshot)
+    stats["keys"] = [_with_extras(key, view, by_key[view.id]) for key, view in zip(stats["keys"], snapshot.keys)]
+    counts = {status.value: 0 for status in Status}
+    for view in snapshot.keys:
+        counts[view.status.value] += 1
+    stats["status_counts"] = counts
+    stats["today"]["successes"] = snapshot.today.calls - snapshot.today.errors - snapshot.today.rate_hits
+    stats["projection"] = projection_json(pool_projection(now))
+    stats["forecast"] = pool_forecast_json(pool)
+    return stats
+
+
+def keys_payload(now: dt.datetime, config) -> list[dict]:
+    """`tokenpool keys --json` (each key as render_data.key_json), plus forecasts."""
+    views = reports.key_views(now, config.pool.low_threshold)
+    by_key, _pool = forecast_views(views, recent_tokens_by_key(now), now)
+    return [_with_extras(render_data.key_json(view), view, by_key[view.id]) for view in views]
+
+
+def recent_payload(limit: int = RECENT_CALLS) -> list[dict]:
+    """`tokenpool recent N --json`."""
+    return [render_data.call_json(call) for call in reports.recent_calls(limit)]
+
+
+def usage_payload(now: dt.datetime, days: int, by: str) -> dict:
+    """`tokenpool usage DAYS --by BY --json`."""
+    return render_data.usage_json(reports.usage_report(now, days, by))
+
+
+def page_payload(now: dt.datetime, config) -> dict:
+    """Everything the page shows at first: the stats and the newest calls."""
+    return {"stats": stats_payload(now, config), "recent": recent_payload(RECENT_CALLS), "blank": blanks(now)}
+
+
+def chart_png(now: dt.datetime, days: int) -> bytes:
+    """The `.chart` PNG: daily tokens stacked by key."""
+    return usage_chart(now, days)
+
+
+def blanks(now: dt.datetime) -> dict:
+    """An empty key, call and process in their JSON shapes: the page's templates for new items."""
+    usage = WindowUsage(used=0, calls=0, rate_hits=0, errors=0, limit=0, window_start=now, resets_in=dt.timedelta(0))
+    key = reports.KeyView(id=0, position=0, label="", masked="", status=Status.FRESH, usage=usage, total_tokens=0,
+                          last_used_at=None, last_error="", in_config=True)
+    forecast = forecast_views([key], {}, now)[0][0]
+    call = reports.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
+    process = reports.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
+    return {"key": _with_extras(render_data.key_json(key), key, forecast), "call": render_data.call_json(call),
+            "process": render_data.process_json(process)}
+
+
+# --- the dashboard's additions -------------------------------------------------------------------
+
+def _with_extras(key: dict, view: reports.KeyView, forecast: KeyForecast) -> dict:
+    usage = view.usage
+    return {**key, "successes": usage.calls - usage.errors - usage.rate_hits,
+            "forecast": key_forecast_json(forecast)}
+
+
+def key_forecast_json(forecast: KeyForecast) -> dict:
+    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
+            "window_end": render_data.iso(forecast.window_end), "runs_out_at": render_data.iso(forecast.runs_out_at)}
+
+
+def pool_forecast_json(forecast: PoolForecast) -> dict:
+    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
+            "left": forecast.left, "next_reset_at": render_data.iso(forecast.next_reset_at),
+            "runs_out_at": render_data.iso(forecast.runs_out_at)}
+
+
+def projection_json(projection) -> dict:
+    """budgets.Projection as {"day_so_far": {"tokens", "cost_nanousd"}, ... "month_projected": ...}."""
+    return {name: {**amount, "cost_usd": render_data.usd(amount["cost_nanousd"])}
+            for name, amount in dataclasses.asdict(projection).items()}
