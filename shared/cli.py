@@ -11,6 +11,7 @@ from rich.console import Console
 
 from . import cli_reports, render_data, reports
 from .config import ConfigError, load_config
+from .dashboard import command as dashboard_command
 from .db import DatabaseUnavailable, connect_database
 from .models import ApiKey, utcnow
 from .render_terminal import keys_table
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("label", nargs="?", help="the key's label (for enable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
     cli_reports.register(command)
+    dashboard_command.register(command)
     return parser
 
 
