@@ -1,0 +1,68 @@
+"""`tokenpool-bot`: run the bot named in config; `tokenpool-bot login` creates its session."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pyrogram.errors import Unauthorized
+
+from shared.config import ConfigError, load_config
+from shared.db import DatabaseUnavailable
+from shared.schema import SchemaError
+from shared.startup import setup_logging
+
+from .app import run_bot
+from .session import SetupError, login, telegram_credentials
+
+log = logging.getLogger("tokenpool.bot")
+USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, SetupError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenpool-bot", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $TOKENPOOL_CONFIG or ./config.toml)")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the bot (the default)")
+    run.set_defaults(command="run")
+    log_in = sub.add_parser("login", help="log in to Telegram interactively and save the session")
+    log_in.add_argument("--print-session-string", action="store_true",
+                        help="also print a session string, for running with TOKENPOOL_SESSION_STRING")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        setup_logging(config.log_level)
+        if args.command == "login":
+            credentials = telegram_credentials(config, need_session_string=False)
+            print(asyncio.run(login(config, credentials, print_session_string=args.print_session_string)))
+            return 0
+        return asyncio.run(_run(config))
+    except USER_ERRORS as exc:
+        print(f"tokenpool-bot: {exc}", file=sys.stderr)
+        return 2
+    except Unauthorized as exc:
+        print(f"tokenpool-bot: Telegram no longer accepts this session ({exc.__class__.__name__}); "
+              "run `tokenpool-bot login` again", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(config) -> int:
+    credentials = telegram_credentials(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run_bot(config, credentials, stop=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""The Telegram layer: Pyrogram handlers that parse, call the core, and send.
+
+- Incoming private messages go to `AutoReplier.handle`.
+- The owner's own messages (from their other sessions; `filters.me`): in Saved Messages
+  (chat id == the account's id) they are commands; in a private chat they are the
+  owner's side of the conversation (context), or one of the commands about that chat.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import io
+import logging
+import time
+
+from pyrogram import Client, enums, filters, raw
+from pyrogram.errors import RPCError
+from pyrogram.handlers import MessageHandler
+from pyrogram.types import Message
+
+from shared.accounting import Accountant
+from shared.client import TrackedClient
+from shared.config import Config
+from shared.heartbeat import beat
+from shared.models import utcnow
+from shared.pricing import Pricer
+from shared.startup import open_runtime
+
+from . import guards
+from .autoreply import AutoReplier
+from .chunks import TELEGRAM_LIMIT, split_message, utf16_length
+from .commands import Attachment, CommandContext, Registry, Reply, Target, default_registry, run_command
+from .incoming import IncomingMessage
+from .alerts import claimer_name, deliver_forever
+from .retry import NETWORK_ERRORS, telegram_call
+from .session import TelegramCredentials, make_client, require_session, secure_session
+from .state import Store
+
+log = logging.getLogger("tokenpool.bot")
+
+TYPING_EVERY = 4.0          # Telegram shows "typing…" for about 5 s per action
+MUTE_CACHE_SECONDS = 300
+MAX_TEXT_PIECES = 3         # longer command answers are sent as a file
+HEARTBEAT_SECONDS = 15.0
+PRUNE_EVERY_SECONDS = 3600.0
+HANDLED_KEPT = dt.timedelta(days=30)    # "answered already" is remembered this long at least
+
+
+def to_utc(moment: dt.datetime | None) -> dt.datetime:
+    """Pyrogram's message dates (naive local time, or aware) as naive UTC."""
+    if moment is None:
+        return utcnow()
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessage:
+    """The plain values of a Pyrogram message."""
+    user = message.from_user
+    chat = message.chat
+    return IncomingMessage(
+        chat_id=chat.id if chat else 0,
+        message_id=message.id,
+        sender_id=user.id if user else None,
+        date=to_utc(message.date),
+        text=message.text or message.caption or "",
+        is_private=bool(chat and chat.type == enums.ChatType.PRIVATE),
+        is_bot=bool(user and user.is_bot) or bool(chat and chat.type == enums.ChatType.BOT),
+        is_self=bool(message.outgoing or (user and user.is_self)),
+        is_contact=bool(user and user.is_contact),
+        is_service=bool(message.service),
+        is_muted=is_muted,
+        sender_name=(user.first_name or "") if user else "",
+    )
+
+
+def is_forwarded(message: Message) -> bool:
+    return bool(getattr(message, "forward_origin", None) or getattr(message, "forward_date", None))
+
+
+class TelegramTransport:
+    """`autoreply.Transport` over a Pyrogram client."""
+
+    def __init__(self, client: Client, max_flood_wait: float = 300.0):
+        self.client = client
+        self.max_flood_wait = max_flood_wait
+
+    async def send_text(self, chat_id: int, text: str) -> int:
+        sent = await telegram_call(self.client.send_message, chat_id, text, parse_mode=enums.ParseMode.DISABLED,
+                                   what=f"reply in chat {chat_id}", max_flood_wait=self.max_flood_wait)
+        return sent.id
+
+    @contextlib.asynccontextmanager
+    async def typing(self, chat_id: int):
+        async def keep_typing():
+            while True:
+                await self.client.send_chat_action(chat_id, enums.ChatAction.TYPING)
+                await asyncio.sleep(TYPING_EVERY)
+
+        task = asyncio.create_task(keep_typing())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RPCError, OSError):
+                await task
+            with contextlib.suppress(RPCError, OSError):
+                await self.client.send_chat_action(chat_id, enums.ChatAction.CANCEL)
+
+
+class BotApp:
+    """The handlers of one bot, over the core objects it is given."""
+
+    def __init__(self, config: Config, replier: AutoReplier, registry: Registry, *,
+                 run_blocking=None, clock=utcnow):
+        self.config = config
+        self.replier = replier
+        self.registry = registry
+        self.store: Store = replier.store
+        self.run_blocking = run_blocking or asyncio.to_thread
+        self.clock = clock
+        self._muted: dict[int, tuple[float, bool]] = {}
+
+    def handlers(self) -> list[MessageHandler]:
+        """In dispatch order; the filters keep the owner's messages and others' apart."""
+        return [
+            MessageHandler(self.on_own_message, filters.me & ~filters.service),
+            MessageHandler(self.on_incoming, filters.private & filters.incoming & ~filters.me),
+        ]
+
+    def transport(self, client: Client) -> TelegramTransport:
+        return TelegramTransport(client, self.config.bot.max_flood_wait_seconds)
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    async def on_incoming(self, client: Client, message: Message) -> None:
+        incoming = incoming_from(message)
+        if guards.screen(incoming) is None and self.config.autoreply.skip_muted:
+            incoming = dataclasses.replace(incoming, is_muted=await self.is_muted(client, incoming.chat_id))
+        await self.replier.handle(incoming, self.transport(client))
+
+    async def on_own_message(self, client: Client, message: Message) -> None:
+        text = message.text or ""
+        if not text or is_forwarded(message) or message.chat is None:
+            return
+        me = client.me
+        if me is not None and message.chat.id == me.id:
+            reply = await run_command(self.registry, text, self._context(), resolve=self._resolver(client),
+                                      run_blocking=self.run_blocking)
+            if reply is not None:
+                await self.answer_in_place(client, message, reply)
+            return
+        if message.chat.type != enums.ChatType.PRIVATE or message.chat.id == guards.TELEGRAM_SERVICE_ID:
+            return
+        label = _chat_label(message.chat)
+        reply = await run_command(self.registry, text, self._context(chat_id=message.chat.id, chat_label=label),
+                                  resolve=self._resolver(client), run_blocking=self.run_blocking)
+        if reply is None:
+            await self.replier.note_owner_message(message.chat.id, message.id, text, to_utc(message.date))
+            return
+        # A command about this chat: take it out of the conversation, answer in Saved Messages.
+        await telegram_call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
+        await self.send_reply(client, "me", reply)
+
+    # --- answering commands -----------------------------------------------------------------
+
+    async def answer_in_place(self, client: Client, message: Message, reply: Reply) -> None:
+        """Edit the command message into the answer; long answers continue below, or go as a file."""
+        pieces, attachment = _layout(reply)
+        chat_id = message.chat.id
+        await self._call(client.edit_message_text, chat_id, message.id, pieces[0],
+                         parse_mode=_mode(reply), what="answering a command")
+        for piece in pieces[1:]:
+            await self._call(client.send_message, chat_id, piece, parse_mode=_mode(reply), what="answering a command")
+        await self._send_attachment(client, chat_id, reply, attachment)
+
+    async def send_reply(self, client: Client, chat_id, reply: Reply) -> None:
+        pieces, attachment = _layout(reply)
+        for piece in pieces:
+            await self._call(client.send_message, chat_id, piece, parse_mode=_mode(reply), what="sending an answer")
+        await self._send_attachment(client, chat_id, reply, attachment)
+
+    async def _send_attachment(self, client: Client, chat_id, reply: Reply, attachment) -> None:
+        if reply.photo is not None:
+            await self._call(client.send_photo, chat_id, _file(reply.photo.data, reply.photo.filename),
+                             caption=reply.photo.caption, what="sending a picture")
+        if attachment is not None:
+            await self._call(client.send_document, chat_id, _file(attachment.data, attachment.filename),
+                             caption=attachment.caption, file_name=attachment.filename, what="sending a file")
+
+    async def _call(self, fn, *args, what: str, **kwargs):
+        return await telegram_call(fn, *args, what=what, max_flood_wait=self.config.bot.max_flood_wait_seconds,
+                                   **kwargs)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _context(self, *, chat_id: int | None = None, chat_label: str = "") -> CommandContext:
+        return CommandContext(bot=self.config.bot.name, config=self.config, store=self.store, now=self.clock(),
+                              chat_id=chat_id, chat_label=chat_label)
+
+    def _resolver(self, client: Client):
+        async def resolve(username: str) -> Target | None:
+            try:
+                user = await telegram_call(client.get_users, username.lstrip("@"), what=f"looking up {username}")
+            except (RPCError, KeyError, ValueError):
+                return None
+            if isinstance(user, list):
+                user = user[0] if user else None
+            return Target(user.id, f"@{user.username}" if user.username else username) if user else None
+        return resolve
+
+    async def is_muted(self, client: Client, chat_id: int) -> bool:
+        """Whether the owner muted the chat's notifications (asked at most every 5 minutes)."""
+        cached = self._muted.get(chat_id)
+        if cached is not None and time.monotonic() - cached[0] < MUTE_CACHE_SECONDS:
+            return cached[1]
+        try:
+            peer = raw.types.InputNotifyPeer(peer=await client.resolve_peer(chat_id))
+            settings = await telegram_call(client.invoke, raw.functions.account.GetNotifySettings(peer=peer),
+                                           what=f"notification settings of chat {chat_id}")
+            muted = bool(settings.silent) or (settings.mute_until or 0) > time.time()
+        except (RPCError, KeyError, ValueError, OSError) as exc:
+            log.debug("mute state of chat %s unknown (%s); treating it as not muted", chat_id, exc)
+            muted = False
+        self._muted[chat_id] = (time.monotonic(), muted)
+        return muted
+
+    async def catch_up(self, client: Client) -> int:
+        """Handle unread private messages that arrived while the bot was offline.
+
+        Each message is decided once (the database remembers), so this is safe next to
+        Telegram's own delivery of missed updates."""
+        limit = self.config.bot.catch_up_dialogs
+        if limit <= 0:
+            return 0
+        handled = 0
+        async for dialog in client.get_dialogs(limit=limit):
+            chat = dialog.chat
+            unread = dialog.unread_messages_count or 0
+            if chat.type != enums.ChatType.PRIVATE or not unread or chat.id == guards.TELEGRAM_SERVICE_ID:
+                continue
+            messages = [m async for m in client.get_chat_history(chat.id, limit=min(unread, 20))]
+            for message in reversed(messages):     # oldest first
+                if not message.outgoing:
+                    await self.on_incoming(client, message)
+                    handled += 1
+        return handled
+
+
+def _chat_label(chat) -> str:
+    if getattr(chat, "username", None):
+        return f"@{chat.username}"
+    return " ".join(part for part in (chat.first_name, chat.last_name) if part)[:100]
+
+
+def _mode(reply: Reply) -> enums.ParseMode:
+    return enums.ParseMode.HTML if reply.html else enums.ParseMode.DISABLED
+
+
+def _layout(reply: Reply):
+    """The text pieces to send and the document to attach for `reply`."""
+    text = reply.text.strip()
+    document = reply.document
+    if reply.html:
+        pieces = [text] if utf16_length(text) <= TELEGRAM_LIMIT else []
+    else:
+        pieces = split_message(text)
+        if len(pieces) > MAX_TEXT_PIECES:
+            pieces = []
+    if text and not pieces:
+        # Too long for messages: the whole answer as a file, with a note in its place.
+        extension = "html" if reply.html else "txt"
+        document = document or Attachment(text.encode("utf-8"), f"answer.{extension}")
+        pieces = ["📄 The answer is long; it is in the file below."]
+    if not pieces:
+        caption = (reply.document or reply.photo).caption if (reply.document or reply.photo) else ""
+        pieces = [caption or "📎 Sent below."]
+    return pieces, document
+
+
+def _file(data: bytes, filename: str) -> io.BytesIO:
+    stream = io.BytesIO(data)
+    stream.name = filename
+    return stream
+
+
+# --- running the bot --------------------------------------------------------------------------
+
+async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asyncio.Event | None = None,
+                  client_class: type[Client] = Client) -> None:
+    """Run one bot until `stop` is set (SIGINT/SIGTERM set it when run from the command line)."""
+    require_session(config, credentials)
+    stop = stop or asyncio.Event()
+    runtime = open_runtime(config)
+    accountant = Accountant(config.bot.name, Pricer(config.pricing))
+    ai = TrackedClient(config, runtime.keyring, accountant)
+    replier = AutoReplier(config, ai, run_blocking=accountant.run)
+    bot = BotApp(config, replier, default_registry(), run_blocking=accountant.run)
+    client = make_client(config, credentials, client_class)
+    for handler in bot.handlers():
+        client.add_handler(handler)
+    try:
+        await _start(client, config, stop)
+        if stop.is_set():
+            return
+        secure_session(config)
+        me = client.me
+        log.info("bot %s running as %s (id %s); %d key(s) held", config.bot.name,
+                 f"@{me.username}" if me and me.username else "the account", me.id if me else "?",
+                 len(runtime.keyring))
+        tasks = [asyncio.create_task(_heartbeats(config, accountant, stop), name="heartbeat"),
+                 asyncio.create_task(_pruning(config, replier, accountant, stop), name="pruning"),
+                 asyncio.create_task(_catch_up(bot, client), name="catch-up")]
+        if config.bot.deliver_alerts:
+            async def to_saved_messages(text: str):
+                return await telegram_call(client.send_message, "me", text, parse_mode=enums.ParseMode.DISABLED,
+                                           what="posting an alert",
+                                           max_flood_wait=config.bot.max_flood_wait_seconds)
+            tasks.append(asyncio.create_task(
+                deliver_forever(to_saved_messages, claimer_name(config.bot.name),
+                                interval=config.bot.alert_poll_seconds, stop=stop,
+                                run_blocking=accountant.run), name="alerts"))
+        await stop.wait()
+        log.info("bot %s stopping", config.bot.name)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        with contextlib.suppress(ConnectionError, RPCError, OSError):
+            if client.is_connected:
+                await client.stop()
+        await ai.aclose()
+        accountant.close()
+
+
+async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
+    """Connect, retrying network trouble with backoff until it works or we are stopped."""
+    delay = 2.0
+    while not stop.is_set():
+        try:
+            await telegram_call(client.start, what="connecting to Telegram",
+                                max_flood_wait=config.bot.max_flood_wait_seconds)
+            return
+        except NETWORK_ERRORS as exc:
+            log.warning("cannot reach Telegram (%s); trying again in %.0f s", exc, delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 120.0)
+
+
+async def _heartbeats(config: Config, accountant: Accountant, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await accountant.run(lambda: beat("bot", config.bot.name, {"deliver_alerts": config.bot.deliver_alerts}))
+        except Exception:
+            log.exception("heartbeat failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+
+
+async def _pruning(config: Config, replier: AutoReplier, accountant: Accountant, stop: asyncio.Event) -> None:
+    kept = max(HANDLED_KEPT, 2 * dt.timedelta(minutes=config.autoreply.max_message_age_minutes))
+    while not stop.is_set():
+        try:
+            removed = await accountant.run(replier.store.prune_handled, utcnow() - kept)
+            if removed:
+                log.info("forgot %d handled-message records older than %s", removed, kept)
+        except Exception:
+            log.exception("pruning handled messages failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_SECONDS)
+
+
+async def _catch_up(bot: BotApp, client: Client) -> None:
+    try:
+        handled = await bot.catch_up(client)
+        if handled:
+            log.info("caught up with %d message(s) that arrived while the bot was offline", handled)
+    except Exception:
+        log.exception("catching up with missed messages failed")

@@ -1,0 +1,317 @@
+"""The owner's commands (typed in Saved Messages): a registry, a parser and the core commands.
+
+A command is a name, a usage line, one line of help and a handler. Handlers are plain
+blocking functions: they take a `CommandContext` (plain values) and return a `Reply` (or
+a string), and raise `UsageError` when the arguments are wrong, which the owner sees as
+the command's usage line. Nothing a user types produces a traceback in Telegram.
+
+Adding commands (the reports' `.usage`, `.recent`, `.export`, `.chart`, `.budget`): write
+a module with `COMMANDS = [Command(...), ...]` and add it to `default_registry` below.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Awaitable, Callable
+
+from shared import reports
+from shared.config import Config
+from shared.db import DatabaseUnavailable
+from shared.render_telegram import render_stats
+from shared.windows import format_duration
+
+from .guards import Policy
+from .state import Store
+
+log = logging.getLogger("tokenpool.commands")
+
+COMMAND = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:\s+(?P<rest>.*))?$", re.DOTALL)
+MAX_COOLDOWN_MINUTES = 1440
+
+
+class UsageError(Exception):
+    """The arguments of a command are wrong; the message (optional) says how."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file to send with a reply (a document or a photo)."""
+    data: bytes
+    filename: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command answers: text (Telegram HTML unless `html` is false) and/or a file."""
+    text: str = ""
+    html: bool = True
+    document: Attachment | None = None
+    photo: Attachment | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The user a command is about: the chat it was typed in, or a user id / @username."""
+    chat_id: int
+    label: str = ""
+
+    def describe(self) -> str:
+        return f"{self.label} ({self.chat_id})" if self.label else str(self.chat_id)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    bot: str
+    config: Config
+    store: Store
+    now: dt.datetime                        # naive UTC
+    args: tuple[str, ...] = ()
+    chat_id: int | None = None              # the private chat it was typed in; None: Saved Messages
+    chat_label: str = ""
+    target: Target | None = None            # for commands that take a user
+
+    @property
+    def prefix(self) -> str:
+        return self.config.bot.command_prefix
+
+
+Handler = Callable[[CommandContext], "Reply | str"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str                              # e.g. "cooldown <minutes>" (without the prefix)
+    help: str
+    handler: Handler
+    takes_user: bool = False                # typed inside a chat, or given a user id / @username
+
+
+class Registry:
+    """The commands by name, in the order they were added (the order of `.help`)."""
+
+    def __init__(self, commands: list[Command] | tuple[Command, ...] = ()):
+        self._commands: dict[str, Command] = {}
+        for command in commands:
+            self.add(command)
+
+    def add(self, command: Command) -> None:
+        name = command.name.lower()
+        if name in self._commands:
+            raise ValueError(f"command '{name}' is registered twice")
+        self._commands[name] = command
+
+    def extend(self, commands) -> None:
+        for command in commands:
+            self.add(command)
+
+    def get(self, name: str) -> Command | None:
+        return self._commands.get(name.lower())
+
+    def __iter__(self):
+        return iter(self._commands.values())
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+
+def parse_command(text: str, prefix: str) -> tuple[str, tuple[str, ...]] | None:
+    """".cooldown 5" -> ("cooldown", ("5",)); None when the text is no command at all."""
+    if not prefix or not text.startswith(prefix):
+        return None
+    match = COMMAND.match(text[len(prefix):].strip())
+    if match is None:
+        return None
+    return match["name"].lower(), tuple((match["rest"] or "").split())
+
+
+Resolver = Callable[[str], Awaitable["Target | None"]]
+
+
+async def run_command(registry: Registry, text: str, base: CommandContext, *, resolve: Resolver | None = None,
+                      run_blocking: Callable[..., Awaitable] | None = None) -> Reply | None:
+    """Run the command in `text`; None when `text` is not a command that may run here.
+
+    Inside a private chat (`base.chat_id` set) only commands that take a user run."""
+    parsed = parse_command(text, base.prefix)
+    if parsed is None:
+        return None
+    name, args = parsed
+    command = registry.get(name)
+    inside_chat = base.chat_id is not None
+    if inside_chat and (command is None or not command.takes_user):
+        return None
+    if command is None:
+        return Reply(f"❓ Unknown command <code>{escape(base.prefix + name)}</code>. "
+                     f"Send <code>{escape(base.prefix)}help</code> for the list.")
+    run_blocking = run_blocking or asyncio.to_thread
+    try:
+        context = dataclasses.replace(base, args=args)
+        if command.takes_user:
+            context = await _with_target(context, resolve)
+        reply = await run_blocking(command.handler, context)
+    except UsageError as exc:
+        return usage_reply(command, base.prefix, str(exc))
+    except DatabaseUnavailable:
+        return Reply("⚠️ The database is unavailable right now; try again in a minute.")
+    except Exception:
+        log.exception("command %s%s failed", base.prefix, name)
+        return Reply(f"⚠️ <code>{escape(base.prefix + name)}</code> failed; the bot's log has the details.")
+    return Reply(reply) if isinstance(reply, str) else reply
+
+
+def usage_reply(command: Command, prefix: str, problem: str = "") -> Reply:
+    line = f"Usage: <code>{escape(prefix + command.usage)}</code>"
+    return Reply(f"⚠️ {escape(problem)}\n{line}" if problem else f"⚠️ {line}")
+
+
+async def _with_target(context: CommandContext, resolve: Resolver | None) -> CommandContext:
+    args = context.args
+    if args:
+        who, rest = args[0], args[1:]
+        if re.fullmatch(r"-?\d{1,19}", who):
+            target = Target(int(who))
+        elif re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{4,31}", who):
+            username = who if who.startswith("@") else "@" + who
+            target = await resolve(username) if resolve else None
+            if target is None:
+                raise UsageError(f"no Telegram user {username}")
+        else:
+            raise UsageError(f"'{who}' is neither a user id nor a @username")
+        return dataclasses.replace(context, target=target, args=rest)
+    if context.chat_id is not None:
+        return dataclasses.replace(context, target=Target(context.chat_id, context.chat_label))
+    raise UsageError("")
+
+
+# --- the core commands ------------------------------------------------------------------------
+
+def default_registry() -> Registry:
+    """Every command the bot answers."""
+    registry = Registry()
+    registry.add(Command("help", "help", "this list", _help_of(registry)))
+    registry.extend(CORE_COMMANDS)
+    return registry
+
+
+def _help_of(registry: Registry) -> Handler:
+    def help_(ctx: CommandContext) -> Reply:
+        lines = ["🤖 <b>tokenpool commands</b>", ""]
+        for command in registry:
+            lines.append(f"<code>{escape(ctx.prefix + command.usage)}</code> — {escape(command.help)}")
+        lines += ["", f"<i>{escape(ctx.prefix)}allow, {escape(ctx.prefix)}deny and "
+                      f"{escape(ctx.prefix)}unlist also work inside a chat, about that chat.</i>"]
+        return Reply("\n".join(lines))
+    return help_
+
+
+def stats(ctx: CommandContext) -> Reply:
+    if ctx.args:
+        raise UsageError("")
+    return Reply(render_stats(reports.stats_snapshot(ctx.now, ctx.config)))
+
+
+def autoreply(ctx: CommandContext) -> Reply:
+    if len(ctx.args) != 1 or ctx.args[0].lower() not in ("on", "off", "status"):
+        raise UsageError("")
+    action = ctx.args[0].lower()
+    if action == "on":
+        ctx.store.set_enabled(True)
+        return Reply("✅ Auto-replies are <b>on</b>.")
+    if action == "off":
+        ctx.store.set_enabled(False)
+        return Reply("⏸ Auto-replies are <b>off</b> until you send "
+                     f"<code>{escape(ctx.prefix)}autoreply on</code>.")
+    return Reply(autoreply_status(ctx))
+
+
+def autoreply_status(ctx: CommandContext) -> str:
+    settings = ctx.config.autoreply
+    switches = ctx.store.switches()
+    policy = Policy.from_config(settings, enabled=switches.enabled, cooldown_seconds=switches.cooldown_seconds)
+    rules = ctx.store.rules()
+    allowed = [r for r in rules if r.rule == "allow"]
+    denied = [r for r in rules if r.rule == "deny"]
+    hours = "always"
+    if policy.working_hours is not None:
+        inside = "now inside" if policy.working_hours.contains(ctx.now) else "now outside"
+        hours = f"{settings.working_hours} UTC ({inside})"
+    lines = [
+        f"🤖 <b>Auto-replies: {'on' if policy.enabled else 'off'}</b> (bot <code>{escape(ctx.bot)}</code>)",
+        f"Mode: {'only allowed chats' if policy.mode == 'allow' else 'every private chat except denied ones'}",
+        f"Cooldown: {_minutes(policy.cooldown)} per chat",
+        f"Contacts only: {'yes' if policy.contacts_only else 'no'}",
+        f"Muted chats: {'skipped' if policy.skip_muted else 'answered'}",
+        f"Working hours: {hours}",
+        f"Messages older than: {format_duration(policy.max_age) if policy.max_age else 'no limit'} are skipped",
+        f"Model: <code>{escape(settings.model or ctx.config.client.default_model)}</code>, "
+        f"context {settings.context_messages} messages",
+        f"Replies in the last 24 h: {ctx.store.replies_since(ctx.now - dt.timedelta(hours=24)):,}",
+        f"Allowed chats: {_listing(allowed)}",
+        f"Denied chats: {_listing(denied)}",
+    ]
+    return "\n".join(lines)
+
+
+def _listing(rules, shown: int = 10) -> str:
+    if not rules:
+        return "none"
+    names = [escape(f"{r.label} ({r.chat_id})" if r.label else str(r.chat_id)) for r in rules[:shown]]
+    more = f" …and {len(rules) - shown} more" if len(rules) > shown else ""
+    return f"{len(rules)}: " + ", ".join(names) + more
+
+
+def _minutes(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "none"
+    if seconds % 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min"
+
+
+def _set_rule(rule: str, done: str) -> Handler:
+    def handler(ctx: CommandContext) -> Reply:
+        if ctx.args:
+            raise UsageError("")
+        ctx.store.set_rule(ctx.target.chat_id, rule, ctx.target.label)
+        note = ""
+        if rule == "allow" and ctx.config.autoreply.mode != "allow":
+            note = "\n<i>(mode is not \"allow\": every chat is answered anyway unless denied)</i>"
+        return Reply(f"{done} <b>{escape(ctx.target.describe())}</b>.{note}")
+    return handler
+
+
+def cooldown(ctx: CommandContext) -> Reply:
+    if len(ctx.args) != 1:
+        raise UsageError("")
+    try:
+        minutes = float(ctx.args[0].replace(",", "."))
+    except ValueError:
+        raise UsageError(f"'{ctx.args[0]}' is not a number of minutes") from None
+    if not (0 <= minutes <= MAX_COOLDOWN_MINUTES):   # also rejects nan
+        raise UsageError(f"minutes must be from 0 to {MAX_COOLDOWN_MINUTES}")
+    seconds = round(minutes * 60)
+    ctx.store.set_cooldown(seconds)
+    if seconds == 0:
+        return Reply("⏱ Cooldown <b>off</b>: every message may get a reply (loop protection still applies).")
+    return Reply(f"⏱ Cooldown set to <b>{_minutes(dt.timedelta(seconds=seconds))}</b> per chat.")
+
+
+CORE_COMMANDS = (
+    Command("stats", "stats", "keys, tokens used and left today, worker and bots", stats),
+    Command("autoreply", "autoreply on|off|status", "switch auto-replies, or show their settings", autoreply),
+    Command("allow", "allow [user id|@username]", "auto-reply in this chat (allow-list)",
+            _set_rule("allow", "✅ Auto-replies allowed for"), takes_user=True),
+    Command("deny", "deny [user id|@username]", "never auto-reply in this chat",
+            _set_rule("deny", "🚫 No auto-replies for"), takes_user=True),
+    Command("unlist", "unlist [user id|@username]", "remove a chat from the allow/deny lists",
+            _set_rule("", "↩️ Default rules again for"), takes_user=True),
+    Command("cooldown", "cooldown <minutes>", "least time between two auto-replies in one chat", cooldown),
+)
