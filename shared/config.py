@@ -121,6 +121,7 @@ class WorkerConfig:
     policy: str = "sticky"          # "sticky", "round-robin" or "most-remaining"
     headroom_tokens: int = 4_000
     retention_days: int = 90
+    rate_limit_alert_hits: int = 3  # 429s in one window before the key's "rate limited" alert; 0: never
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "worker.lease_seconds", config.worker.lease_seconds)
     _positive(path, "worker.retention_days", config.worker.retention_days)
     _positive(path, "worker.headroom_tokens", config.worker.headroom_tokens, allow_zero=True)
+    _positive(path, "worker.rate_limit_alert_hits", config.worker.rate_limit_alert_hits, allow_zero=True)
     _validate_budgets(config, path)
     _choice(path, "worker.policy", config.worker.policy, POLICIES)
     _choice(path, "autoreply.mode", config.autoreply.mode, AUTOREPLY_MODES)

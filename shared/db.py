@@ -8,6 +8,7 @@ the same URL syntax through `playhouse.db_url`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -120,3 +121,94 @@ def _drop_connection() -> None:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# --- coordination between processes: row locks, advisory locks, wake-ups ----------------------
+
+_CHANNEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _target(db) -> peewee.Database:
+    return db.obj if isinstance(db, peewee.DatabaseProxy) else db
+
+
+def locking(query, db=database):
+    """`query` as SELECT … FOR UPDATE where the backend has row locks.
+
+    SQLite has none and needs none: `write_transaction` already holds its only write lock.
+    """
+    return query.for_update() if _target(db).for_update else query
+
+
+def hold_advisory_lock(name: str, db=database) -> bool | None:
+    """Take (or keep) the session-level lock `name`, scoped to the current schema.
+
+    True while this connection holds it, False while another session does, None when the
+    backend has no such locks (only PostgreSQL has). Idempotent: calling it again on the
+    connection that holds the lock does not stack it. The server releases it when the
+    session ends, so a killed holder frees it at once.
+    """
+    target = _target(db)
+    if not isinstance(target, peewee.PostgresqlDatabase):
+        return None
+    cursor = target.execute_sql(
+        "WITH k AS (SELECT ('x' || substr(md5(current_schema() || ':' || %s), 1, 16))::bit(64)::bigint AS id) "
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "  AND pid = pg_backend_pid() AND objsubid = 1 "
+        "  AND ((classid::bigint << 32) | objid::bigint) = k.id) "
+        "THEN true ELSE pg_try_advisory_lock(k.id) END FROM k", (name,))
+    return bool(cursor.fetchone()[0])
+
+
+def release_advisory_lock(name: str, db=database) -> None:
+    target = _target(db)
+    if isinstance(target, peewee.PostgresqlDatabase):
+        target.execute_sql("SELECT pg_advisory_unlock(('x' || substr(md5(current_schema() || ':' || %s), 1, 16))"
+                           "::bit(64)::bigint)", (name,))
+
+
+def notify(channel: str, db=database) -> bool:
+    """Send a notification on `channel`; False when the backend cannot (the caller polls instead)."""
+    target = _target(db)
+    if not isinstance(target, peewee.PostgresqlDatabase):
+        return False
+    target.execute_sql("SELECT pg_notify(%s, '')", (_channel(channel),))
+    return True
+
+
+def listen(channel: str, db=database) -> int | None:
+    """Subscribe this connection to `channel` (again is harmless) and return a file descriptor
+    that becomes readable when a notification arrives; None when the backend cannot notify."""
+    target = _target(db)
+    if not isinstance(target, peewee.PostgresqlDatabase):
+        return None
+    target.execute_sql(f"LISTEN {_channel(channel)}")
+    return target.connection().fileno()
+
+
+def take_notifications(db=database) -> int:
+    """Consume the notifications that arrived on this connection; returns how many."""
+    target = _target(db)
+    if not isinstance(target, peewee.PostgresqlDatabase) or target.is_closed():
+        return 0
+    conn = target.connection()
+    with peewee.__exception_wrapper__:     # driver errors become peewee's, as for queries
+        conn.poll()
+    count = len(conn.notifies)
+    conn.notifies.clear()
+    return count
+
+
+def _channel(channel: str) -> str:
+    if not _CHANNEL_NAME.match(channel):
+        raise ValueError(f"not a notification channel name: {channel!r}")
+    return channel
+
+
+def row_version(db=database):
+    """A column expression that changes whenever a row is updated (PostgreSQL's `xmin`), so
+    a reader can fetch only the rows that changed; None where the backend has none."""
+    target = _target(db)
+    if isinstance(target, peewee.PostgresqlDatabase):
+        return peewee.SQL("xmin::text")
+    return None

@@ -1,0 +1,160 @@
+"""The worker's life: `while running: tick(); wait()`.
+
+A signal (SIGTERM, SIGINT) sets `running` to false and wakes the wait; the tick under way
+finishes, the lease is released and the process exits 0. A database outage never ends the
+loop: ticks are retried with a growing delay, and the outage is logged when it starts and
+when it ends, not on every attempt. systemd hears READY once the loop runs, a STATUS after
+every tick and a WATCHDOG ping on every turn of the loop (the wait never outlasts half the
+watchdog period).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from shared.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
+from shared.schema import SchemaError
+
+from .systemd import Notifier
+from .tick import Ticker, TickReport
+from .wakeup import Waker
+
+log = logging.getLogger("tokenpool.worker")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 78      # 78: EX_CONFIG; the unit does not restart on it
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class Trouble:
+    """Whether ticks are failing, and how long to wait before the next attempt.
+
+    Logs once when a kind of failure starts and once when ticks succeed again.
+    """
+
+    def __init__(self, base_seconds: float, max_seconds: float = MAX_BACKOFF_SECONDS):
+        self.base = base_seconds
+        self.max = max(max_seconds, base_seconds)
+        self.failures = 0
+        self.since: float | None = None
+        self.kind = ""
+
+    @property
+    def failing(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failed tick; returns the delay before the next one."""
+        outage = isinstance(exc, TRANSIENT_ERRORS + (DatabaseUnavailable,))
+        kind = "outage" if outage else f"{type(exc).__name__}: {exc}"
+        if kind != self.kind:
+            if outage:
+                log.warning("database unavailable (%s); retrying with backoff", _first_line(exc))
+            else:
+                log.error("tick failed; retrying with backoff", exc_info=exc)
+            self.kind = kind
+        if self.since is None:
+            self.since = time.monotonic()
+        self.failures += 1
+        return min(self.base * 2 ** (self.failures - 1), self.max)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("%s after %.1f s and %d failed tick(s)",
+                     "database reachable again" if self.kind == "outage" else "ticks succeed again",
+                     time.monotonic() - self.since, self.failures)
+        self.failures, self.since, self.kind = 0, None, ""
+
+
+class WorkerLoop:
+    def __init__(self, ticker: Ticker, *, tick_seconds: float, notifier: Notifier | None = None,
+                 waker: Waker | None = None, once: bool = False):
+        self.ticker = ticker
+        self.tick_seconds = tick_seconds
+        self.notifier = notifier or Notifier()
+        self.waker = waker or Waker()
+        self.once = once
+        self.running = True
+        self.trouble = Trouble(base_seconds=min(tick_seconds, 1.0))
+        self.last: TickReport | None = None
+
+    def stop(self, signum=None, _frame=None) -> None:
+        """Finish the tick under way, then exit. Installed as the SIGTERM / SIGINT handler."""
+        if signum is not None and self.running:
+            log.info("received %s: finishing the current tick", signal.Signals(signum).name)
+        self.running = False
+        self.waker.interrupt()
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.stop)
+        ready = False
+        code = EXIT_OK
+        try:
+            while self.running:
+                delay, ok = self.tick()
+                if not ready:
+                    self.notifier.ready(self._status())
+                    ready = True
+                self.notifier.watchdog()
+                if self.once:
+                    code = EXIT_OK if ok else EXIT_FAILED
+                    break
+                self.wait(delay)
+        except SchemaError as exc:
+            log.error("%s", exc)
+            code = EXIT_CONFIG
+        finally:
+            self.shut_down()
+        return code
+
+    def tick(self) -> tuple[float, bool]:
+        """One tick, with failures contained. Returns (seconds to wait, succeeded)."""
+        try:
+            self.last = self.ticker.tick()
+        except SchemaError:
+            raise
+        except Exception as exc:      # noqa: BLE001 -- the loop outlives any one tick
+            delay = self.trouble.failed(exc)
+            self.ticker.forget()
+            _drop_connection()
+            self.notifier.status(f"retrying in {delay:.0f} s: {_first_line(exc)}")
+            return delay, False
+        if self.trouble.failing:
+            self.ticker.forget()      # the database may have changed under us while we could not see it
+        self.trouble.succeeded()
+        self.notifier.status(self._status())
+        log.debug("tick: %s in %.1f ms", self.last.summary(), self.last.seconds * 1000)
+        return self.tick_seconds, True
+
+    def wait(self, seconds: float) -> None:
+        if self.notifier.watchdog_seconds:
+            seconds = min(seconds, self.notifier.watchdog_seconds / 2)
+        self.waker.wait(seconds, database_ok=not self.trouble.failing)
+
+    def shut_down(self) -> None:
+        self.notifier.stopping("releasing the lease")
+        try:
+            if self.ticker.release():
+                log.info("released the lease")
+        except Exception as exc:     # noqa: BLE001 -- the lease simply expires
+            log.warning("could not release the lease (%s); it expires by itself", _first_line(exc))
+        _drop_connection()
+        self.waker.close()
+        self.notifier.close()
+
+    def _status(self) -> str:
+        return self.last.summary() if self.last else "starting; waiting for the database"
+
+
+def _drop_connection() -> None:
+    try:
+        if database.obj is not None and not database.obj.is_closed():
+            database.obj.close()
+    except Exception:             # noqa: BLE001 -- already broken; reopened on next use
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
