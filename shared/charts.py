@@ -3,6 +3,8 @@
 `daily_tokens_chart`: tokens per UTC day as bars stacked by key. Each key's daily limit is
 marked by a dashed line in the key's colour at the height the stack would reach if that
 key and every key below it used its whole allowance; the top line is the pool's limit.
+When even the busiest day is far below the lowest line, the chart zooms to the bars and
+says where the limits are instead.
 Limits are per 24-hour window and bars per UTC day, so they compare closely, not exactly.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .models import ApiKey
 from .reports import daily_tokens_by_key
 
 WIDTH, HEIGHT, DPI = 1200, 600, 100
+ZOOM_BELOW = 0.1            # busiest day under this share of the lowest limit line: zoom in
 MAX_KEYS_SHOWN = 12          # more keys than this: the smallest are drawn together as "other keys"
 
 
@@ -57,21 +60,31 @@ def daily_tokens_chart(days: list[dt.date], series: list[KeySeries], *, title: s
     palette = [f"C{i}" if len(series) <= 10 else colormaps["tab20"](i) for i in range(len(series))]
     positions = list(range(len(days)))
     base = [0] * len(days)
-    stacked_limit = 0
+    limits = []
     for s, colour in zip(series, palette):
-        axes.bar(positions, s.tokens, bottom=base, width=0.8, color=colour, label=f"{s.label} · limit {_tokens_axis(s.limit, None)}",
-                 linewidth=0)
+        axes.bar(positions, s.tokens, bottom=base, width=0.8, color=colour, linewidth=0,
+                 label=f"{s.label} · limit {_tokens_axis(s.limit, None)}")
         base = [b + t for b, t in zip(base, s.tokens)]
-        stacked_limit += s.limit
-        axes.axhline(stacked_limit, color=colour, linestyle="--", linewidth=1.2, alpha=0.9)
-    if series:
-        axes.annotate(f"pool limit {_tokens_axis(stacked_limit, None)}/day", xy=(1, stacked_limit),
-                      xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
-                      ha="right", va="bottom", fontsize=8)
+        limits.append(((limits[-1][0] if limits else 0) + s.limit, colour))
+    peak = max(base, default=0)
+    # Usage far below every limit: zoom to the bars and say where the limits are.
+    zoomed = bool(limits) and peak < ZOOM_BELOW * limits[0][0]
+    top = peak * 1.15 if zoomed else max([peak] + [l for l, _ in limits]) * 1.08
+    for limit, colour in limits:
+        if limit <= top:
+            axes.axhline(limit, color=colour, linestyle="--", linewidth=1.2, alpha=0.9)
+    if limits:
+        pool = limits[-1][0]
+        note = (f"pool limit {_tokens_axis(pool, None)}/day" if not zoomed else
+                f"daily limits are off this scale (lowest {_tokens_axis(limits[0][0], None)}, "
+                f"pool {_tokens_axis(pool, None)})")
+        axes.annotate(note, xy=(1, min(pool, top)), xycoords=("axes fraction", "data"),
+                      xytext=(-4, -12 if zoomed else 3), textcoords="offset points", ha="right", va="bottom",
+                      fontsize=8)
     axes.set_title(title or f"Tokens per UTC day, {days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}", loc="left")
     axes.set_ylabel("tokens (dashed: daily limits, stacked)")
     axes.yaxis.set_major_formatter(FuncFormatter(_tokens_axis))
-    axes.set_ylim(0, max([stacked_limit] + base) * 1.08 or 1)
+    axes.set_ylim(0, top or 1)
     step = max(1, len(days) // 15)
     axes.set_xticks(positions[::step], [f"{d:%m-%d}" for d in days[::step]], rotation=45, ha="right",
                     fontsize=8)

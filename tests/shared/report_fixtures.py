@@ -53,3 +53,43 @@ def build_panel(url: str):
         Heartbeat.create(kind=kind, name=name, host="h", pid=1, started_at=seen - dt.timedelta(hours=1),
                          last_seen=seen)
     return config
+
+
+# --- a fixed history of calls, for the renderers' goldens ---------------------------------------
+
+PRICES = {"gpt-4o-mini": {"input_per_mtok": 0.15, "cached_input_per_mtok": 0.075, "output_per_mtok": 0.60},
+          "gpt-4o": {"input_per_mtok": 2.5, "cached_input_per_mtok": 1.25, "output_per_mtok": 10.0}}
+ANCHOR = NOW - dt.timedelta(hours=5)    # every history key's window started 5 hours before NOW
+
+
+def history_config(url: str, **sections):
+    keys = [{"label": f"k{i}", "api_key": f"sk-history-{i}-" + "y" * 24 + f"{i}a{i}b", "daily_token_limit": 1_000_000}
+            for i in (1, 2, 3)]
+    return make_config(keys, url=url, pricing={"overrides": PRICES}, **sections)
+
+
+def record_history(config, calls: int = 60, seed: int = 7, days: int = 5):
+    """Sync 3 keys anchored at ANCHOR and record `calls` deterministic calls of the last `days` days."""
+    import random
+
+    from shared.accounting import CallRecord, Outcome, record_call
+    from shared.pricing import Pricer
+
+    ring = sync_keys(config)
+    ApiKey.update(window_anchor=ANCHOR).execute()
+    pricer = Pricer(config.pricing)
+    rnd = random.Random(seed)
+    outcomes = [Outcome.OK] * 7 + [Outcome.RATE_LIMITED, Outcome.SERVER_ERROR, Outcome.TIMEOUT]
+    for i in range(calls):
+        outcome = rnd.choice(outcomes)
+        ok = outcome is Outcome.OK
+        at = NOW - dt.timedelta(seconds=rnd.randint(0, days * 86_400 - 1))
+        record_call(CallRecord(
+            key_id=rnd.choice(ring.ids()), bot=rnd.choice(["main", "alt"]),
+            operation=rnd.choice(["autoreply", "summary"]), model=rnd.choice(["gpt-4o-mini", "gpt-4o"]),
+            outcome=outcome, input_tokens=rnd.randint(50, 4_000) if ok else 0,
+            cached_tokens=rnd.choice([0, 0, 32]) if ok else 0, output_tokens=rnd.randint(1, 600) if ok else 0,
+            duration_ms=rnd.randint(80, 4_000), error_code="" if ok else "e" + outcome.value[:3],
+            chat_id=rnd.choice([None, 1001, 1002, 1003]), at=at, call_id=f"h{i:04d}"),
+            anchor=ANCHOR, pricer=pricer)
+    return ring

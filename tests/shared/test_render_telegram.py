@@ -1,14 +1,17 @@
 """Telegram renderers: golden outputs on fixed fixtures, the 4096 limit, escaping."""
-import datetime as dt
-
 import pytest
 
+from shared.budgets import budget_report
 from shared.keys import sync_keys
-from shared.models import ApiKey
-from shared.render_telegram import MAX_LENGTH, render_recent, render_stats, render_usage, telegram_length
-from shared.reports import CallView, Totals, UsageReport, UsageRow, stats_snapshot
+from shared.render_telegram import (MAX_LENGTH, fit, render_budget, render_recent, render_stats, render_usage,
+                                    telegram_length)
+from shared.reports import recent_calls, stats_snapshot, usage_report
 from tests.conftest import make_config
-from tests.shared.report_fixtures import NOW, build_panel
+from tests.shared.golden import assert_golden
+from tests.shared.report_fixtures import NOW, build_panel, history_config, record_history
+
+BUDGETS = {"daily_cost_usd": 0.02, "monthly_tokens": 100_000, "monthly_cost_usd": 5,
+           "keys": {"k1": {"daily_tokens": 5_000}, "k3": {"monthly_cost_usd": 1}}}
 
 GOLDEN_STATS = """🔑 <b>API Key &amp; Token Statistics</b>
 
@@ -176,3 +179,43 @@ def test_stats_panel_with_no_keys(sqlite_db, sqlite_url):
     assert "📊 Total API Keys: 0" in text
     assert "Currently Using: none (no usable key)" in text
     assert "No keys configured." in text
+
+
+@pytest.fixture
+def history(sqlite_db, sqlite_url):
+    config = history_config(sqlite_url, budgets=BUDGETS)
+    record_history(config)
+    return config
+
+
+@pytest.mark.parametrize("days, by", [(7, "day"), (30, "model"), (30, "chat"), (30, "key")])
+def test_usage_matches_golden(history, days, by):
+    assert_golden(f"telegram_usage_{days}_{by}.html", render_usage(usage_report(NOW, days, by)))
+
+
+def test_recent_matches_golden(history):
+    assert_golden("telegram_recent_12.html", render_recent(recent_calls(12), NOW))
+
+
+def test_budget_matches_golden(history):
+    assert_golden("telegram_budget.html", render_budget(budget_report(NOW, history)))
+
+
+def test_year_of_days_fits_and_says_how_many_more(history):
+    text = render_usage(usage_report(NOW, 365))
+    assert telegram_length(text) <= MAX_LENGTH
+    assert "more rows</i>" in text and text.rstrip().splitlines()[-2].startswith("Σ <b>Total</b>")
+
+
+def test_a_thousand_recent_calls_fit(sqlite_db, sqlite_url):
+    record_history(history_config(sqlite_url), calls=300)
+    text = render_recent(recent_calls(300), NOW)
+    assert telegram_length(text) <= MAX_LENGTH
+    shown = text.count(" tok · ")
+    assert f"…and {300 - shown} more calls" in text
+
+
+def test_fit_counts_utf16_units():
+    text = fit(["h"], ["🔑" * 100] * 30, [], "things")     # each 🔑 is 2 UTF-16 units
+    assert telegram_length(text) <= MAX_LENGTH
+    assert text.count("🔑" * 100) == 20 and text.endswith("<i>…and 10 more things</i>")
