@@ -23,7 +23,7 @@ from ..models import utcnow
 from ..reports import ReportError
 from ..startup import open_runtime
 from . import payloads, templating
-from .security import COOKIE, Guard, Throttle, auth_middleware, check_bind, headers_middleware, \
+from .security import COOKIE, Guard, Throttle, auth_middleware, check_bind, headers_middleware, see_other, \
     session_cookie_options
 
 log = logging.getLogger("tokenpool.dashboard")
@@ -151,7 +151,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         await guard.reject(request, "a login")
         return _login_page(request, "That token is not right.", status=401)
     guard.throttle.succeeded(request.remote or "?")
-    response = web.HTTPSeeOther("/")
+    response = see_other("/")
     response.set_cookie(COOKIE, guard.session_value(), **session_cookie_options(request))
     return response
 

@@ -149,7 +149,11 @@ def auth_middleware(guard: Guard):
 def _unauthorized(request: web.Request, message: str) -> web.StreamResponse:
     if request.path.startswith("/api/") or request.path == "/chart.png":
         return web.json_response({"error": message}, status=401, headers={"WWW-Authenticate": "Bearer"})
-    return web.HTTPSeeOther("/login")
+    return see_other("/login")
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
 
 
 @web.middleware

@@ -138,7 +138,7 @@
       const [stats, recent] = await Promise.all(["/api/stats", "/api/recent"].map(getJSON));
       showStats(stats);
       syncItems("keys", stats.keys, (k) => "key:" + k.label);
-      syncItems("calls", recent, () => null);
+      syncItems("calls", recent, (c) => "call:" + c.id);
       if (Date.now() - lastChart >= chartEveryMs) {
         lastChart = Date.now();
         const chart = document.getElementById("chart-img");
