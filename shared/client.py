@@ -20,6 +20,7 @@ response that carried usage is recorded before anything else is done with it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import time
@@ -137,6 +138,9 @@ class TrackedClient:
         self.selector = Selector(config, keyring)
         self._clients: dict[int, openai.AsyncOpenAI] = {}
         self._rate_hits: dict[int, int] = {}     # consecutive 429s per key, for the backoff
+        # Keys whose 429/401 is being recorded right now: concurrent requests skip them at once,
+        # rather than picking them from rows that do not show the failure yet.
+        self._failing: collections.Counter = collections.Counter()
 
     # --- public API ---------------------------------------------------------------------
 
@@ -207,7 +211,7 @@ class TrackedClient:
         """Send to one key after another until one answers; record every failure."""
         last: _Failure | None = None
         for _ in range(self.config.client.max_attempts):
-            pick: Pick = await self.accountant.run(self.selector.pick, utcnow(), set(request.tried))
+            pick = await self._pick(request)
             if pick.key is None:
                 raise _no_key_error(pick, last)
             key = pick.key
@@ -225,9 +229,19 @@ class TrackedClient:
                     break
             if last.outcome is Outcome.BAD_REQUEST:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
-        pick = await self.accountant.run(self.selector.pick, utcnow(), set(request.tried))
+        pick = await self._pick(request)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(request.tried)} keys tried, "
                                                                              "none answered"), last)
+
+    async def _pick(self, request: _Request) -> Pick:
+        """The next key for `request`: not tried yet, not blocked here, usable by its row."""
+        while True:
+            pick = await self.accountant.run(self.selector.pick, utcnow(), request.tried | set(self._failing))
+            # A failure may have come in while the pick waited its turn on the accounting thread.
+            # (Picks and records share that thread in order, so once a failure's record is done,
+            # every later pick reads the row that shows it.)
+            if pick.key is None or pick.key.id not in self._failing:
+                return pick
 
     async def _attempt(self, request: _Request, key: HeldKey) -> tuple[_Attempt | None, _Failure | None]:
         at, started = utcnow(), time.perf_counter()
@@ -259,8 +273,17 @@ class TrackedClient:
         if failure.outcome is Outcome.RATE_LIMITED:
             cooldown = rate_limit_ends_at(headers, at) or self._backoff_cooldown(key.id, at)
             self._rate_hits[key.id] = self._rate_hits.get(key.id, 0) + 1
-        await self._record(request, key, at, started, failure.outcome, error_code=failure.error_code,
-                           cooldown_until=cooldown, rate_limits=rate_limit_snapshot(headers, at))
+        rotating = failure.outcome in ROTATING
+        if rotating:
+            self._failing[key.id] += 1
+        try:
+            await self._record(request, key, at, started, failure.outcome, error_code=failure.error_code,
+                               cooldown_until=cooldown, rate_limits=rate_limit_snapshot(headers, at))
+        finally:
+            if rotating:
+                self._failing[key.id] -= 1
+                if self._failing[key.id] <= 0:
+                    del self._failing[key.id]
 
     def _backoff_cooldown(self, key_id: int, at: dt.datetime) -> dt.datetime:
         hits = self._rate_hits.get(key_id, 0)

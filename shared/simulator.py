@@ -56,7 +56,7 @@ class SimulatorError(Exception):
 class Fault:
     """One way a request can go wrong.
 
-    kinds: `rate_limit` (429 rate_limit_exceeded; `seconds` until it lifts, told by
+    kinds: `ok` (none: a gap in a script), `rate_limit` (429 rate_limit_exceeded; `seconds` until it lifts, told by
     `hint`: "retry-after", "reset" (x-ratelimit-reset-* only) or "none"), `quota` (429
     insufficient_quota), `invalid` (401 invalid_api_key), `server_error` (`status`,
     default 500), `slow` (answer after `seconds`), `cut` (close the connection after
@@ -67,6 +67,11 @@ class Fault:
     status: int = 500
     chunks: int = 2
     hint: str = "retry-after"
+
+    @classmethod
+    def ok(cls) -> Fault:
+        """No fault: lets a script serve some requests normally before a fault."""
+        return cls("ok")
 
     @classmethod
     def rate_limit(cls, seconds: float = 1.0, hint: str = "retry-after") -> Fault:
@@ -93,7 +98,7 @@ class Fault:
         return cls("cut", chunks=chunks)
 
 
-FAULT_KINDS = ("rate_limit", "quota", "invalid", "server_error", "slow", "cut")
+FAULT_KINDS = ("ok", "rate_limit", "quota", "invalid", "server_error", "slow", "cut")
 
 
 def parse_fault(text: str) -> Fault:
@@ -314,6 +319,8 @@ class Simulator:
             fault = key.faults.popleft() if key.faults else key.standing_fault
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "ok":
             fault = None
         if fault is not None and fault.kind != "cut":
             log.debug("key %s: serving fault %s", key.fingerprint, fault.kind)
