@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import cli_reports, render_data, reports
+from . import cli_reports, render_data, reports, simulator
 from .config import ConfigError, load_config
 from .dashboard import command as dashboard_command
 from .db import DatabaseUnavailable, connect_database
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
     cli_reports.register(command)
     dashboard_command.register(command)
+    simulator.register(command)
     return parser
 
 

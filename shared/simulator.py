@@ -585,6 +585,12 @@ def _chunk(call_id, created, model, delta, finish, include_usage) -> dict:
 
 # --- `tokenpool sim` -------------------------------------------------------------------------
 
+def register(command) -> None:
+    """Add `tokenpool sim` to the CLI (`command` is cli.build_parser's helper)."""
+    add_sim_arguments(command("sim", cmd_sim, "run the offline OpenAI simulator on 127.0.0.1 (for demos and "
+                                              "tests; point a key's base_url at it)"))
+
+
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
