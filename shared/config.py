@@ -363,6 +363,7 @@ def _validate(config: Config, path: str) -> None:
         raise ConfigError(f"{path}: 'bot.name' must not be empty")
     if not (0 < config.dashboard.port < 65536):
         raise ConfigError(f"{path}: 'dashboard.port' must be between 1 and 65535")
+    _positive(path, "dashboard.refresh_seconds", config.dashboard.refresh_seconds)
     for model, price in config.pricing.overrides.items():
         for name in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok"):
             value = getattr(price, name)

@@ -129,3 +129,10 @@ def test_throttle_forgets_and_caps():
     assert throttle.failed("b") == 1.0
     throttle.succeeded("a")
     assert throttle.failed("a") == 1.0
+
+
+def test_dashboard_settings_are_checked():
+    with pytest.raises(ConfigError, match="'dashboard.refresh_seconds' must be positive"):
+        make_config(0, dashboard={"refresh_seconds": 0})
+    with pytest.raises(ConfigError, match="'dashboard.port' must be between 1 and 65535"):
+        make_config(0, dashboard={"port": 70_000})
