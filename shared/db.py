@@ -60,6 +60,10 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         # Keep microseconds: window boundaries are compared to the microsecond.
         options["field_types"] = {"DATETIME": "DATETIME(6)"}
         options["charset"] = "utf8mb4"
+        # Report rows matched, not rows changed, as the other backends do: an UPDATE that
+        # writes the values a row already has still counts (conditional updates rely on it).
+        from pymysql.constants import CLIENT
+        options["client_flag"] = CLIENT.FOUND_ROWS
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
     else:
         raise ValueError(f"unsupported database URL scheme '{scheme}' "

@@ -158,6 +158,7 @@ class Lease(BaseModel):
     term = pw.BigIntegerField(default=0)
     acquired_at = pw.DateTimeField(null=True)
     expires_at = pw.DateTimeField(null=True)
+    locked = pw.BooleanField(default=False)               # the holder holds the PostgreSQL advisory lock
 
 
 class Heartbeat(BaseModel):

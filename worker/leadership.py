@@ -6,9 +6,11 @@ the leader makes happens in a transaction that first re-checks (and renews) the 
 its own term (`fence`), so a leader that stalled and was replaced can never reset or
 publish again: its term is stale and its transaction is rolled back.
 
-On PostgreSQL the leader also holds a session-level advisory lock. The server drops it the
-moment the leader's process dies, so a standby that wins the lock takes over at once
-instead of waiting for the lease to expire; a leader that lost its lock steps down.
+On PostgreSQL the leader also holds a session-level advisory lock, and the lease row says
+so (`locked`). The server drops the lock the moment the leader's session ends (kill -9, a
+crash), so a standby that wins it knows the leader is gone and takes over at once instead of
+waiting for the lease to expire. A standby never keeps the lock, so that the leader (even
+one that got the lease by expiry while a stalled predecessor still held the lock) can take it.
 """
 from __future__ import annotations
 
@@ -42,38 +44,37 @@ class Leadership:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.name = name
         self.term: int | None = None          # our term while we lead
-        self._locked = False                  # we hold the advisory lock (PostgreSQL)
+        self._locked = False                  # this session holds the advisory lock
 
     @property
     def leading(self) -> bool:
         return self.term is not None
 
     def claim(self, now: dt.datetime) -> Role:
-        """Renew our lease, or take it over if it is free or expired; else stand by."""
-        lock = hold_advisory_lock(self._lock_name)
+        """Renew our lease, or take it over if it is free, expired, or its holder's session
+        is gone; else stand by."""
+        lock = hold_advisory_lock(self._lock_name)       # None where the backend has none
         self._locked = lock is True
         with write_transaction():
             row = self._row()
-            if lock is False:               # another live session holds the lock: it leads
-                self.term = None
-                return Role(False, row.term, row.holder)
-            if row.holder == self.holder:   # holders are unique per process: this lease is ours
-                Lease.update(expires_at=now + self.lease).where(Lease.name == self.name).execute()
+            expires = now + self.lease
+            if row.holder == self.holder:     # holders are unique per process: the lease is ours
+                Lease.update(expires_at=expires, locked=self._locked).where(Lease.name == self.name).execute()
                 self.term = row.term
                 return Role(True, row.term, self.holder)
-            free = not row.holder or row.expires_at is None or row.expires_at <= now
-            if not free and lock is None:
-                self.term = None
-                return Role(False, row.term, row.holder)
-            # Free, expired, or (lock is True) its holder's session is gone.
-            term = row.term + 1
-            taken = (Lease.update(holder=self.holder, term=term, acquired_at=now, expires_at=now + self.lease)
-                     .where((Lease.name == self.name) & (Lease.term == row.term)).execute())
-            if taken != 1:
-                self.term = None
-                return Role(False, row.term, row.holder)
-        self.term = term
-        return Role(True, term, self.holder, took_over_from=row.holder)
+            expired = not row.holder or row.expires_at is None or row.expires_at <= now
+            holder_gone = lock is True and row.locked     # it held the lock; now we do
+            if expired or holder_gone:
+                term = row.term + 1
+                taken = (Lease.update(holder=self.holder, term=term, acquired_at=now, expires_at=expires,
+                                      locked=self._locked)
+                         .where((Lease.name == self.name) & (Lease.term == row.term)).execute())
+                if taken == 1:
+                    self.term = term
+                    return Role(True, term, self.holder, took_over_from=row.holder)
+        self.term = None
+        self._release_lock()
+        return Role(False, row.term, row.holder)
 
     def fence(self, now: dt.datetime) -> None:
         """Inside a write transaction: renew our lease for our term, or raise LostLeadership."""
@@ -92,16 +93,12 @@ class Leadership:
             self._release_lock()
             return False
         with write_transaction():
-            released = (Lease.update(holder="", expires_at=None)
+            released = (Lease.update(holder="", expires_at=None, locked=False)
                         .where((Lease.name == self.name) & (Lease.holder == self.holder)
                                & (Lease.term == self.term)).execute())
         self._release_lock()
         self.term = None
         return released == 1
-
-    def step_down(self) -> None:
-        """Forget our term (after an error that may have cost us the lease)."""
-        self.term = None
 
     @property
     def _lock_name(self) -> str:
