@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from dataclasses import dataclass
 
 from .render_data import write_csv, write_json
 from .reports import ReportError, calls_between, rollups_between, utc_day
@@ -36,10 +37,19 @@ def last_days(now: dt.datetime, days: int) -> tuple[dt.date, dt.date]:
     return end - dt.timedelta(days=days - 1), end
 
 
-def export_document(now: dt.datetime, fmt: str, days: int = 1, kind: str = "calls") -> tuple[str, bytes]:
-    """(file name, UTF-8 bytes) of the last `days` UTC days, for sending as a document."""
+@dataclass(frozen=True)
+class Document:
+    filename: str
+    data: bytes          # UTF-8
+    rows: int
+    start: dt.date
+    end: dt.date
+
+
+def export_document(now: dt.datetime, fmt: str, days: int = 1, kind: str = "calls") -> Document:
+    """The last `days` UTC days as one file, for sending as a document."""
     start, end = last_days(now, days)
     buffer = io.StringIO()
-    export(buffer, fmt, kind, start, end)
+    rows = export(buffer, fmt, kind, start, end)
     name = f"tokenpool-{kind}-{start.isoformat()}" + (f"-to-{end.isoformat()}" if end != start else "")
-    return f"{name}.{fmt}", buffer.getvalue().encode("utf-8")
+    return Document(f"{name}.{fmt}", buffer.getvalue().encode("utf-8"), rows, start, end)

@@ -37,9 +37,10 @@ def test_daily_csv_round_trips_to_the_json_rows(sqlite_db, sqlite_url):
 def test_json_export_parses_back_and_sums_exactly(sqlite_db, sqlite_url):
     config = history_config(sqlite_url)
     record_history(config)
-    name, data = export_document(NOW, "json", days=5)
-    assert name == "tokenpool-calls-2026-03-06-to-2026-03-10.json"
-    rows = json.loads(data)
+    document = export_document(NOW, "json", days=5)
+    assert document.filename == "tokenpool-calls-2026-03-06-to-2026-03-10.json"
+    rows = json.loads(document.data)
+    assert document.rows == len(rows)
     report = usage_report(NOW, 5)
     assert len(rows) == report.total.calls
     assert sum(r["cost_nanousd"] for r in rows) == report.total.cost_nanousd

@@ -1,0 +1,62 @@
+"""The report commands of Saved Messages: `.usage`, `.recent`, `.export`, `.chart`, `.budget`.
+
+Each handler parses its words with `shared.report_args`, asks the reporting core and
+returns what the renderers made; a bad argument raises UsageError with the reason.
+"""
+from __future__ import annotations
+
+from shared.budgets import budget_report
+from shared.charts import usage_chart
+from shared.exports import export_document
+from shared.render_telegram import render_budget, render_recent, render_usage
+from shared.report_args import parse_chart, parse_export, parse_recent, parse_usage
+from shared.reports import ReportError, recent_calls, usage_report
+
+from .commands import Attachment, Command, CommandContext, Reply, UsageError
+
+
+def _words(ctx: CommandContext, parse):
+    try:
+        return parse(list(ctx.args))
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def usage(ctx: CommandContext) -> Reply:
+    args = _words(ctx, parse_usage)
+    return Reply(render_usage(usage_report(ctx.now, args.days, args.by)))
+
+
+def recent(ctx: CommandContext) -> Reply:
+    return Reply(render_recent(recent_calls(_words(ctx, parse_recent)), ctx.now))
+
+
+def export(ctx: CommandContext) -> Reply:
+    args = _words(ctx, parse_export)
+    document = export_document(ctx.now, args.format, args.days)
+    period = document.start.isoformat() + (f" → {document.end.isoformat()}" if document.end != document.start else "")
+    return Reply(f"📎 <b>Export</b>: {document.rows:,} calls, {period} (UTC days), {args.format.upper()}",
+                 document=Attachment(document.data, document.filename))
+
+
+def chart(ctx: CommandContext) -> Reply:
+    days = _words(ctx, parse_chart)
+    png = usage_chart(ctx.now, days)
+    return Reply(f"📊 <b>Tokens per UTC day</b>, last {days} days, stacked by key (dashed: daily limits)",
+                 photo=Attachment(png, f"tokenpool-usage-{days}d.png"))
+
+
+def budget(ctx: CommandContext) -> Reply:
+    if ctx.args:
+        raise UsageError(f"unexpected '{ctx.args[0]}'")
+    return Reply(render_budget(budget_report(ctx.now, ctx.config)))
+
+
+COMMANDS = (
+    Command("usage", "usage [days] [by day|key|model|op|bot|chat]",
+            "tokens, calls and cost of the last N UTC days (default 30, by day)", usage),
+    Command("recent", "recent [n]", "the newest calls (default 20)", recent),
+    Command("export", "export csv|json [days]", "the calls of the last N UTC days as a file (default 1)", export),
+    Command("chart", "chart [days]", "a chart of tokens per day by key (default 30 days)", chart),
+    Command("budget", "budget", "budgets and where today's and this week's pace lead", budget),
+)
