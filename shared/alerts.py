@@ -31,7 +31,11 @@ def claim_alerts(claimer: str, *, limit: int = 10, now: dt.datetime | None = Non
     claimable = (Alert.delivered_at.is_null()
                  & (Alert.claimed_by.is_null() | (Alert.claimed_at < now - stale_after)))
     won = []
-    for alert in Alert.select().where(claimable).order_by(Alert.id).limit(limit):
+    # Read the candidates to the end before updating: on SQLite an UPDATE issued while a
+    # SELECT cursor is still open upgrades a stale read snapshot and fails at once with
+    # "database is locked" (no busy wait) when another process wrote in between.
+    candidates = list(Alert.select().where(claimable).order_by(Alert.id).limit(limit))
+    for alert in candidates:
         taken = (Alert.update(claimed_by=claimer, claimed_at=now)
                  .where((Alert.id == alert.id) & claimable).execute())
         if taken == 1:

@@ -262,7 +262,9 @@ def _layout(reply: Reply):
     """The text pieces to send and the document to attach for `reply`."""
     text = reply.text.strip()
     document = reply.document
-    if reply.html:
+    if not text:
+        pieces = []
+    elif reply.html:
         pieces = [text] if utf16_length(text) <= TELEGRAM_LIMIT else []
     else:
         pieces = split_message(text)

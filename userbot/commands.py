@@ -125,7 +125,7 @@ def parse_command(text: str, prefix: str) -> tuple[str, tuple[str, ...]] | None:
     """".cooldown 5" -> ("cooldown", ("5",)); None when the text is no command at all."""
     if not prefix or not text.startswith(prefix):
         return None
-    match = COMMAND.match(text[len(prefix):].strip())
+    match = COMMAND.match(text[len(prefix):].rstrip())
     if match is None:
         return None
     return match["name"].lower(), tuple((match["rest"] or "").split())
