@@ -13,7 +13,7 @@ import datetime as dt
 from .. import render_data, reports
 from ..budgets import pool_projection
 from ..charts import usage_chart
-from ..forecast import KeyForecast, PoolForecast, forecast_views, recent_tokens_by_key
+from ..forecast import KeyForecast, forecast_views, key_forecast_json, pool_forecast_json, recent_tokens_by_key
 from ..status import Status, WindowUsage
 
 RECENT_CALLS = 20
@@ -84,17 +84,6 @@ def _with_extras(key: dict, view: reports.KeyView, forecast: KeyForecast) -> dic
     usage = view.usage
     return {**key, "successes": usage.calls - usage.errors - usage.rate_hits,
             "forecast": key_forecast_json(forecast)}
-
-
-def key_forecast_json(forecast: KeyForecast) -> dict:
-    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
-            "window_end": render_data.iso(forecast.window_end), "runs_out_at": render_data.iso(forecast.runs_out_at)}
-
-
-def pool_forecast_json(forecast: PoolForecast) -> dict:
-    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
-            "left": forecast.left, "next_reset_at": render_data.iso(forecast.next_reset_at),
-            "runs_out_at": render_data.iso(forecast.runs_out_at)}
 
 
 def projection_json(projection) -> dict:

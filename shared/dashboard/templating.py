@@ -46,6 +46,11 @@ def clock(iso: str | None) -> str:
     return "never" if not iso else iso[11:19]
 
 
+def when(iso: str | None) -> str:
+    """'2026-03-10T11:58:03Z' -> '03-10 11:58'; None -> 'never'."""
+    return "never" if not iso else f"{iso[5:10]} {iso[11:16]}"
+
+
 def status_class(status: str) -> str:
     return STATUS_CLASS.get(status, "off")
 
@@ -57,6 +62,6 @@ def outcome_class(outcome: str) -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(tokens=tokens, usd=usd, percent=percent, duration=duration, ago=ago, clock=clock,
+    env.filters.update(tokens=tokens, usd=usd, percent=percent, duration=duration, ago=ago, clock=clock, when=when,
                        status_class=status_class, outcome_class=outcome_class)
     return env

@@ -1,7 +1,8 @@
 import datetime as dt
 
 from shared.accounting import Accountant, CallRecord, Outcome
-from shared.forecast import (Outlook, forecast_key, forecast_pool, forecast_views, recent_tokens_by_key)
+from shared.forecast import (Outlook, forecast_key, forecast_pool, forecast_views, key_forecast_json,
+                             pool_forecast_json, recent_tokens_by_key)
 from shared.models import ApiKey
 from shared.reports import key_views
 from shared.status import Status
@@ -137,3 +138,15 @@ def test_recent_tokens_come_from_the_last_hours_events(pool):
     assert by_key[k1].tokens_per_hour == 4_000
     assert by_key[k1].window_end == next(v for v in views if v.id == k1).usage.window_start + 24 * HOUR
     assert pool_forecast.tokens_per_hour == 4_500
+
+
+def test_forecasts_as_data():
+    key = forecast_key(status=Status.LOW, left=230_000, window_end=NOW + 10 * HOUR, tokens_last_period=100_000,
+                       now=NOW)
+    assert key_forecast_json(key) == {"outlook": "runs_out", "text": "runs out ~14:18 UTC", "tokens_per_hour": 100_000,
+                                      "window_end": "2026-03-01T22:00:00.000000Z",
+                                      "runs_out_at": "2026-03-01T14:18:00.000000Z"}
+    pool = forecast_pool([(Status.FRESH, 1_000, NOW + HOUR, 0)], now=NOW)
+    assert pool_forecast_json(pool) == {"outlook": "idle", "text": "today's allowance lasts until the next reset at "
+                                        "13:00 UTC", "tokens_per_hour": 0, "left": 1_000,
+                                        "next_reset_at": "2026-03-01T13:00:00.000000Z", "runs_out_at": None}

@@ -36,6 +36,7 @@
     duration: (v) => (v == null ? "–" : duration(v)),
     ago: (v) => (v == null ? "–" : v < 60 ? v + "s" : duration(v)),
     clock: (v) => (v ? String(v).slice(11, 19) : "never"),
+    when: (v) => (v ? String(v).slice(5, 10) + " " + String(v).slice(11, 16) : "never"),
     updown: (v) => (v ? "up" : "DOWN"),
     text: (v) => (v == null ? "" : String(v)),
   };
