@@ -12,6 +12,7 @@ import datetime as dt
 from html import escape
 
 from .budgets import Amount, BudgetCheck, BudgetReport
+from .humanize import ago, compact, percent
 from .pricing import format_usd
 from .reports import CallView, KeyView, ProcessHealth, StatsSnapshot, Totals, UsageReport
 from .status import Status
@@ -46,23 +47,6 @@ def fit(head: list[str], items: list[str], tail: list[str], noun: str) -> str:
         shown -= 1
         size -= lengths[shown]
     return "\n".join(head + items[:shown] + more_line(len(items) - shown) + tail)
-
-
-def compact(n: int) -> str:
-    """2_500_000 -> '2.5M', 10_000_000 -> '10M', 500_000 -> '500K', 999 -> '999'."""
-    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
-        if abs(n) >= size:
-            return f"{n / size:.1f}".rstrip("0").rstrip(".") + suffix
-    return str(n)
-
-
-def percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{rate * 100:.1f}%"
-
-
-def ago(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds}s" if seconds < 60 else format_duration(delta)
 
 
 def key_name(view: KeyView) -> str:

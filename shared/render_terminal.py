@@ -1,13 +1,12 @@
 """Terminal rendering with rich: tables for people (the --json forms are for scripts)."""
 from __future__ import annotations
 
-import datetime as dt
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from .budgets import BudgetReport
+from .humanize import ago, percent
 from .pricing import format_usd
 from .reports import CallView, KeyView, ProcessHealth, StatsSnapshot, UsageReport
 from .status import Status
@@ -19,15 +18,6 @@ STATUS_STYLE = {
 }
 OUTCOME_STYLE = {"ok": "green", "rate_limited": "magenta", "interrupted": "yellow"}
 STATE_STYLE = {"ok": "green", "heading_over": "yellow", "over": "bold red"}
-
-
-def percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{rate * 100:.1f}%"
-
-
-def ago(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds}s" if seconds < 60 else format_duration(delta)
 
 
 def _table(title: str, columns) -> Table:

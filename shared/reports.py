@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 import peewee as pw
 
+from .heartbeat import is_alive
 from .models import ApiKey, ChatRollup, DailyRollup, Heartbeat, KeyRanking, UsageEvent
 from .status import ELIGIBLE, Status, WindowUsage, frees_up_at, key_status, window_usage
 
@@ -170,7 +171,7 @@ def process_health(now: dt.datetime, stale_after: dt.timedelta = HEALTH_STALE_AF
     """Workers first, then bots, each by name."""
     rows = Heartbeat.select().order_by(Heartbeat.kind.desc(), Heartbeat.name)
     return [ProcessHealth(kind=h.kind, name=h.name, host=h.host, pid=h.pid, started_at=h.started_at,
-                          last_seen=h.last_seen, alive=now - h.last_seen <= stale_after,
+                          last_seen=h.last_seen, alive=is_alive(h, now, stale_after),
                           since_seen=max(dt.timedelta(0), now - h.last_seen)) for h in rows]
 
 
