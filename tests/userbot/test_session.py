@@ -45,7 +45,7 @@ def test_missing_credentials_say_where_to_put_them(tmp_path, bot, env, message):
     assert message.format(path=config.path) in str(caught.value)
 
 
-def test_client_keeps_a_persistent_session_and_asks_for_missed_updates(tmp_path):
+async def test_client_keeps_a_persistent_session_and_asks_for_missed_updates(tmp_path):
     config = config_at(tmp_path, name="alt-bot")
     client = make_client(config, TelegramCredentials(1, "h"))
     assert client.name == "alt-bot" and str(client.workdir) == config.data_dir and not client.in_memory
