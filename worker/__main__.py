@@ -15,7 +15,7 @@ from shared.config import ConfigError, load_config
 from shared.db import connect_database
 
 from .loop import EXIT_CONFIG, WorkerLoop
-from .systemd import Notifier, setup_logging
+from shared.systemd import Notifier, setup_logging
 from .tick import Ticker
 
 

@@ -16,7 +16,7 @@ import time
 from shared.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
 from shared.schema import SchemaError
 
-from .systemd import Notifier
+from shared.systemd import Notifier
 from .tick import Ticker, TickReport
 from .wakeup import Waker
 

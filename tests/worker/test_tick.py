@@ -1,10 +1,12 @@
 """The worker's tick against real databases, with the clock moved by time-machine."""
 import datetime as dt
+import time
 
 import pytest
 import time_machine
 
 from shared.accounting import Outcome
+from shared.db import database
 from shared.models import Alert, ApiKey, DailyRollup, KeyRanking, KeyReset, Lease, UsageEvent, utcnow
 from shared.status import Status, window_usage
 from shared.windows import WINDOW, window_end
@@ -121,7 +123,7 @@ def test_each_transition_writes_exactly_one_alert(db, db_url):
         record(k1, 1_000)                                     # still LOW: no new alert
         settle({"key_low": 1})
 
-        for hits, alerted in ((1, 0), (2, 1), (3, 1)):        # 429s: rate limited repeatedly (2 = threshold)
+        for alerted in (0, 1, 1):                             # 429s: rate limited repeatedly (2 = threshold)
             record(k2, 0, Outcome.RATE_LIMITED, cooldown_until=utcnow() + dt.timedelta(seconds=1))
             settle({"key_low": 1, "key_rate_limited": alerted} if alerted else {"key_low": 1})
 
@@ -222,3 +224,18 @@ def test_statuses_are_stored_with_the_shared_status_function(db, db_url):
         ticker.tick()
         assert key("k3").status == str(Status.FRESH)
         assert latest_ranking() == [k1, k2, k3]
+
+
+def test_leader_whose_session_ends_is_replaced_at_once_where_the_database_has_advisory_locks(db, db_url, tickers):
+    with time_machine.travel(T0, tick=False):
+        config = make_config(1, url=db_url, worker={"lease_seconds": 60.0})
+        a, b = tickers(config, "a"), tickers(config, "b")
+        assert a.tick().role == "leader"
+        assert b.tick().role == "standby"
+        a.run(lambda: database.obj.close())                        # a's session ends, as if killed
+        takes_over = db_url.startswith("postgres")                 # without the lock: only on expiry
+        for _ in range(25):                                        # the server ends a's session shortly
+            if b.tick().role == "leader":
+                break
+            time.sleep(0.02)
+        assert (Lease.get().holder, Lease.get().locked) == (("b", True) if takes_over else ("a", False))

@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import Mapping
 
-log = logging.getLogger("tokenpool.worker.systemd")
+log = logging.getLogger("tokenpool.systemd")
 
 
 class Notifier:
