@@ -119,3 +119,28 @@ def test_page_loads_clean_shows_every_status_and_updates_without_reload(browser,
         browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
         problems = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
         assert problems == []
+
+
+def test_login_in_the_browser(browser, sqlite_db, sqlite_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    token = "browser-login-token-4f9a"
+    config = build_dashboard_fixture(sqlite_url, token=token, refresh_seconds=1)
+    with ServerThread(create_app(config, clock=lambda: NOW)) as url:
+        browser.get(url)
+        assert browser.current_url.endswith("/login")
+        browser.find_element(By.ID, "token").send_keys("not-the-token")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        assert "not right" in browser.find_element(By.CSS_SELECTOR, ".error").text
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 20).until(
+            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes") or 0) >= 1)
+        assert len(browser.find_elements(By.CSS_SELECTOR, '[data-items="keys"] > article.key')) == len(LABELS)
+        cookie = browser.get_cookie("tokenpool_dashboard")
+        assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["value"] != token
+        assert browser.execute_script("return document.cookie;") == ""      # not readable by scripts
+        # The one refused login is the only console message (a 401 is logged by the browser).
+        problems = [entry["message"] for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        assert all("/login" in message and "401" in message for message in problems), problems
