@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import io
 import logging
 import time
@@ -23,6 +24,7 @@ from pyrogram.types import Message
 from shared.accounting import Accountant
 from shared.client import TrackedClient
 from shared.config import Config
+from shared.db import retrying
 from shared.heartbeat import beat
 from shared.models import utcnow
 from shared.pricing import Pricer
@@ -297,8 +299,9 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     runtime = open_runtime(config)
     accountant = Accountant(config.bot.name, Pricer(config.pricing))
     ai = TrackedClient(config, runtime.keyring, accountant)
-    replier = AutoReplier(config, ai, run_blocking=accountant.run)
-    bot = BotApp(config, replier, default_registry(), run_blocking=accountant.run)
+    run_blocking = database_runner(accountant)
+    replier = AutoReplier(config, ai, run_blocking=run_blocking)
+    bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)
     client = make_client(config, credentials, client_class)
     for handler in bot.handlers():
         client.add_handler(handler)
@@ -311,8 +314,8 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         log.info("bot %s running as %s (id %s); %d key(s) held", config.bot.name,
                  f"@{me.username}" if me and me.username else "the account", me.id if me else "?",
                  len(runtime.keyring))
-        tasks = [asyncio.create_task(_heartbeats(config, accountant, stop), name="heartbeat"),
-                 asyncio.create_task(_pruning(config, replier, accountant, stop), name="pruning"),
+        tasks = [asyncio.create_task(_heartbeats(config, run_blocking, stop), name="heartbeat"),
+                 asyncio.create_task(_pruning(config, replier, run_blocking, stop), name="pruning"),
                  asyncio.create_task(_catch_up(bot, client), name="catch-up")]
         if config.bot.deliver_alerts:
             async def to_saved_messages(text: str):
@@ -322,7 +325,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
             tasks.append(asyncio.create_task(
                 deliver_forever(to_saved_messages, claimer_name(config.bot.name),
                                 interval=config.bot.alert_poll_seconds, stop=stop,
-                                run_blocking=accountant.run), name="alerts"))
+                                run_blocking=run_blocking), name="alerts"))
         await stop.wait()
         log.info("bot %s stopping", config.bot.name)
         for task in tasks:
@@ -351,21 +354,31 @@ async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
             delay = min(delay * 2, 120.0)
 
 
-async def _heartbeats(config: Config, accountant: Accountant, stop: asyncio.Event) -> None:
+def database_runner(accountant: Accountant):
+    """Run blocking database work on the accounting thread, retrying outages with backoff
+    (`shared.db.retrying`), so the event loop never waits on the database."""
+    async def run(fn, *args, **kwargs):
+        what = getattr(fn, "__name__", "database call")
+        return await accountant.run(functools.partial(retrying, fn, *args, what=what, **kwargs))
+    return run
+
+
+async def _heartbeats(config: Config, run_blocking, stop: asyncio.Event) -> None:
+    info = {"deliver_alerts": config.bot.deliver_alerts}
     while not stop.is_set():
         try:
-            await accountant.run(lambda: beat("bot", config.bot.name, {"deliver_alerts": config.bot.deliver_alerts}))
+            await run_blocking(beat, "bot", config.bot.name, info)
         except Exception:
             log.exception("heartbeat failed")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
 
 
-async def _pruning(config: Config, replier: AutoReplier, accountant: Accountant, stop: asyncio.Event) -> None:
+async def _pruning(config: Config, replier: AutoReplier, run_blocking, stop: asyncio.Event) -> None:
     kept = max(HANDLED_KEPT, 2 * dt.timedelta(minutes=config.autoreply.max_message_age_minutes))
     while not stop.is_set():
         try:
-            removed = await accountant.run(replier.store.prune_handled, utcnow() - kept)
+            removed = await run_blocking(replier.store.prune_handled, utcnow() - kept)
             if removed:
                 log.info("forgot %d handled-message records older than %s", removed, kept)
         except Exception:

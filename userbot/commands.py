@@ -5,8 +5,9 @@ blocking functions: they take a `CommandContext` (plain values) and return a `Re
 a string), and raise `UsageError` when the arguments are wrong, which the owner sees as
 the command's usage line. Nothing a user types produces a traceback in Telegram.
 
-Adding commands (the reports' `.usage`, `.recent`, `.export`, `.chart`, `.budget`): write
-a module with `COMMANDS = [Command(...), ...]` and add it to `default_registry` below.
+Adding commands: write a module with `COMMANDS = [Command(...), ...]` (as
+`userbot.report_commands` does for `.usage`, `.recent`, `.export`, `.chart`, `.budget`)
+and extend the registry with it in `default_registry` below.
 """
 from __future__ import annotations
 
@@ -194,9 +195,11 @@ async def _with_target(context: CommandContext, resolve: Resolver | None) -> Com
 
 def default_registry() -> Registry:
     """Every command the bot answers."""
+    from . import report_commands   # it builds on this module's types; imported once they exist
     registry = Registry()
     registry.add(Command("help", "help", "this list", _help_of(registry)))
     registry.extend(CORE_COMMANDS)
+    registry.extend(report_commands.COMMANDS)
     return registry
 
 

@@ -14,7 +14,7 @@ from shared.models import utcnow
 from shared.pricing import Pricer
 from shared.simulator import Simulator
 from tests.shared.client_fixtures import sim_config
-from userbot.app import BotApp
+from userbot.app import BotApp, database_runner
 from userbot.autoreply import AutoReplier
 from userbot.commands import default_registry
 from tests.userbot.recording import RecordingClient, deliver
@@ -45,8 +45,9 @@ class BotHarness:
         self.ring = sync_keys(config)
         self.accountant = Accountant(config.bot.name, Pricer(config.pricing))
         self.ai = TrackedClient(config, self.ring, self.accountant)
-        self.replier = AutoReplier(config, self.ai, run_blocking=self.accountant.run, clock=clock)
-        self.app = BotApp(config, self.replier, default_registry(), run_blocking=self.accountant.run, clock=clock)
+        self.run_blocking = database_runner(self.accountant)
+        self.replier = AutoReplier(config, self.ai, run_blocking=self.run_blocking, clock=clock)
+        self.app = BotApp(config, self.replier, default_registry(), run_blocking=self.run_blocking, clock=clock)
         self.client = RecordingClient()
         self.handlers = self.app.handlers()
 

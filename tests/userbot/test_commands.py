@@ -179,24 +179,30 @@ async def test_commands_outside_saved_messages_do_nothing(make_bot):
 def _app_with(bot, *commands: Command) -> BotApp:
     registry = default_registry()
     registry.extend(commands)
-    return BotApp(bot.config, bot.replier, registry, run_blocking=bot.accountant.run, clock=bot.clock)
+    return BotApp(bot.config, bot.replier, registry, run_blocking=bot.run_blocking, clock=bot.clock)
 
 
 async def test_new_commands_slot_in_and_appear_in_help(make_bot):
     bot = await make_bot()
 
-    def usage(ctx):
+    def tally(ctx):
         days = int(ctx.args[0]) if ctx.args else 30
         if days <= 0:
             raise UsageError("days must be positive")
-        return f"usage for {days} days"
+        return f"tally of {days} days"
 
-    bot.handlers = _app_with(bot, Command("usage", "usage [days]", "tokens and cost by day", usage)).handlers()
-    assert await command(bot, ".usage 7") == "usage for 7 days"
-    assert await command(bot, ".usage 0") == "⚠️ days must be positive\nUsage: <code>.usage [days]</code>"
-    assert "<code>.usage [days]</code> — tokens and cost by day" in await command(bot, ".help")
+    bot.handlers = _app_with(bot, Command("tally", "tally [days]", "a made-up report", tally)).handlers()
+    assert await command(bot, ".tally 7") == "tally of 7 days"
+    assert await command(bot, ".tally 0") == "⚠️ days must be positive\nUsage: <code>.tally [days]</code>"
+    assert "<code>.tally [days]</code> — a made-up report" in await command(bot, ".help")
     with pytest.raises(ValueError):
-        Registry([Command("x", "x", "", usage), Command("X", "X", "", usage)])
+        Registry([Command("x", "x", "", tally), Command("X", "X", "", tally)])
+
+
+def test_the_default_registry_has_the_report_commands():
+    names = [command.name for command in default_registry()]
+    assert names[:7] == ["help", "stats", "autoreply", "allow", "deny", "unlist", "cooldown"]
+    assert {"usage", "recent", "export", "chart", "budget"} <= set(names)
 
 
 async def test_long_plain_answers_continue_below_and_very_long_ones_become_a_file(make_bot):
@@ -223,14 +229,14 @@ async def test_documents_and_photos_are_sent(make_bot):
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
     bot.handlers = _app_with(
         bot,
-        Command("export", "export csv", "", lambda ctx: Reply("📤 7 days of usage",
-                                                               document=Attachment(b"a,b\n1,2\n", "usage.csv"))),
-        Command("chart", "chart", "", lambda ctx: Reply(photo=Attachment(png, "chart.png", "📈 30 days"))),
+        Command("dump", "dump", "", lambda ctx: Reply("📤 7 days of usage",
+                                                       document=Attachment(b"a,b\n1,2\n", "usage.csv"))),
+        Command("picture", "picture", "", lambda ctx: Reply(photo=Attachment(png, "chart.png", "📈 30 days"))),
     ).handlers()
-    assert await command(bot, ".export") == "📤 7 days of usage"
+    assert await command(bot, ".dump") == "📤 7 days of usage"
     (document,) = bot.client.sent("send_document")
     assert document.args == (bot.client.me.id, "usage.csv", b"a,b\n1,2\n")
-    assert await command(bot, ".chart") == "📈 30 days"
+    assert await command(bot, ".picture") == "📈 30 days"
     (photo,) = bot.client.sent("send_photo")
     assert photo.args == (bot.client.me.id, "chart.png", png) and photo.kwargs["caption"] == "📈 30 days"
 

@@ -1,0 +1,63 @@
+"""`run_bot` end to end, with a Pyrogram client that records instead of connecting:
+start, handlers, heartbeat, alert delivery, catch-up, clean stop."""
+import asyncio
+
+from shared.alerts import enqueue_alert
+from shared.models import Alert, Heartbeat, UsageEvent
+from tests.shared.client_fixtures import sim_config
+from tests.userbot.recording import ALICE_ID, RecordingClient, deliver, dialog, incoming, make_user
+from userbot.app import run_bot
+from userbot.session import TelegramCredentials
+
+ALICE = make_user(ALICE_ID, "Alice", is_contact=True)
+
+
+class OfflineBot(RecordingClient):
+    """Built by run_bot like a real Client; start() does not connect."""
+    made: list = []
+
+    def __init__(self, name, **options):
+        super().__init__()
+        self.options = options
+        self.missed = incoming(ALICE, "sent while the bot was down", client=self)
+        self.dialogs = [dialog(ALICE_ID, "Alice", 1, self.missed)]
+        self.histories[ALICE_ID] = [self.missed]
+        OfflineBot.made.append(self)
+
+    async def start(self):
+        return self
+
+
+async def eventually(check, timeout: float = 10.0):
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_the_bot_runs_delivers_alerts_catches_up_and_stops(sqlite_db, sqlite_url, simulator):
+    config = sim_config(simulator, sqlite_url, 2, bot={"alert_poll_seconds": 0.05},
+                        autoreply={"cooldown_seconds": 0})
+    enqueue_alert("exhausted", "exhausted:k1:w1", "🔴 Key k1 is exhausted until 18:00 UTC")
+    stop = asyncio.Event()
+    OfflineBot.made.clear()
+    running = asyncio.create_task(run_bot(config, TelegramCredentials(1, "h", "SESSION"), stop=stop,
+                                          client_class=OfflineBot))
+    await eventually(lambda: OfflineBot.made and OfflineBot.made[0].texts("me"))
+    client = OfflineBot.made[0]
+    assert client.options["session_string"] == "SESSION" and client.options["in_memory"]
+    assert client.texts("me") == ["🔴 Key k1 is exhausted until 18:00 UTC"]
+    await eventually(lambda: client.texts(ALICE_ID))                  # the missed message, answered
+    await eventually(lambda: Heartbeat.select().where(Heartbeat.name == "main").exists())
+
+    handlers = [h for group in client.dispatcher.groups.values() for h in group]
+    assert len(handlers) == 2
+    await deliver(client, handlers, incoming(ALICE, "and now live", client=client))
+    assert len(client.texts(ALICE_ID)) == 2
+
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert Alert.get().delivered_at is not None
+    assert {e.chat_id for e in UsageEvent.select()} == {ALICE_ID}
+    assert UsageEvent.select().where(UsageEvent.operation == "autoreply").count() == 2
