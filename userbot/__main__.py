@@ -12,7 +12,7 @@ from pyrogram.errors import Unauthorized
 from shared.config import ConfigError, load_config
 from shared.db import DatabaseUnavailable
 from shared.schema import SchemaError
-from shared.startup import setup_logging
+from shared.systemd import setup_logging
 
 from .app import run_bot
 from .session import SetupError, login, telegram_credentials

@@ -29,6 +29,7 @@ from shared.heartbeat import beat
 from shared.models import utcnow
 from shared.pricing import Pricer
 from shared.startup import open_runtime
+from shared.systemd import Notifier
 
 from . import guards
 from .autoreply import AutoReplier
@@ -292,10 +293,14 @@ def _file(data: bytes, filename: str) -> io.BytesIO:
 # --- running the bot --------------------------------------------------------------------------
 
 async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asyncio.Event | None = None,
-                  client_class: type[Client] = Client) -> None:
-    """Run one bot until `stop` is set (SIGINT/SIGTERM set it when run from the command line)."""
+                  client_class: type[Client] = Client, notifier: Notifier | None = None) -> None:
+    """Run one bot until `stop` is set (SIGINT/SIGTERM set it when run from the command line).
+
+    Under systemd (`Type=notify`) it reports READY once connected, and pings the watchdog
+    from its own task, so a database outage (retried, not fatal) does not look like a hang."""
     require_session(config, credentials)
     stop = stop or asyncio.Event()
+    notifier = notifier or Notifier()
     runtime = open_runtime(config)
     accountant = Accountant(config.bot.name, Pricer(config.pricing))
     ai = TrackedClient(config, runtime.keyring, accountant)
@@ -311,10 +316,10 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
             return
         secure_session(config)
         me = client.me
-        log.info("bot %s running as %s (id %s); %d key(s) held", config.bot.name,
-                 f"@{me.username}" if me and me.username else "the account", me.id if me else "?",
-                 len(runtime.keyring))
+        log.info("bot %s running as %s; %d key(s) held", config.bot.name, _who(me), len(runtime.keyring))
+        notifier.ready(f"running as {_who(me)}")
         tasks = [asyncio.create_task(_heartbeats(config, run_blocking, stop), name="heartbeat"),
+                 asyncio.create_task(_watchdog(notifier, stop), name="watchdog"),
                  asyncio.create_task(_pruning(config, replier, run_blocking, stop), name="pruning"),
                  asyncio.create_task(_catch_up(bot, client), name="catch-up")]
         if config.bot.deliver_alerts:
@@ -328,6 +333,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
                                 run_blocking=run_blocking), name="alerts"))
         await stop.wait()
         log.info("bot %s stopping", config.bot.name)
+        notifier.stopping()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -337,6 +343,13 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
                 await client.stop()
         await ai.aclose()
         accountant.close()
+        notifier.close()
+
+
+def _who(me) -> str:
+    if me is None:
+        return "the account"
+    return f"@{me.username} (id {me.id})" if me.username else f"id {me.id}"
 
 
 async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
@@ -372,6 +385,15 @@ async def _heartbeats(config: Config, run_blocking, stop: asyncio.Event) -> None
             log.exception("heartbeat failed")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+
+
+async def _watchdog(notifier: Notifier, stop: asyncio.Event) -> None:
+    if not notifier.watchdog_seconds:
+        return
+    while not stop.is_set():
+        notifier.watchdog()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), notifier.watchdog_seconds / 3)
 
 
 async def _pruning(config: Config, replier: AutoReplier, run_blocking, stop: asyncio.Event) -> None:

@@ -1,9 +1,14 @@
 """`run_bot` end to end, with a Pyrogram client that records instead of connecting:
 start, handlers, heartbeat, alert delivery, catch-up, clean stop."""
 import asyncio
+import os
+import shutil
+import socket
+import tempfile
 
 from shared.alerts import enqueue_alert
 from shared.models import Alert, Heartbeat, UsageEvent
+from shared.systemd import Notifier
 from tests.shared.client_fixtures import sim_config
 from tests.userbot.recording import ALICE_ID, RecordingClient, deliver, dialog, incoming, make_user
 from userbot.app import run_bot
@@ -42,8 +47,13 @@ async def test_the_bot_runs_delivers_alerts_catches_up_and_stops(sqlite_db, sqli
     enqueue_alert("exhausted", "exhausted:k1:w1", "🔴 Key k1 is exhausted until 18:00 UTC")
     stop = asyncio.Event()
     OfflineBot.made.clear()
+    systemd = tempfile.mkdtemp(prefix="sd")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(os.path.join(systemd, "notify"))
+    sock.setblocking(False)
+    notifier = Notifier({"NOTIFY_SOCKET": os.path.join(systemd, "notify"), "WATCHDOG_USEC": "150000"})
     running = asyncio.create_task(run_bot(config, TelegramCredentials(1, "h", "SESSION"), stop=stop,
-                                          client_class=OfflineBot))
+                                          client_class=OfflineBot, notifier=notifier))
     await eventually(lambda: OfflineBot.made and OfflineBot.made[0].texts("me"))
     client = OfflineBot.made[0]
     assert client.options["session_string"] == "SESSION" and client.options["in_memory"]
@@ -56,8 +66,19 @@ async def test_the_bot_runs_delivers_alerts_catches_up_and_stops(sqlite_db, sqli
     await deliver(client, handlers, incoming(ALICE, "and now live", client=client))
     assert len(client.texts(ALICE_ID)) == 2
 
+    await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(running, 10)
+    told = []
+    while True:
+        try:
+            told.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            break
+    sock.close()
+    shutil.rmtree(systemd)
+    assert told[0] == "READY=1\nSTATUS=running as @owner (id 424242)"
+    assert told.count("WATCHDOG=1") >= 2 and told[-1] == "STOPPING=1"
     assert Alert.get().delivered_at is not None
     assert {e.chat_id for e in UsageEvent.select()} == {ALICE_ID}
     assert UsageEvent.select().where(UsageEvent.operation == "autoreply").count() == 2
