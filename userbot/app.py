@@ -241,7 +241,8 @@ class BotApp:
         async for dialog in client.get_dialogs(limit=limit):
             chat = dialog.chat
             unread = dialog.unread_messages_count or 0
-            if chat.type != enums.ChatType.PRIVATE or not unread or chat.id == guards.TELEGRAM_SERVICE_ID:
+            if (chat.type != enums.ChatType.PRIVATE or not unread or chat.id == guards.TELEGRAM_SERVICE_ID
+                    or (client.me is not None and chat.id == client.me.id)):
                 continue
             messages = [m async for m in client.get_chat_history(chat.id, limit=min(unread, 20))]
             for message in reversed(messages):     # oldest first
