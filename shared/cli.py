@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import cli_reports, render_data, reports, simulator
+from . import cli_reports, doctor, render_data, reports, simulator
 from .config import ConfigError, load_config
 from .dashboard import command as dashboard_command
 from .db import DatabaseUnavailable, connect_database
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_reports.register(command)
     dashboard_command.register(command)
     simulator.register(command)
+    doctor.register(command)
     return parser
 
 
