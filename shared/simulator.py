@@ -152,7 +152,7 @@ class Simulator:
         self.latency, self.chunk_delay = latency, chunk_delay
         self.models = tuple(models)
         self._keys: dict[str, SimKey] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._prefixes: collections.OrderedDict = collections.OrderedDict()
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
