@@ -284,6 +284,8 @@ def usage_report(now: dt.datetime, days: int = 30, by: str = "day", *, top: int 
     end = utc_day(now)
     start = end - dt.timedelta(days=days - 1)
     rows = _grouped(by, start, end)
+    # Every call is in exactly one group, except by chat (calls without a chat are in none).
+    total = day_totals(start, end) if by == "chat" else sum((r.totals for r in rows), Totals())
     more = 0
     if by == "day":
         found = {row.group: row for row in rows}
@@ -293,8 +295,7 @@ def usage_report(now: dt.datetime, days: int = 30, by: str = "day", *, top: int 
         rows.sort(key=lambda r: (-r.totals.total_tokens, -r.totals.calls, r.group))
         if top is not None and len(rows) > top:
             rows, more = rows[:top], len(rows) - top
-    return UsageReport(by=by, days=days, start=start, end=end, rows=rows,
-                       total=day_totals(start, end), more=more)
+    return UsageReport(by=by, days=days, start=start, end=end, rows=rows, total=total, more=more)
 
 
 def _grouped(by: str, start: dt.date, end: dt.date) -> list[UsageRow]:
@@ -412,8 +413,8 @@ def calls_between(start: dt.datetime, end: dt.datetime, *, batch: int = 5000):
     while True:
         at, last_id = last
         query = (UsageEvent.select(*_CALL_COLUMNS).join(ApiKey)
-                 .where((UsageEvent.at < end)
-                        & ((UsageEvent.at > at) | ((UsageEvent.at == at) & (UsageEvent.id > last_id))))
+                 .where((UsageEvent.at >= at) & (UsageEvent.at < end)
+                        & ((UsageEvent.at > at) | (UsageEvent.id > last_id)))
                  .order_by(UsageEvent.at, UsageEvent.id).limit(batch))
         views = _call_views(query)
         yield from views
