@@ -15,9 +15,9 @@ from rich.console import Console
 
 from . import render_data, render_terminal
 from .budgets import budget_report
-from .charts import usage_chart
 from .exports import KINDS, export, last_days
 from .models import utcnow
+from .monitor import run_monitor
 from .reports import GROUPINGS, MAX_RECENT, ReportError, recent_calls, stats_snapshot, usage_report
 from .startup import open_runtime
 
@@ -105,6 +105,7 @@ def cmd_export(args, config, now) -> int:
 
 @_reporting
 def cmd_chart(args, config, now) -> int:
+    from .charts import usage_chart     # matplotlib takes ~0.4 s to import: only here
     png = usage_chart(now, args.days)
     Path(args.output).write_bytes(png)
     print(f"wrote {args.output} ({len(png):,} bytes)", file=sys.stderr)
@@ -112,7 +113,6 @@ def cmd_chart(args, config, now) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from .monitor import run_monitor   # rich Live is only needed here
     runtime = open_runtime(config_path=args.config)
     return run_monitor(runtime.config, interval=args.interval, calls=args.calls)
 
