@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from .config import Config
+from .db import database, retrying
 from .keys import HeldKey, KeyRing
 from .models import ApiKey, Heartbeat, KeyRanking
 from .status import frees_up_at, is_eligible
@@ -28,6 +29,31 @@ from .status import frees_up_at, is_eligible
 log = logging.getLogger("tokenpool.selection")
 
 WORKER_KIND = "worker"
+
+
+# The columns status needs: selection runs before every call, so it reads no more than these.
+STATUS_FIELDS = (ApiKey.id, ApiKey.position, ApiKey.label, ApiKey.disabled, ApiKey.invalid, ApiKey.window_anchor,
+                 ApiKey.window_start, ApiKey.daily_token_limit, ApiKey.used_today, ApiKey.calls_today,
+                 ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window, ApiKey.cooldown_until)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A key row as status sees it (the fields of STATUS_FIELDS)."""
+    id: int
+    position: int
+    label: str
+    disabled: bool
+    invalid: bool
+    window_anchor: dt.datetime
+    window_start: dt.datetime | None
+    daily_token_limit: int
+    used_today: int
+    calls_today: int
+    rate_hits_today: int
+    errors_today: int
+    exhausted_window: dt.datetime | None
+    cooldown_until: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,19 @@ def earliest_free(rows: list, now: dt.datetime) -> dt.datetime | None:
     return min(times) if times else None
 
 
+class _Statement:
+    """A query built once with peewee and then run as plain SQL, converting values the way
+    the fields would: building a peewee query costs more than running it on SQLite."""
+
+    def __init__(self, query, fields):
+        self.sql, self.params = query.sql()
+        self.converters = [f.python_value for f in fields]
+
+    def rows(self) -> list[tuple]:
+        cursor = database.obj.execute_sql(self.sql, self.params)
+        return [tuple(convert(v) for convert, v in zip(self.converters, row)) for row in cursor.fetchall()]
+
+
 class Selector:
     """Picks keys for one process. Blocking: run it on the accounting thread."""
 
@@ -74,24 +113,41 @@ class Selector:
         self.low_threshold = config.pool.low_threshold
         self.stale_after = dt.timedelta(seconds=config.client.ranking_stale_seconds)
         self.degraded: bool | None = None      # None until the first pick
+        self._statements: dict = {}
+        self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
+
+    def _statement(self, name: str, build) -> _Statement:
+        key = (name, type(database.obj))
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = build()
+        return statement
 
     def published_ranking(self, now: dt.datetime) -> tuple[int | None, list[int] | None]:
         """(generation, ids) of the newest ranking, or (None, None) when absent or no worker is alive."""
-        seen = (Heartbeat.select(pw.fn.MAX(Heartbeat.last_seen))
-                .where(Heartbeat.kind == WORKER_KIND).scalar())
+        rows = self._statement("ranking", _ranking_statement).rows()
+        if not rows:
+            return None, None
+        generation, key_ids, seen = rows[0]
         if seen is None or now - seen > self.stale_after:
             return None, None
-        row = (KeyRanking.select(KeyRanking.generation, KeyRanking.key_ids)
-               .order_by(KeyRanking.generation.desc()).limit(1).tuples().first())
-        if row is None:
-            return None, None
-        return row[0], ranked_order(row[1])
+        if self._parsed is None or self._parsed[0] != generation:
+            self._parsed = (generation, ranked_order(key_ids))
+        return generation, self._parsed[1]
 
-    def held_rows(self) -> list:
-        ids = self.keyring.ids()
-        return list(ApiKey.select().where(ApiKey.id.in_(ids))) if ids else []
+    def held_rows(self) -> list[KeyRow]:
+        ids = tuple(sorted(self.keyring.ids()))
+        if not ids:
+            return []
+        statement = self._statement(("rows", ids), lambda: _Statement(
+            ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
+        return [KeyRow(*row) for row in statement.rows()]
 
     def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
+        """The first usable key not in `exclude` (transient database errors are retried)."""
+        return retrying(self._pick, now, exclude, what="choosing a key")
+
+    def _pick(self, now: dt.datetime, exclude: set[int]) -> Pick:
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
@@ -105,7 +161,7 @@ class Selector:
 
     def still_usable(self, key_id: int, now: dt.datetime) -> bool:
         """Re-check one key's row right before sending it another request."""
-        row = ApiKey.get_or_none(ApiKey.id == key_id)
+        row = retrying(ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first, what="checking a key")
         return row is not None and is_eligible(row, now, self.low_threshold)
 
     def _note_mode(self, degraded: bool) -> None:
@@ -124,3 +180,11 @@ def _why_none(rows, ranking, exclude, now, low_threshold) -> str:
     if ranking is not None and any(is_eligible(r, now, low_threshold) and r.id not in exclude for r in rows):
         return "the worker's ranking lists none of this process's usable keys"
     return "every key is exhausted, cooling down, invalid or disabled"
+
+
+def _ranking_statement() -> _Statement:
+    """The newest ranking and, beside it, when a worker last beat (one round trip)."""
+    seen = (Heartbeat.select(pw.fn.MAX(Heartbeat.last_seen)).where(Heartbeat.kind == WORKER_KIND))
+    query = (KeyRanking.select(KeyRanking.generation, KeyRanking.key_ids, seen.alias("seen"))
+             .order_by(KeyRanking.generation.desc()).limit(1))
+    return _Statement(query, (KeyRanking.generation, KeyRanking.key_ids, Heartbeat.last_seen))
