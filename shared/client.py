@@ -388,7 +388,7 @@ def _classify_status(exc: openai.APIStatusError) -> _Failure:
     api_error = isinstance(exc.body, dict)       # an OpenAI-style error body, not an HTML page
     code = (exc.code or exc.type or "") if api_error else ""
     label = f"{status} {code}".strip()
-    detail = exc.message if api_error else f"HTTP {status}"
+    detail = (exc.body.get("message") or exc.message) if api_error else f"HTTP {status}"
     if status == 429:
         if code == "insufficient_quota" or exc.type == "insufficient_quota":
             return _Failure(Outcome.QUOTA_EXHAUSTED, label, "The key's quota is used up.", status, headers)

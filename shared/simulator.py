@@ -379,6 +379,11 @@ class Simulator:
                 return _error(400, f"Invalid value for 'messages[{i}].role': expected one of "
                                    f"{', '.join(sorted(ROLES))}.", "invalid_request_error", "invalid_value",
                               param=f"messages[{i}].role")
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = body.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                return _error(400, f"Invalid '{name}': expected an integer of at least 1, but got {value!r}.",
+                              "invalid_request_error", "invalid_value", param=name)
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
                           "invalid_request_error", "model_not_found")

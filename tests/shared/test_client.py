@@ -209,10 +209,16 @@ async def test_unknown_model_is_rejected_recorded_and_not_rotated(harness):
     assert status(harness, "k1") is Status.FRESH
 
 
-@pytest.mark.parametrize("messages", [[], [{"content": "no role"}]])
-async def test_bad_messages_are_rejected_with_a_clear_error(harness, messages):
-    with pytest.raises(RequestRejected, match="messages"):
-        await harness.client.chat(messages, operation="t")
+@pytest.mark.parametrize("messages, kwargs, says", [
+    ([], {}, "'messages'"),
+    ([{"content": "no role"}], {}, "messages[0].role"),
+    ("just a string", {}, "expected an array"),
+    (HELLO, {"max_tokens": -5}, "max_completion_tokens"),
+])
+async def test_bad_input_is_rejected_with_a_clear_error(harness, messages, kwargs, says):
+    with pytest.raises(RequestRejected) as caught:
+        await harness.client.chat(messages, operation="t", **kwargs)
+    assert says in str(caught.value) and str(caught.value).startswith("The AI service rejected the request: ")
     (event,) = harness.events()
     assert event.outcome == "bad_request" and event.error_code.startswith("400")
     assert harness.key("k1").errors_today == 1 and harness.key("k1").used_today == 0
