@@ -15,8 +15,8 @@ import time
 
 from shared.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
 from shared.schema import SchemaError
-
 from shared.systemd import Notifier
+
 from .tick import Ticker, TickReport
 from .wakeup import Waker
 

@@ -128,7 +128,11 @@ class Ticker:
         """Once per process (retried by the loop while the database is down): migrate, sync keys."""
         if not self.started:
             ensure_schema(database.obj)
-            sync_keys(self.config)
+            if self.config.keys:
+                sync_keys(self.config)
+            else:   # syncing an empty list would mark every key as removed from config
+                log.warning("no [[keys]] in %s: working with the keys the bots registered",
+                            self.config.path or "the config")
             self.started = True
 
     def claim_leadership(self, now: dt.datetime, report: TickReport) -> Role:

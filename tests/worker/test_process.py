@@ -1,7 +1,6 @@
 """The worker as real processes (`python -m worker`): leadership, signals, systemd, outages."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -253,3 +252,15 @@ def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers):
     assert log.count("database unavailable") == 1
     assert log.count("database reachable again") == 1
     assert "Traceback" not in log
+
+
+def test_once_with_the_database_down_exits_1_after_one_log_line(tmp_path):
+    with socket.socket() as closed:                    # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = write_config(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/nowhere")
+    done = subprocess.run([sys.executable, "-m", "worker", "--once", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.count("database unavailable") == 1
+    assert "Traceback" not in done.stderr

@@ -239,3 +239,10 @@ def test_leader_whose_session_ends_is_replaced_at_once_where_the_database_has_ad
                 break
             time.sleep(0.02)
         assert (Lease.get().holder, Lease.get().locked) == (("b", True) if takes_over else ("a", False))
+
+
+def test_a_worker_without_keys_in_its_config_keeps_the_keys_bots_registered(db, db_url):
+    with time_machine.travel(T0, tick=False):
+        new_ticker(make_config(2, url=db_url)).tick()           # as if a bot had registered them
+        new_ticker(make_config(0, url=db_url), name="w2").start()
+        assert [k.in_config for k in ApiKey.select()] == [True, True]
