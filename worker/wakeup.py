@@ -37,8 +37,13 @@ class Waker:
     def wait(self, seconds: float, *, database_ok: bool = True) -> str:
         """Block up to `seconds`. Returns "interrupt", "wakeup" or "timeout"."""
         deadline = time.monotonic() + seconds
-        fd = self._listen() if database_ok else None
-        polling = database_ok and fd is None
+        fd, polling = None, False
+        if database_ok:
+            try:
+                fd = listen(WAKE_CHANNEL)
+                polling = fd is None
+            except TRANSIENT_ERRORS:      # the database just went away: sleep, do not poll it
+                pass
         while True:
             if fd is not None:
                 notified = self._notified()
@@ -46,8 +51,12 @@ class Waker:
                     fd = None
                 elif notified:
                     return "wakeup"
-            if polling and self._marker_moved():
-                return "wakeup"
+            if polling:
+                moved = self._marker_moved()
+                if moved is None:        # the database went away: sleep out the rest
+                    polling = False
+                elif moved:
+                    return "wakeup"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
@@ -61,23 +70,17 @@ class Waker:
         os.close(self._read)
         os.close(self._write)
 
-    def _listen(self) -> int | None:
-        try:
-            return listen(WAKE_CHANNEL)
-        except TRANSIENT_ERRORS:
-            return None
-
     def _notified(self) -> bool | None:
         try:
             return take_notifications() > 0
         except TRANSIENT_ERRORS:
             return None
 
-    def _marker_moved(self) -> bool:
+    def _marker_moved(self) -> bool | None:
         try:
             marker = wake_marker()
         except TRANSIENT_ERRORS:
-            return False
+            return None
         moved = self._marker_known and marker != self._marker
         self._marker, self._marker_known = marker, True
         return moved
