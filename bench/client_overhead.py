@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from shared.client import TrackedClient  # noqa: E402
 from shared.config import parse_config  # noqa: E402
 from shared.db import database  # noqa: E402
 from shared.heartbeat import beat  # noqa: E402
-from shared.models import KeyRanking, UsageEvent, utcnow  # noqa: E402
+from shared.models import KeyRanking, UsageEvent  # noqa: E402
 from shared.pricing import Pricer  # noqa: E402
 from shared.startup import open_runtime  # noqa: E402
 

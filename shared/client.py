@@ -149,6 +149,7 @@ class TrackedClient:
         """One chat completion; returns its text and accounting. Raises a ClientError subclass."""
         request = self._request(messages, operation, model, chat_id, max_tokens, extra, stream=False)
         attempt = await self._send(request)
+        duration_ms = _ms_since(attempt.started)
         try:
             completion = attempt.raw.parse()
         except Exception as exc:  # a 200 we cannot read: the provider's fault, treated like a 5xx
@@ -161,13 +162,13 @@ class TrackedClient:
             text = _completion_text(completion)
             usage = (request.prompt_estimate, 0, estimate_text_tokens(text), 0)
         recorded = await self._record(request, attempt.key, attempt.at, attempt.started, Outcome.OK,
-                                      usage=usage, estimated=estimated,
+                                      usage=usage, estimated=estimated, duration_ms=duration_ms,
                                       rate_limits=rate_limit_snapshot(attempt.raw.headers, attempt.at))
         self._rate_hits.pop(attempt.key.id, None)
         choice = completion.choices[0] if completion.choices else None
         return ChatResult(text=_completion_text(completion), model=request.model, key_label=attempt.key.label,
                           input_tokens=usage[0], cached_tokens=usage[1], output_tokens=usage[2],
-                          reasoning_tokens=usage[3], duration_ms=_ms_since(attempt.started),
+                          reasoning_tokens=usage[3], duration_ms=duration_ms,
                           call_id=recorded.call_id, estimated=estimated, cost_nanousd=recorded.cost_nanousd,
                           finish_reason=(choice.finish_reason or "") if choice else "")
 
@@ -293,10 +294,12 @@ class TrackedClient:
     async def _record(self, request: _Request, key: HeldKey, at: dt.datetime, started: float, outcome: Outcome,
                       *, usage: tuple[int, int, int, int] = (0, 0, 0, 0), estimated: bool = False,
                       error_code: str = "", cooldown_until: dt.datetime | None = None,
-                      rate_limits: RateLimitSnapshot | None = None) -> Recorded:
+                      rate_limits: RateLimitSnapshot | None = None, duration_ms: int | None = None) -> Recorded:
+        if duration_ms is None:
+            duration_ms = _ms_since(started)
         call = CallRecord(key_id=key.id, bot=self.config.bot.name, operation=request.operation,
                           model=request.model, outcome=outcome, input_tokens=usage[0], cached_tokens=usage[1],
-                          output_tokens=usage[2], reasoning_tokens=usage[3], duration_ms=_ms_since(started),
+                          output_tokens=usage[2], reasoning_tokens=usage[3], duration_ms=duration_ms,
                           error_code=error_code, chat_id=request.chat_id, estimated=estimated, at=at,
                           cooldown_until=cooldown_until, rate_limits=rate_limits)
         recorded = await self.accountant.arecord(call)
@@ -356,6 +359,7 @@ class ChatStream:
         finally:
             if stream is not None:
                 await stream.close()
+            duration_ms = _ms_since(attempt.started)
             text = "".join(parts)
             estimated = usage is None
             if estimated:
@@ -368,12 +372,13 @@ class ChatStream:
                 error_code = "stream closed early by the caller"
             recorded = await asyncio.shield(client._record(
                 request, attempt.key, attempt.at, attempt.started, outcome, usage=usage, estimated=estimated,
-                error_code=error_code, rate_limits=rate_limit_snapshot(attempt.raw.headers, attempt.at)))
+                error_code=error_code, duration_ms=duration_ms,
+                rate_limits=rate_limit_snapshot(attempt.raw.headers, attempt.at)))
             if outcome is Outcome.OK:
                 client._rate_hits.pop(attempt.key.id, None)
             self.result = ChatResult(text=text, model=request.model, key_label=attempt.key.label,
                                      input_tokens=usage[0], cached_tokens=usage[1], output_tokens=usage[2],
-                                     reasoning_tokens=usage[3], duration_ms=_ms_since(attempt.started),
+                                     reasoning_tokens=usage[3], duration_ms=duration_ms,
                                      call_id=recorded.call_id, estimated=estimated,
                                      cost_nanousd=recorded.cost_nanousd, finish_reason=finish)
         if error is not None:

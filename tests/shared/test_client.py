@@ -9,7 +9,6 @@ import logging
 
 import pytest
 
-from shared.accounting import Outcome
 from shared.client import NoKeyAvailable, ProviderUnavailable, RequestRejected
 from shared.heartbeat import beat
 from shared.models import ApiKey, DailyRollup, KeyRanking, UsageEvent, utcnow
@@ -34,6 +33,7 @@ async def test_ok_call_records_real_usage_and_rate_limit_headers(harness):
     assert (event.outcome, event.operation, event.bot, event.chat_id) == ("ok", "autoreply", "main", 42)
     assert (event.input_tokens, event.output_tokens) == (result.input_tokens, result.output_tokens)
     assert event.call_id == result.call_id and event.cost_nanousd == result.cost_nanousd > 0
+    assert event.duration_ms == result.duration_ms
     key = harness.key("k1")
     assert key.used_today == result.input_tokens + result.output_tokens
     assert key.rl_limit_requests == 5000 and key.rl_remaining_requests == 4999
