@@ -272,6 +272,8 @@ class Simulator:
         self._thread.start()
         started.wait()
         if failure:
+            self._thread.join()
+            self._thread = None
             raise failure[0]
         return self.base_url
 

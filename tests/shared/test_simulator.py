@@ -178,6 +178,18 @@ def test_serves_sync_callers_from_a_thread():
     assert sim.requests_for(KEY) == 2
 
 
+def test_a_busy_port_is_reported_to_the_starting_thread():
+    first = Simulator()
+    first.start_in_thread()
+    try:
+        second = Simulator(port=first.port)
+        with pytest.raises(OSError):
+            second.start_in_thread()
+        second.stop()                       # nothing to stop; must not raise
+    finally:
+        first.stop()
+
+
 @pytest.mark.parametrize("text, fault", [
     ("quota", Fault.quota()), ("rate_limit:2.5", Fault.rate_limit(2.5)), ("server_error:502", Fault.server_error(502)),
     ("slow:3", Fault.slow(3)), ("cut:4", Fault.cut(4)), ("invalid", Fault.invalid()),
