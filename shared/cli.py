@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import cli_reports, doctor, render_data, reports, simulator
+from . import cli_reports, demo, doctor, render_data, reports, simulator
 from .config import ConfigError, load_config
 from .dashboard import command as dashboard_command
 from .db import DatabaseUnavailable, connect_database
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_command.register(command)
     simulator.register(command)
     doctor.register(command)
+    demo.register(command)
     return parser
 
 

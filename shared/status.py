@@ -38,23 +38,26 @@ class WindowUsage:
     limit: int
     window_start: dt.datetime
     resets_in: dt.timedelta
+    quota_exhausted: bool = False   # the provider said insufficient_quota in this window
 
     @property
     def left(self) -> int:
-        return max(0, self.limit - self.used)
+        return 0 if self.quota_exhausted else max(0, self.limit - self.used)
 
 
 def window_usage(key, now: dt.datetime) -> WindowUsage:
     """Today's counters of `key` (an ApiKey row or anything with the same attributes)."""
     current = windows.in_current_window(key.window_start, key.window_anchor, now)
+    start = windows.window_start(key.window_anchor, now)
     return WindowUsage(
         used=key.used_today if current else 0,
         calls=key.calls_today if current else 0,
         rate_hits=key.rate_hits_today if current else 0,
         errors=key.errors_today if current else 0,
         limit=key.daily_token_limit,
-        window_start=windows.window_start(key.window_anchor, now),
+        window_start=start,
         resets_in=windows.resets_in(key.window_anchor, now),
+        quota_exhausted=key.exhausted_window == start,
     )
 
 
@@ -69,7 +72,7 @@ def key_status(key, now: dt.datetime, low_threshold: int = DEFAULT_LOW_THRESHOLD
     if key.invalid:
         return Status.INVALID
     usage = window_usage(key, now)
-    if usage.used >= usage.limit or key.exhausted_window == usage.window_start:
+    if usage.used >= usage.limit or usage.quota_exhausted:
         return Status.EXHAUSTED
     if key.cooldown_until is not None and now < key.cooldown_until:
         return Status.RATE_LIMITED
@@ -89,7 +92,7 @@ def frees_up_at(key, now: dt.datetime) -> dt.datetime | None:
     if key.disabled or key.invalid:
         return None
     usage = window_usage(key, now)
-    if usage.used >= usage.limit or key.exhausted_window == usage.window_start:
+    if usage.used >= usage.limit or usage.quota_exhausted:
         return usage.window_start + windows.WINDOW
     if key.cooldown_until is not None and now < key.cooldown_until:
         return key.cooldown_until

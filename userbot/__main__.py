@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -16,6 +17,7 @@ from shared.systemd import setup_logging
 
 from .app import run_bot
 from .session import SetupError, login, telegram_credentials
+from .simulate import simulate
 
 log = logging.getLogger("tokenpool.bot")
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, SetupError)
@@ -30,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     log_in = sub.add_parser("login", help="log in to Telegram interactively and save the session")
     log_in.add_argument("--print-session-string", action="store_true",
                         help="also print a session string, for running with TOKENPOOL_SESSION_STRING")
+    sim = sub.add_parser("simulate", help="offline: feed simulated private messages to the auto-reply logic "
+                                          "(what `tokenpool demo` runs); no Telegram account needed")
+    sim.add_argument("--name", help="bot name for the usage rows (default: [bot] name)")
+    sim.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed: which chats and messages")
+    sim.add_argument("--rate", type=float, default=4.0, help="messages per second (default 4)")
     return parser
 
 
@@ -41,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "login":
             credentials = telegram_credentials(config, need_session_string=False)
             print(asyncio.run(login(config, credentials, print_session_string=args.print_session_string)))
+            return 0
+        if args.command == "simulate":
+            if args.name:
+                config = dataclasses.replace(config, bot=dataclasses.replace(config.bot, name=args.name))
+            counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate))
+            log.info("simulated bot %s done: %s", config.bot.name, counts)
             return 0
         return asyncio.run(_run(config))
     except USER_ERRORS as exc:

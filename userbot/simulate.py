@@ -1,0 +1,111 @@
+"""`tokenpool-bot simulate`: the bot's auto-reply logic fed by simulated private messages.
+
+Only the Telegram transport is replaced: messages are made up from a few personas, replies
+are logged instead of sent. Everything else (guards, context, the tracked client, key
+rotation, accounting, alert delivery) is the real bot's. `tokenpool demo` runs two of these.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+
+from shared.accounting import Accountant
+from shared.client import TrackedClient
+from shared.config import Config
+from shared.heartbeat import beat
+from shared.models import utcnow
+from shared.pricing import Pricer
+from shared.startup import open_runtime
+
+from .alerts import claimer_name, deliver_forever
+from .app import database_runner
+from .autoreply import AutoReplier, no_typing
+from .incoming import IncomingMessage
+
+log = logging.getLogger("tokenpool.simulate")
+
+PERSONAS = [
+    ("Asha", ["Hey! Are you free this evening?", "Did you see the match yesterday?",
+              "Can you send me the address again?", "Thanks, see you there 🙂"]),
+    ("Bilal", ["Salam, quick question about the invoice", "Is the meeting still at 3?",
+               "Could you review my draft when you have a minute?", "Great, thank you!"]),
+    ("Chen", ["hi", "what time does the shop close on Sundays?", "ok and on holidays?", "cool thx"]),
+    ("Dana", ["Long time no see! How have you been?", "We should catch up soon",
+              "I'm in town next week, lunch on Tuesday?", "Perfect, I'll book a table"]),
+    ("Emre", ["Bro the deploy failed again", "logs say connection refused on 5432",
+              "restarted postgres, works now", "you're a lifesaver"]),
+    ("Farah", ["Happy birthday!!! 🎉", "Any plans for the weekend?", "Send pics!", "Miss you"]),
+]
+
+
+class LoggingTransport:
+    """Replies go to the log, not to Telegram; message ids are made up."""
+
+    def __init__(self, bot: str):
+        self.bot = bot
+        self._ids = itertools.count(1_000_000)
+        self.sent = 0
+
+    async def send_text(self, chat_id: int, text: str) -> int:
+        self.sent += 1
+        log.info("%s → chat %s: %s", self.bot, chat_id, text[:70].replace("\n", " "))
+        return next(self._ids)
+
+    def typing(self, chat_id: int):
+        return no_typing(chat_id)
+
+
+async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4.0) -> dict:
+    """About `rate` messages a second for `seconds`, from people who take 5-15 s to answer
+    (faster looks like another bot to the loop guard); returns counts of what happened."""
+    rng = random.Random(seed)
+    runtime = open_runtime(config)
+    accountant = Accountant(config.bot.name, Pricer(config.pricing))
+    ai = TrackedClient(config, runtime.keyring, accountant)
+    run_blocking = database_runner(accountant)
+    replier = AutoReplier(config, ai, run_blocking=run_blocking)
+    transport = LoggingTransport(config.bot.name)
+    stop = asyncio.Event()
+    counts: dict[str, int] = {}
+    message_ids = itertools.count(1)
+    deadline = time.monotonic() + seconds
+
+    async def person(index: int):
+        name, lines = PERSONAS[index % len(PERSONAS)]
+        chat_id = 10_000 * (seed + 1) + index
+        await asyncio.sleep(rng.uniform(0, min(10, seconds)))
+        while time.monotonic() < deadline:
+            msg = IncomingMessage(chat_id=chat_id, message_id=next(message_ids), sender_id=chat_id,
+                                  date=utcnow(), text=rng.choice(lines), is_contact=rng.random() < 0.7,
+                                  sender_name=name)
+            handled = await replier.handle(msg, transport)
+            outcome = handled.outcome or str(handled.reason)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            await asyncio.sleep(min(rng.uniform(5.5, 15), max(0.0, deadline - time.monotonic())))
+
+    async def heartbeats():
+        while not stop.is_set():
+            await run_blocking(beat, "bot", config.bot.name, {"mode": "simulate"})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2)
+
+    background = [asyncio.create_task(heartbeats()),
+                  asyncio.create_task(deliver_forever(_log_alert, claimer_name(config.bot.name), interval=0.5,
+                                                      stop=stop, run_blocking=run_blocking))]
+    try:
+        await asyncio.gather(*(person(i) for i in range(max(1, round(rate * 10)))))
+    finally:
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
+        await ai.aclose()
+        accountant.close()
+    return counts
+
+
+async def _log_alert(text: str):
+    log.warning("alert for Saved Messages: %s", text.replace("\n", " "))
+    return True
