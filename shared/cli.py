@@ -16,7 +16,8 @@ from .db import DatabaseUnavailable, connect_database
 from .models import ApiKey, utcnow
 from .render_terminal import keys_table
 from .schema import SchemaError, migrate, schema_status
-from .startup import open_runtime, setup_logging
+from .startup import open_runtime
+from .systemd import setup_logging
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.toml"
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable)

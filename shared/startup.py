@@ -1,7 +1,6 @@
 """What every process does first: load config, open the database, migrate, sync keys."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import peewee as pw
@@ -28,8 +27,3 @@ def open_runtime(config: Config | None = None, *, config_path: str | None = None
     keyring = retrying(sync_keys, config, what="syncing keys") if sync else KeyRing([])
     return Runtime(config=config, db=db, keyring=keyring)
 
-
-def setup_logging(level: str = "INFO") -> None:
-    """Plain lines on stderr: journald adds its own timestamps, terminals get ours."""
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -87,6 +87,9 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
+CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "aiohttp.access", "pyrogram.session", "pyrogram.connection")
+
+
 def setup_logging(level: str = "INFO", env: Mapping[str, str] | None = None) -> None:
     """Log to stderr: journald format under systemd ($JOURNAL_STREAM), timestamped lines otherwise."""
     env = os.environ if env is None else env
@@ -98,3 +101,6 @@ def setup_logging(level: str = "INFO", env: Mapping[str, str] | None = None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # HTTP libraries log every request at INFO; our own per-call line says more.
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 
 from ..config import load_config
-from ..startup import setup_logging
+from ..systemd import setup_logging
 
 
 def register(command) -> None:
