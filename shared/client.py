@@ -36,6 +36,7 @@ from .pricing import format_usd, nano_to_usd
 from .ratelimit_headers import rate_limit_ends_at, rate_limit_snapshot
 from .selection import Pick, Selector
 from .token_estimate import estimate_prompt_tokens, estimate_text_tokens
+from .wakeup import notify_worker
 from .windows import format_duration
 
 log = logging.getLogger("tokenpool.client")
@@ -280,11 +281,20 @@ class TrackedClient:
         try:
             await self._record(request, key, at, started, failure.outcome, error_code=failure.error_code,
                                cooldown_until=cooldown, rate_limits=rate_limit_snapshot(headers, at))
+            if rotating:
+                await self._wake_worker()
         finally:
             if rotating:
                 self._failing[key.id] -= 1
                 if self._failing[key.id] <= 0:
                     del self._failing[key.id]
+
+    async def _wake_worker(self) -> None:
+        """The key's state changed: let the worker re-rank now, not at its next tick."""
+        try:
+            await self.accountant.run(notify_worker)
+        except Exception as exc:  # a wake-up is an optimisation; the tick catches up anyway
+            log.debug("could not wake the worker: %s", exc)
 
     def _backoff_cooldown(self, key_id: int, at: dt.datetime) -> dt.datetime:
         hits = self._rate_hits.get(key_id, 0)

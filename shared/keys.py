@@ -66,11 +66,12 @@ class KeyRing:
         return [k.secret for k in self._by_id.values()]
 
 
-def sync_keys(config: Config) -> KeyRing:
-    """Make the key table match config: add new keys, update labels and limits.
+def sync_keys(config: Config, *, mark_removed: bool = False) -> KeyRing:
+    """Register this config's keys (add new ones, update labels and limits); return its KeyRing.
 
-    Keys missing from config are marked `in_config = False`; their history stays.
-    Returns the KeyRing of this process.
+    With `mark_removed` (the worker, whose config is the pool's), keys missing from config
+    are marked `in_config = False`; their history stays. Other processes leave that alone:
+    a bot on another host may hold only some of the keys.
     """
     now = utcnow()
     held = []
@@ -79,10 +80,9 @@ def sync_keys(config: Config) -> KeyRing:
         for position, key in enumerate(config.keys):
             held.append(_upsert_key(config, key, position, now))
             seen.add(held[-1].id)
-        stale = ApiKey.update(in_config=False).where(ApiKey.in_config == True)  # noqa: E712
-        if seen:
-            stale = stale.where(ApiKey.id.not_in(seen))
-        stale.execute()
+        if mark_removed and seen:
+            (ApiKey.update(in_config=False)
+             .where((ApiKey.in_config == True) & ApiKey.id.not_in(seen)).execute())  # noqa: E712
     return KeyRing(held)
 
 

@@ -41,7 +41,9 @@ def test_sync_registers_updates_and_keeps_removed_keys(db, db_url):
     Accountant("b").record(CallRecord(key_id=ring.ids()[2], bot="b", operation="op", model="m", input_tokens=5))
     fewer = make_config([{"label": "renamed", "api_key": config.keys[0].secret, "daily_token_limit": 7}],
                         url=db_url)
-    ring2 = sync_keys(fewer)
+    sync_keys(fewer)            # a bot holding only some keys marks nothing as removed
+    assert ApiKey.get_by_id(ring.ids()[2]).in_config is True
+    ring2 = sync_keys(fewer, mark_removed=True)   # the worker's config is the pool's
     assert ring2.ids() == [ring.ids()[0]]
     first = ApiKey.get_by_id(ring.ids()[0])
     assert (first.label, first.daily_token_limit, first.in_config) == ("renamed", 7, True)
