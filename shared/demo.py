@@ -32,7 +32,7 @@ from .simulator import Fault, Simulator
 from .startup import open_runtime
 
 # label, our daily limit, the provider's own allowance (None: ours is the tighter one)
-DEMO_KEYS = [("alpha", 6_000, None), ("bravo", 9_000, None), ("charlie", 30_000, 4_000),
+DEMO_KEYS = [("alpha", 3_000, None), ("bravo", 6_000, None), ("charlie", 30_000, 4_000),
              ("delta", 100_000, None)]
 BOTS = ("demo-bot-1", "demo-bot-2")
 
@@ -50,7 +50,7 @@ log_level = "INFO"
 url = {json.dumps(database_url)}
 
 [pool]
-low_threshold = 3000
+low_threshold = 2000
 
 [client]
 timeout_seconds = 10.0

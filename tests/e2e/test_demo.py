@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_runs_offline_rotates_keys_and_prints_the_panel(tmp_path):
     work = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--seconds", "12", "--no-live",
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--seconds", "15", "--no-live",
                              "--dir", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=180,
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "140"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
