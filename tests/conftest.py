@@ -1,6 +1,11 @@
 """Fixtures shared by every test package: real databases and real configs."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from shared.config import parse_config
@@ -59,3 +64,32 @@ def pool(db, db_url):
     """Three synced keys on the `db` fixture's database: (config, keyring)."""
     config = make_config(3, url=db_url)
     return config, sync_keys(config)
+
+
+@dataclass
+class DemoRun:
+    """One `tokenpool demo` run: its folder (database, config, logs, chart) and its output."""
+    workdir: Path
+    stdout: str
+    stderr: str
+    returncode: int
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "demo-config.toml"
+
+    def secrets(self) -> list[str]:
+        return [line.split('"')[1] for line in self.config_path.read_text().splitlines()
+                if line.startswith("api_key")]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """The README's first command, run once per session as a real process tree."""
+    home = tmp_path_factory.mktemp("demo-home")
+    work = home / "demo"
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--seconds", "15", "--no-live",
+                             "--dir", str(work)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                            text=True, timeout=180, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
+                                                         "COLUMNS": "140"})
+    return DemoRun(work, result.stdout, result.stderr, result.returncode)
