@@ -15,7 +15,7 @@ from shared.models import ApiKey, UsageEvent
 from shared.schema import ensure_schema
 from tests.backends import fresh_database_url
 from tests.conftest import make_config
-from tests.reliability.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 from tests.shared.books import assert_books_exact
 
 

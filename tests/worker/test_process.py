@@ -19,7 +19,7 @@ from shared.wakeup import notify_worker
 from shared.windows import WINDOW
 from tests.backends import fresh_database_url
 from tests.conftest import make_config, open_test_db
-from tests.worker.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK, LEASE = 0.2, 1.0
