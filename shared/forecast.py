@@ -1,8 +1,8 @@
 """Pace forecasts: at the pace of the last hour, when does a key (or the pool) run out?
 
 The forecasts are pure functions of plain values and a clock; `recent_tokens_by_key` is
-the one query behind them (tokens per key from the usage events of the last hour), and
-`*_forecast_json` their JSON form (for the dashboard, and for `--json` reports).
+the one query behind them (tokens per key from the usage events of the last hour); their
+JSON form is in `render_data`.
 A key's forecast only looks inside its current window: a key that would run out after
 its window ends "lasts the window". The pool's forecast asks whether what is left
 today, across all usable keys, lasts until the next reset of any of them.
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import peewee as pw
 
 from .models import UsageEvent
-from .render_data import iso
 from .status import Status
 
 PACE_PERIOD = dt.timedelta(hours=1)
@@ -131,19 +130,6 @@ def forecast_views(views, recent: dict[int, int], now: dt.datetime,
                                     now=now, period=period)
               for view, (status, left, end, tokens) in zip(views, rows)}
     return by_key, forecast_pool(rows, now=now, period=period)
-
-
-def key_forecast_json(forecast: KeyForecast) -> dict:
-    """A key's forecast as data (the dashboard's `forecast` field of each key)."""
-    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
-            "window_end": iso(forecast.window_end), "runs_out_at": iso(forecast.runs_out_at)}
-
-
-def pool_forecast_json(forecast: PoolForecast) -> dict:
-    """The pool's forecast as data (the dashboard's top-level `forecast` field)."""
-    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
-            "left": forecast.left, "next_reset_at": iso(forecast.next_reset_at),
-            "runs_out_at": iso(forecast.runs_out_at)}
 
 
 def recent_tokens_by_key(now: dt.datetime, period: dt.timedelta = PACE_PERIOD) -> dict[int, int]:

@@ -15,6 +15,7 @@ import io
 import json
 
 from .budgets import Amount, BudgetReport
+from .forecast import KeyForecast, PoolForecast
 from .pricing import nano_to_usd
 from .reports import (CallView, KeyView, ProcessHealth, RollupView, StatsSnapshot, Totals, UsageReport,
                       UsageRow)
@@ -79,7 +80,9 @@ def stats_json(snapshot: StatsSnapshot) -> dict:
             "lifetime_cost_nanousd": today.lifetime_cost_nanousd,
             "lifetime_cost_usd": usd(today.lifetime_cost_nanousd),
         },
-        "keys": [key_json(view) for view in snapshot.keys],
+        "forecast": pool_forecast_json(snapshot.pool_forecast),
+        "keys": [{**key_json(view), "forecast": key_forecast_json(snapshot.forecasts[view.id])}
+                 for view in snapshot.keys],
         "processes": [process_json(p) for p in snapshot.processes],
     }
 
@@ -209,3 +212,16 @@ def write_json(rows, kind: str, out: io.TextIOBase) -> int:
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
+
+
+def key_forecast_json(forecast: KeyForecast) -> dict:
+    """A key's forecast as data (the dashboard's `forecast` field of each key)."""
+    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
+            "window_end": iso(forecast.window_end), "runs_out_at": iso(forecast.runs_out_at)}
+
+
+def pool_forecast_json(forecast: PoolForecast) -> dict:
+    """The pool's forecast as data (the dashboard's top-level `forecast` field)."""
+    return {"outlook": forecast.outlook.value, "text": forecast.text, "tokens_per_hour": forecast.tokens_per_hour,
+            "left": forecast.left, "next_reset_at": iso(forecast.next_reset_at),
+            "runs_out_at": iso(forecast.runs_out_at)}

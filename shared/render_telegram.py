@@ -12,6 +12,7 @@ import datetime as dt
 from html import escape
 
 from .budgets import Amount, BudgetCheck, BudgetReport
+from .forecast import KeyForecast, Outlook
 from .humanize import ago, compact, percent
 from .pricing import format_usd
 from .reports import CallView, KeyView, ProcessHealth, StatsSnapshot, Totals, UsageReport
@@ -72,17 +73,19 @@ def render_stats(snapshot: StatsSnapshot) -> str:
         f"🌟 Lifetime Total: {today.lifetime_tokens:,} tokens",
         f"📞 Calls: {today.calls:,} · ❌ Errors: {today.errors:,} · ✔️ {percent(today.success_rate)} ok",
         f"💵 Cost: {format_usd(today.cost_nanousd)} · lifetime {format_usd(today.lifetime_cost_nanousd)}",
+        f"🔮 {escape(snapshot.pool_forecast.text, quote=False)}",
         "",
         RULE,
         "",
         "🔑 <b>Individual Keys:</b>",
     ]
-    items = ["\n" + _key_block(view, snapshot.now) for view in snapshot.keys] or ["\nNo keys configured."]
+    items = ["\n" + _key_block(view, snapshot.now, snapshot.forecasts.get(view.id))
+             for view in snapshot.keys] or ["\nNo keys configured."]
     tail = ["", RULE, "🩺 <b>Health</b>"] + _health_lines(snapshot.processes)
     return fit(head, items, tail, "keys")
 
 
-def _key_block(view: KeyView, now: dt.datetime) -> str:
+def _key_block(view: KeyView, now: dt.datetime, forecast: KeyForecast | None = None) -> str:
     usage = view.usage
     lines = [f"{key_name(view)} {BADGES[view.status]}",
              f"  📊 Used: {usage.used:,} / {usage.limit:,}",
@@ -95,6 +98,8 @@ def _key_block(view: KeyView, now: dt.datetime) -> str:
     if view.status is Status.INVALID and view.invalid_reason:
         lines.append(f"  ⛔ {escape(view.invalid_reason)}")
     lines.append(f"  ⏰ Resets in: {format_duration(usage.resets_in)}")
+    if forecast is not None and forecast.outlook is Outlook.RUNS_OUT:
+        lines.append(f"  🔮 At this pace it {forecast.text}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .budgets import BudgetReport
+from .forecast import KeyForecast, Outlook
 from .humanize import ago, percent
 from .pricing import format_usd
 from .reports import CallView, KeyView, ProcessHealth, StatsSnapshot, UsageReport
@@ -34,12 +35,15 @@ def usage_bar(used: int, limit: int, width: int = 20) -> Text:
     return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
 
 
-def keys_table(views: list[KeyView], *, bars: bool = False) -> Table:
+def keys_table(views: list[KeyView], *, bars: bool = False,
+               forecasts: dict[int, KeyForecast] | None = None) -> Table:
     columns = [("#", "right"), ("label", "left"), ("key", "left"), ("status", "left"),
                ("used / limit", "right"), ("left", "right"), ("calls", "right"), ("rate hits", "right"),
                ("resets in", "right")]
     if bars:
         columns.insert(5, ("", "left"))
+    if forecasts is not None:
+        columns.append(("forecast", "left"))
     table = _table("API keys", columns)
     for view in views:
         usage = view.usage
@@ -48,6 +52,9 @@ def keys_table(views: list[KeyView], *, bars: bool = False) -> Table:
                  f"{usage.rate_hits:,}", format_duration(usage.resets_in)]
         if bars:
             cells.insert(5, usage_bar(usage.used, usage.limit))
+        if forecasts is not None:
+            forecast = forecasts.get(view.id)
+            cells.append(forecast.text if forecast and forecast.outlook is not Outlook.UNUSABLE else "")
         table.add_row(*cells)
     return table
 
@@ -78,9 +85,10 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
             ("lifetime", f"{today.lifetime_tokens:,} tokens, {format_usd(today.lifetime_cost_nanousd)}"),
             ("calls today", f"{today.calls:,} ({today.errors:,} errors, {today.rate_hits:,} rate hits, "
                             f"{percent(today.success_rate)} ok)"),
-            ("cost today", format_usd(today.cost_nanousd))):
+            ("cost today", format_usd(today.cost_nanousd)),
+            ("forecast", snapshot.pool_forecast.text)):
         summary.add_row(name, Text(value))
-    parts = [summary, keys_table(snapshot.keys)]
+    parts = [summary, keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
     parts.append(health_table(snapshot.processes) if snapshot.processes
                  else Text("No worker or bot has reported yet.", style="dim"))
     return Group(*parts)

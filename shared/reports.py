@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 import peewee as pw
 
+from .forecast import KeyForecast, PoolForecast, forecast_views, recent_tokens_by_key
 from .heartbeat import is_alive
 from .models import ApiKey, ChatRollup, DailyRollup, Heartbeat, KeyRanking, UsageEvent
 from .status import ELIGIBLE, Status, WindowUsage, frees_up_at, key_status, window_usage
@@ -132,6 +133,8 @@ class StatsSnapshot:
     today: PoolToday
     processes: list[ProcessHealth]
     ranking_generation: int | None
+    forecasts: dict[int, KeyForecast]       # by key id, at the pace of the last hour
+    pool_forecast: PoolForecast
 
     @property
     def daily_limit(self) -> int | None:
@@ -153,8 +156,10 @@ def stats_snapshot(now: dt.datetime, config) -> StatsSnapshot:
         lifetime_tokens=int(lifetime[0] or 0), lifetime_calls=int(lifetime[1] or 0),
         lifetime_cost_nanousd=int(lifetime[2] or 0))
     ranking = KeyRanking.select().order_by(KeyRanking.generation.desc()).first()
+    forecasts, pool_forecast = forecast_views(keys, recent_tokens_by_key(now), now)
     return StatsSnapshot(now=now, keys=keys, in_use=_key_in_use(keys, ranking), today=today,
-                         processes=process_health(now), ranking_generation=ranking and ranking.generation)
+                         processes=process_health(now), ranking_generation=ranking and ranking.generation,
+                         forecasts=forecasts, pool_forecast=pool_forecast)
 
 
 def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | None:

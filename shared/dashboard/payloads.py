@@ -13,7 +13,8 @@ import datetime as dt
 from .. import render_data, reports
 from ..budgets import pool_projection
 from ..charts import usage_chart
-from ..forecast import KeyForecast, forecast_views, key_forecast_json, pool_forecast_json, recent_tokens_by_key
+from ..forecast import KeyForecast, forecast_views, recent_tokens_by_key
+from ..render_data import key_forecast_json
 from ..status import Status, WindowUsage
 
 RECENT_CALLS = 20
@@ -26,16 +27,14 @@ MAX_CHART_DAYS = 366
 def stats_payload(now: dt.datetime, config) -> dict:
     """`tokenpool stats --json`, plus status counts, projections and forecasts."""
     snapshot = reports.stats_snapshot(now, config)
-    by_key, pool = forecast_views(snapshot.keys, recent_tokens_by_key(now), now)
     stats = render_data.stats_json(snapshot)
-    stats["keys"] = [_with_extras(key, view, by_key[view.id]) for key, view in zip(stats["keys"], snapshot.keys)]
+    stats["keys"] = [{**key, "successes": _successes(view)} for key, view in zip(stats["keys"], snapshot.keys)]
     counts = {status.value: 0 for status in Status}
     for view in snapshot.keys:
         counts[view.status.value] += 1
     stats["status_counts"] = counts
     stats["today"]["successes"] = snapshot.today.calls - snapshot.today.errors - snapshot.today.rate_hits
     stats["projection"] = projection_json(pool_projection(now))
-    stats["forecast"] = pool_forecast_json(pool)
     return stats
 
 
@@ -80,10 +79,13 @@ def blanks(now: dt.datetime) -> dict:
 
 # --- the dashboard's additions -------------------------------------------------------------------
 
-def _with_extras(key: dict, view: reports.KeyView, forecast: KeyForecast) -> dict:
+def _successes(view: reports.KeyView) -> int:
     usage = view.usage
-    return {**key, "successes": usage.calls - usage.errors - usage.rate_hits,
-            "forecast": key_forecast_json(forecast)}
+    return usage.calls - usage.errors - usage.rate_hits
+
+
+def _with_extras(key: dict, view: reports.KeyView, forecast: KeyForecast) -> dict:
+    return {**key, "successes": _successes(view), "forecast": key_forecast_json(forecast)}
 
 
 def projection_json(projection) -> dict:

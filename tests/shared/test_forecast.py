@@ -1,10 +1,11 @@
 import datetime as dt
 
 from shared.accounting import Accountant, CallRecord, Outcome
-from shared.forecast import (Outlook, forecast_key, forecast_pool, forecast_views, key_forecast_json,
-                             pool_forecast_json, recent_tokens_by_key)
-from shared.models import ApiKey
-from shared.reports import key_views
+from shared.forecast import Outlook, forecast_key, forecast_pool, forecast_views, recent_tokens_by_key
+from shared.models import ApiKey, utcnow
+from shared.render_data import key_forecast_json, pool_forecast_json, stats_json
+from shared.render_telegram import render_stats
+from shared.reports import key_views, stats_snapshot
 from shared.status import Status
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0)
@@ -150,3 +151,21 @@ def test_forecasts_as_data():
     assert pool_forecast_json(pool) == {"outlook": "idle", "text": "today's allowance lasts until the next reset at "
                                         "13:00 UTC", "tokens_per_hour": 0, "left": 1_000,
                                         "next_reset_at": "2026-03-01T13:00:00.000000Z", "runs_out_at": None}
+
+
+def test_stats_panel_and_json_carry_the_forecasts(pool):
+    config, ring = pool
+    accountant = Accountant("b")
+    now = utcnow()
+    for minutes in (50, 30, 10):     # 300,000 tokens in the last hour on a 1,000,000 key
+        accountant.record(CallRecord(key_id=ring.ids()[0], bot="b", operation="op", model="m",
+                                     input_tokens=100_000, at=now - dt.timedelta(minutes=minutes)))
+    snapshot = stats_snapshot(now, config)
+    panel = render_stats(snapshot)
+    runs_out = snapshot.forecasts[ring.ids()[0]]
+    assert runs_out.outlook is Outlook.RUNS_OUT
+    assert f"🔮 At this pace it {runs_out.text}" in panel
+    assert panel.count("🔮") == 2            # the pool's line and the one key that runs out
+    data = stats_json(snapshot)
+    assert data["keys"][0]["forecast"]["outlook"] == "runs_out"
+    assert data["forecast"]["outlook"] in ("lasts", "runs_out")

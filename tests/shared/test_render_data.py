@@ -61,11 +61,13 @@ def test_stats_json_field_names_are_stable_and_hold_no_secret(sqlite_db, sqlite_
     config = build_panel(sqlite_url)
     data = stats_json(stats_snapshot(NOW, config))
     assert list(data) == ["generated_at", "keys_total", "key_in_use", "daily_limit_per_key",
-                          "ranking_generation", "today", "keys", "processes"]
+                          "ranking_generation", "today", "forecast", "keys", "processes"]
     assert list(data["today"]) == ["used", "left", "limit", "calls", "errors", "rate_hits", "success_rate",
                                    "cost_nanousd", "cost_usd", "lifetime_tokens", "lifetime_calls",
                                    "lifetime_cost_nanousd", "lifetime_cost_usd"]
     assert data["keys"][2]["label"] == "ops&dev" and data["keys"][2]["status"] == "EXHAUSTED"
+    assert data["keys"][2]["forecast"]["outlook"] == "exhausted"
+    assert list(data["forecast"]) == ["outlook", "text", "tokens_per_hour", "left", "next_reset_at", "runs_out_at"]
     assert data["key_in_use"] == "main" and data["ranking_generation"] == 42
     assert data["generated_at"] == "2026-03-10T12:00:00.000000Z"
     text = json.dumps(data)

@@ -25,6 +25,7 @@ GOLDEN_STATS = """🔑 <b>API Key &amp; Token Statistics</b>
 🌟 Lifetime Total: 50,178,837 tokens
 📞 Calls: 7,754 · ❌ Errors: 2 · ✔️ 99.8% ok
 💵 Cost: $0.9484 · lifetime $7.53
+🔮 today's allowance lasts until the next reset at 15:05 UTC
 
 ━━━━━━━━━━━━━━━━━
 
