@@ -319,6 +319,22 @@ def _grouped(by: str, start: dt.date, end: dt.date) -> list[UsageRow]:
     return [UsageRow(_day_text(row["g"]) if by == "day" else row["g"], _totals(row)) for row in query.dicts()]
 
 
+def key_top_groups(now: dt.datetime, by: str, top: int = 3) -> dict[int, list[UsageRow]]:
+    """Per key id, today's (UTC day) top `top` operations or chats by tokens, from the rollups."""
+    by = grouping(by)
+    model, column = {"operation": (DailyRollup, DailyRollup.operation),
+                     "chat": (ChatRollup, ChatRollup.chat_id)}[by]
+    query = (model.select(model.key.alias("key_id"), column.alias("g"), *_sums(model))
+             .where(model.day == utc_day(now)).group_by(model.key, column))
+    groups: dict[int, list[UsageRow]] = {}
+    for row in query.dicts():
+        groups.setdefault(row["key_id"], []).append(UsageRow(str(row["g"]), _totals(row)))
+    for rows in groups.values():
+        rows.sort(key=lambda r: (-r.totals.total_tokens, -r.totals.calls, r.group))
+        del rows[top:]
+    return groups
+
+
 def _day_text(value) -> str:
     """A DateField value as YYYY-MM-DD (SQLite hands grouped dates back as text)."""
     return value.isoformat() if isinstance(value, dt.date) else str(value)[:10]

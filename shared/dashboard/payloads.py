@@ -21,6 +21,7 @@ RECENT_CALLS = 20
 MAX_RECENT = reports.MAX_RECENT
 MAX_DAYS = reports.MAX_DAYS
 CHART_DAYS = 30
+TOP_PER_KEY = 3           # top operations and top chats shown on each key's card
 MAX_CHART_DAYS = 366
 
 
@@ -28,7 +29,11 @@ def stats_payload(now: dt.datetime, config) -> dict:
     """`tokenpool stats --json`, plus status counts, projections and forecasts."""
     snapshot = reports.stats_snapshot(now, config)
     stats = render_data.stats_json(snapshot)
-    stats["keys"] = [{**key, "successes": _successes(view)} for key, view in zip(stats["keys"], snapshot.keys)]
+    tops = {by: reports.key_top_groups(now, by, TOP_PER_KEY) for by in ("operation", "chat")}
+    stats["keys"] = [{**key, "successes": _successes(view),
+                      "top_operations": [render_data.usage_row_json(r) for r in tops["operation"].get(view.id, [])],
+                      "top_chats": [render_data.usage_row_json(r) for r in tops["chat"].get(view.id, [])]}
+                     for key, view in zip(stats["keys"], snapshot.keys)]
     counts = {status.value: 0 for status in Status}
     for view in snapshot.keys:
         counts[view.status.value] += 1
@@ -73,7 +78,8 @@ def blanks(now: dt.datetime) -> dict:
     forecast = forecast_views([key], {}, now)[0][0]
     call = reports.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
     process = reports.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
-    return {"key": _with_extras(render_data.key_json(key), key, forecast), "call": render_data.call_json(call),
+    return {"key": {**_with_extras(render_data.key_json(key), key, forecast), "top_operations": [], "top_chats": []},
+            "call": render_data.call_json(call),
             "process": render_data.process_json(process)}
 
 

@@ -247,3 +247,21 @@ async def test_no_secret_ever_appears(client, config, caplog):
     for record_ in caplog.records:
         for secret in secrets:
             assert secret[:14] not in record_.getMessage()
+
+
+async def test_each_key_card_lists_its_top_operations_and_chats_today(client, config):
+    main = ApiKey.get(ApiKey.label == "main")
+    for operation, chat, tokens in (("summary", 7, 9_000), ("summary", 7, 1_000), ("translate", 8, 500)):
+        record("main", NOW - dt.timedelta(minutes=5), operation=operation, chat_id=chat, input_tokens=tokens,
+               output_tokens=0)
+    stats = await get_json(client, "/api/stats")
+    card = next(k for k in stats["keys"] if k["label"] == "main")
+    for by, field in (("operation", "top_operations"), ("chat", "top_chats")):
+        expected = reports.key_top_groups(NOW, by)[main.id]
+        assert card[field] == json.loads(json.dumps([render_data.usage_row_json(r) for r in expected]))
+    assert card["top_operations"][0]["group"] == "summary"          # 10,000 tokens just now, and more before
+    assert card["top_operations"][0]["total_tokens"] >= 10_000
+    assert card["top_chats"][0] == {**card["top_chats"][0], "group": "7", "total_tokens": 10_000}
+    assert len(card["top_operations"]) <= 3 and len(card["top_chats"]) <= 3
+    page = await (await client.get("/")).text()
+    assert 'data-list="top_operations"' in page and '<span class="name">summary</span>' in page
