@@ -16,6 +16,7 @@ from typing import AsyncContextManager, Awaitable, Callable, Protocol
 from shared.alerts import enqueue_alert
 from shared.client import ClientError, NoKeyAvailable, TrackedClient
 from shared.config import Config
+from shared.db import DatabaseUnavailable
 from shared.models import utcnow
 from shared.windows import format_duration
 
@@ -113,6 +114,11 @@ class AutoReplier:
         except ClientError as exc:
             log.warning("no auto-reply in chat %s: %s", msg.chat_id, exc)
             await self._blocking(self.store.settle, msg.chat_id, msg.message_id, FAILED)
+            return Handled(Reason.REPLY, outcome=FAILED)
+        except DatabaseUnavailable as exc:
+            # The call could not be booked even after retries: no reply, and the claim stays,
+            # so the message is never answered twice. The owner sees the outage in the logs.
+            log.warning("no auto-reply in chat %s: %s", msg.chat_id, exc)
             return Handled(Reason.REPLY, outcome=FAILED)
         pieces = split_message(answer)
         if not pieces:
