@@ -1,6 +1,7 @@
 """record_call throughput and latency on SQLite, beside a raw-sqlite3 loop doing the same
-three statements per transaction (one UPDATE of the key, one INSERT of the event, one
-rollup upsert).   Run:  .venv/bin/python bench/accounting.py [--calls N]
+statements per transaction: one UPDATE of the key, one INSERT of the event, the daily
+rollup upsert and (every call here has a chat) the chat rollup upsert.
+Run:  .venv/bin/python bench/accounting.py [--calls N]
 """
 from __future__ import annotations
 
@@ -52,6 +53,14 @@ RAW_ROLLUP = """INSERT INTO daily_rollup (day, key_id, bot, model, operation, ca
  input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, duration_ms)
  VALUES (:day, :key, :bot, :model, :op, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :ms)
  ON CONFLICT (day, key_id, bot, model, operation) DO UPDATE SET calls = calls + 1, ok_calls = ok_calls + 1,
+ input_tokens = input_tokens + excluded.input_tokens, cached_tokens = cached_tokens + excluded.cached_tokens,
+ output_tokens = output_tokens + excluded.output_tokens, total_tokens = total_tokens + excluded.total_tokens,
+ cost_nanousd = cost_nanousd + excluded.cost_nanousd, duration_ms = duration_ms + excluded.duration_ms"""
+
+RAW_CHAT_ROLLUP = """INSERT INTO chat_rollup (day, key_id, bot, chat_id, calls, ok_calls, error_calls, rate_hits,
+ input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, duration_ms)
+ VALUES (:day, :key, :bot, :chat, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :ms)
+ ON CONFLICT (day, key_id, bot, chat_id) DO UPDATE SET calls = calls + 1, ok_calls = ok_calls + 1,
  input_tokens = input_tokens + excluded.input_tokens, cached_tokens = cached_tokens + excluded.cached_tokens,
  output_tokens = output_tokens + excluded.output_tokens, total_tokens = total_tokens + excluded.total_tokens,
  cost_nanousd = cost_nanousd + excluded.cost_nanousd, duration_ms = duration_ms + excluded.duration_ms"""
@@ -113,6 +122,7 @@ def raw_worker(path, calls, seed, queue):
         conn.execute(RAW_UPDATE, params)
         conn.execute(RAW_EVENT, params)
         conn.execute(RAW_ROLLUP, params)
+        conn.execute(RAW_CHAT_ROLLUP, params)
         conn.execute("COMMIT")
         latencies.append(time.perf_counter() - t)
     queue.put((began, time.time(), latencies))
