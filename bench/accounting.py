@@ -150,6 +150,42 @@ def run(kind, processes, calls):
             "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
 
+def async_hop(calls: int) -> tuple[float, float]:
+    """p50 ms of Accountant.record (blocking) and of `await Accountant.arecord` (the bot's
+    way: the same work on the accounting thread, so the event loop never blocks)."""
+    import asyncio
+    from shared.accounting import Accountant
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.db")
+        prepare(path)
+        db = connect_database(f"sqlite:///{path}")
+        key = ApiKey.select().first().id
+        accountant = Accountant("bench")
+
+        def call():
+            return CallRecord(key_id=key, bot="bench", operation="autoreply", model="gpt-4o-mini",
+                              input_tokens=500, output_tokens=100, chat_id=1)
+
+        blocking = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            accountant.record(call())
+            blocking.append(time.perf_counter() - t)
+
+        async def run():
+            hops = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                await accountant.arecord(call())
+                hops.append(time.perf_counter() - t)
+            return hops
+
+        threaded = asyncio.run(run())
+        accountant.close()
+        db.close()
+    return statistics.median(blocking) * 1000, statistics.median(threaded) * 1000
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="calls per process (default 3000)")
@@ -162,6 +198,9 @@ def main():
         tracked = run("tracked", processes, args.calls)
         print(f"{processes:>9} {tracked['rate']:>16,.0f} {raw['rate']:>12,.0f} {tracked['rate'] / raw['rate']:>6.0%} "
               f"{tracked['p50']:>15.3f} {tracked['p99']:>7.3f} {raw['p50']:>11.3f}")
+    blocking, threaded = async_hop(min(args.calls, 2000))
+    print(f"from asyncio: record() p50 {blocking:.3f} ms, await arecord() p50 {threaded:.3f} ms "
+          f"(thread hop {threaded - blocking:+.3f} ms; the event loop is free meanwhile)")
 
 
 if __name__ == "__main__":
