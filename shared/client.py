@@ -138,6 +138,9 @@ class TrackedClient:
         self.accountant = accountant
         self.selector = Selector(config, keyring)
         self._clients: dict[int, openai.AsyncOpenAI] = {}
+        # One HTTP connection pool for every key's client: each pool of its own would load the
+        # CA bundle into a TLS context of its own (~0.9 MB per key).
+        self._http: openai.DefaultAsyncHttpxClient | None = None
         self._rate_hits: dict[int, int] = {}     # consecutive 429s per key, for the backoff
         # Keys whose 429/401 is being recorded right now: concurrent requests skip them at once,
         # rather than picking them from rows that do not show the failure yet.
@@ -185,8 +188,9 @@ class TrackedClient:
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        self._http = None
         for client in clients:
-            await client.close()
+            await client.close()       # the shared pool: closing it again is a no-op
 
     # --- sending with failover -------------------------------------------------------------
 
@@ -204,9 +208,11 @@ class TrackedClient:
     def _client(self, key: HeldKey) -> openai.AsyncOpenAI:
         client = self._clients.get(key.id)
         if client is None:
+            if self._http is None:
+                self._http = openai.DefaultAsyncHttpxClient()
             client = self._clients[key.id] = openai.AsyncOpenAI(
                 api_key=key.secret, base_url=key.base_url or None, max_retries=0,
-                timeout=self.config.client.timeout_seconds)
+                timeout=self.config.client.timeout_seconds, http_client=self._http)
         return client
 
     async def _send(self, request: _Request) -> _Attempt:

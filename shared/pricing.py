@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from decimal import ROUND_HALF_EVEN, Decimal
 
-import genai_prices
-
 from .config import ModelPrice, PricingConfig
 
 log = logging.getLogger("tokenpool.pricing")
@@ -37,6 +35,7 @@ class Pricer:
     def __init__(self, config: PricingConfig | None = None):
         self.overrides = dict(config.overrides) if config else {}
         self._unknown: set[str] = set()
+        self._prices = _price_data()
 
     def cost_nanousd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
         """Cost in nano-USD; input_tokens includes cached_tokens, as OpenAI reports them."""
@@ -51,18 +50,25 @@ class Pricer:
             return _override_cost(override, input_tokens, cached_tokens, output_tokens)
         if model in self._unknown:
             return None
-        usage = genai_prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
+        usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
                                    output_tokens=output_tokens)
         try:
-            return genai_prices.calc_price(usage, model, provider_id="openai").total_price
+            return self._prices.calc_price(usage, model, provider_id="openai").total_price
         except LookupError:
             try:
-                return genai_prices.calc_price(usage, model).total_price
+                return self._prices.calc_price(usage, model).total_price
             except LookupError:
                 self._unknown.add(model)
                 log.warning("no price known for model %r: its calls are counted at $0 "
                             "(add [pricing.overrides.%s] to config)", model, model)
                 return None
+
+
+def _price_data():
+    """genai-prices and its bundled data, about 16 MB resident: loaded by the processes that
+    price calls (a Pricer), not by those that only format money (the worker, most of the CLI)."""
+    import genai_prices
+    return genai_prices
 
 
 def _override_cost(price: ModelPrice, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
