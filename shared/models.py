@@ -108,13 +108,8 @@ class UsageEvent(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
-class DailyRollup(BaseModel):
-    """Sums of events per UTC day x key x bot x model x operation; kept after events are pruned."""
-    day = pw.DateField()
-    key = pw.ForeignKeyField(ApiKey, backref="rollups", on_delete="CASCADE")
-    bot = pw.CharField(max_length=64)
-    model = pw.CharField(max_length=100)
-    operation = pw.CharField(max_length=64)
+class RollupSums(BaseModel):
+    """The sums every rollup keeps (a base for the rollup tables; it has no table itself)."""
     calls = pw.BigIntegerField(default=0)
     ok_calls = pw.BigIntegerField(default=0)
     error_calls = pw.BigIntegerField(default=0)
@@ -126,6 +121,15 @@ class DailyRollup(BaseModel):
     total_tokens = pw.BigIntegerField(default=0)
     cost_nanousd = pw.BigIntegerField(default=0)
     duration_ms = pw.BigIntegerField(default=0)
+
+
+class DailyRollup(RollupSums):
+    """Sums of events per UTC day x key x bot x model x operation; kept after events are pruned."""
+    day = pw.DateField()
+    key = pw.ForeignKeyField(ApiKey, backref="rollups", on_delete="CASCADE")
+    bot = pw.CharField(max_length=64)
+    model = pw.CharField(max_length=100)
+    operation = pw.CharField(max_length=64)
 
     class Meta:
         indexes = ((("day", "key", "bot", "model", "operation"), True),)
@@ -198,7 +202,7 @@ class Setting(BaseModel):
         indexes = ((("scope", "name"), True),)
 
 
-class ChatRollup(BaseModel):
+class ChatRollup(RollupSums):
     """Sums of the events that carry a chat id, per UTC day x key x bot x chat (reports' "by chat").
 
     Kept like DailyRollup (after events are pruned) and written in the same transaction.
@@ -207,17 +211,6 @@ class ChatRollup(BaseModel):
     key = pw.ForeignKeyField(ApiKey, backref="chat_rollups", on_delete="CASCADE")
     bot = pw.CharField(max_length=64)
     chat_id = pw.BigIntegerField()
-    calls = pw.BigIntegerField(default=0)
-    ok_calls = pw.BigIntegerField(default=0)
-    error_calls = pw.BigIntegerField(default=0)
-    rate_hits = pw.BigIntegerField(default=0)
-    input_tokens = pw.BigIntegerField(default=0)
-    cached_tokens = pw.BigIntegerField(default=0)
-    output_tokens = pw.BigIntegerField(default=0)
-    reasoning_tokens = pw.BigIntegerField(default=0)
-    total_tokens = pw.BigIntegerField(default=0)
-    cost_nanousd = pw.BigIntegerField(default=0)
-    duration_ms = pw.BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("day", "key", "bot", "chat_id"), True),)
