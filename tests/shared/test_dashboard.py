@@ -1,7 +1,5 @@
 """The dashboard's endpoints over real HTTP on loopback, against a real database (every backend)."""
-import contextlib
 import datetime as dt
-import io
 import json
 import re
 import struct

@@ -6,7 +6,6 @@ import pytest
 
 from shared import cli
 from shared.accounting import Accountant, CallRecord
-from shared.db import connect_database
 from shared.keys import fingerprint, mask, sync_keys
 from shared.models import ApiKey, UsageEvent
 from shared.schema import SchemaError, ensure_schema, runner, schema_status
