@@ -69,14 +69,18 @@ class PoolForecast:
             return "no usable key"
         reset = clock_time(self.next_reset_at)
         if self.outlook is Outlook.RUNS_OUT:
+            reset = clock_time(self.next_reset_at, same_day_as=self.runs_out_at)
             return f"pool runs out ~{clock_time(self.runs_out_at)}, before the next reset at {reset}"
         if self.outlook is Outlook.EXHAUSTED:
             return f"pool exhausted until the next reset at {reset}"
         return f"today's allowance lasts until the next reset at {reset}"
 
 
-def clock_time(at: dt.datetime) -> str:
-    """'14:20 UTC' (rounded down to the minute: a forecast should not promise too much)."""
+def clock_time(at: dt.datetime, same_day_as: dt.datetime | None = None) -> str:
+    """'14:20 UTC' (rounded down to the minute: a forecast should not promise too much), or
+    '11-25 07:15 UTC' when `at` falls on another UTC day than `same_day_as`."""
+    if same_day_as is not None and at.date() != same_day_as.date():
+        return at.strftime("%m-%d %H:%M UTC")
     return at.strftime("%H:%M UTC")
 
 

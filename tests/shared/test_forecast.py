@@ -169,3 +169,11 @@ def test_stats_panel_and_json_carry_the_forecasts(pool):
     data = stats_json(snapshot)
     assert data["keys"][0]["forecast"]["outlook"] == "runs_out"
     assert data["forecast"]["outlook"] in ("lasts", "runs_out")
+
+
+def test_a_reset_on_the_next_day_is_dated_so_the_sentence_reads_true():
+    now = dt.datetime(2026, 3, 10, 7, 30)
+    tomorrow_reset = dt.datetime(2026, 3, 11, 7, 15)
+    pool = forecast_pool([(Status.ACTIVE, 50_000, tomorrow_reset, 10_000)], now=now)
+    assert pool.outlook is Outlook.RUNS_OUT
+    assert pool.text == "pool runs out ~12:30 UTC, before the next reset at 03-11 07:15 UTC"
