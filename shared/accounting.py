@@ -278,10 +278,6 @@ class Accountant:
             self._anchors[key_id] = anchor
         return anchor
 
-    def forget_anchors(self) -> None:
-        """Call after keys were re-synced (a reset mode may have changed)."""
-        self._anchors.clear()
-
     def record(self, call: CallRecord) -> Recorded:
         return retrying(lambda: record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer),
                         attempts=self.retry_attempts, what="recording a call")

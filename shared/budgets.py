@@ -24,7 +24,6 @@ from .reports import Totals, day_totals, key_day_totals, utc_day
 DAY = dt.timedelta(days=1)
 MIN_ELAPSED = dt.timedelta(hours=1)
 WEEK_DAYS = 7
-METRICS = ("cost", "tokens")
 PERIODS = ("day", "month")
 
 

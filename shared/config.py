@@ -20,6 +20,7 @@ from pathlib import Path
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "TOKENPOOL_CONFIG"
 DATABASE_ENV = "TOKENPOOL_DATABASE_URL"
+SESSION_STRING_ENV = "TOKENPOOL_SESSION_STRING"   # a Telegram session string, when no file is used
 
 
 class ConfigError(Exception):
@@ -171,6 +172,16 @@ class Config:
         if self.database.url:
             return self.database.url
         return "sqlite:///" + str(Path(self.data_dir) / "tokenpool.db")
+
+    @property
+    def session_file(self) -> Path:
+        """Where `tokenpool-bot login` keeps this bot's Telegram session."""
+        return Path(self.data_dir) / f"{self.bot.name}.session"
+
+    @property
+    def session_string_env(self) -> str:
+        """The environment variable a session string is read from."""
+        return self.bot.session_string_env or SESSION_STRING_ENV
 
     def key_limit(self, key: KeyConfig) -> int:
         return key.daily_token_limit if key.daily_token_limit is not None else self.pool.daily_token_limit

@@ -8,7 +8,6 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import peewee as pw
@@ -21,8 +20,6 @@ from .models import utcnow
 from .reports import key_views
 from .schema import schema_status
 from .status import ELIGIBLE, Status
-
-SESSION_STRING_ENV = "TOKENPOOL_SESSION_STRING"
 
 
 class Level(str, enum.Enum):
@@ -131,10 +128,9 @@ async def _live_key_checks(config: Config) -> list[Check]:
 
 
 def _telegram_check(config: Config) -> Check:
-    session_env = config.bot.session_string_env or SESSION_STRING_ENV
-    if os.environ.get(session_env):
-        return Check("telegram session", Level.OK, f"session string from ${session_env}")
-    path = Path(config.data_dir) / f"{config.bot.name}.session"
+    if os.environ.get(config.session_string_env):
+        return Check("telegram session", Level.OK, f"session string from ${config.session_string_env}")
+    path = config.session_file
     if not path.exists():
         return Check("telegram session", Level.WARN, f"no session at {path}",
                      "run `tokenpool-bot login` (only needed on hosts that run a bot)")

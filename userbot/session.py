@@ -17,11 +17,10 @@ from typing import Mapping
 
 from pyrogram import Client
 
-from shared.config import Config
+from shared.config import SESSION_STRING_ENV, Config
 
 API_ID_ENV = "TOKENPOOL_API_ID"
 API_HASH_ENV = "TOKENPOOL_API_HASH"
-SESSION_STRING_ENV = "TOKENPOOL_SESSION_STRING"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -81,7 +80,8 @@ def session_name(config: Config) -> str:
 
 
 def session_path(config: Config) -> Path:
-    return Path(config.data_dir) / f"{session_name(config)}.session"
+    session_name(config)            # the name must be safe as a file name
+    return config.session_file
 
 
 def make_client(config: Config, credentials: TelegramCredentials, client_class: type[Client] = Client,
