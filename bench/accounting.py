@@ -19,14 +19,14 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.accounting import CallRecord, record_call  # noqa: E402
-from shared.config import parse_config  # noqa: E402
-from shared.db import connect_database  # noqa: E402
-from shared.keys import sync_keys  # noqa: E402
-from shared.models import ApiKey  # noqa: E402
-from shared.pricing import Pricer  # noqa: E402
-from shared.schema import ensure_schema  # noqa: E402
-from shared.windows import window_start  # noqa: E402
+from shared.core.accounting import CallRecord, record_call  # noqa: E402
+from shared.core.config import parse_config  # noqa: E402
+from shared.core.db import connect_database  # noqa: E402
+from shared.core.keys import sync_keys  # noqa: E402
+from shared.core.models import ApiKey  # noqa: E402
+from shared.core.pricing import Pricer  # noqa: E402
+from shared.core.schema import ensure_schema  # noqa: E402
+from shared.core.windows import window_start  # noqa: E402
 
 KEYS = 10
 MODELS = ["gpt-4o-mini", "gpt-4o"]
@@ -154,7 +154,8 @@ def async_hop(calls: int) -> tuple[float, float]:
     """p50 ms of Accountant.record (blocking) and of `await Accountant.arecord` (the bot's
     way: the same work on the accounting thread, so the event loop never blocks)."""
     import asyncio
-    from shared.accounting import Accountant
+
+    from shared.core.accounting import Accountant
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.db")
         prepare(path)

@@ -29,14 +29,14 @@ sys.path.insert(0, ROOT)
 
 import openai  # noqa: E402
 
-from shared.accounting import Accountant  # noqa: E402
-from shared.client import TrackedClient  # noqa: E402
-from shared.config import parse_config  # noqa: E402
-from shared.db import database  # noqa: E402
-from shared.heartbeat import beat  # noqa: E402
-from shared.models import KeyRanking, UsageEvent  # noqa: E402
-from shared.pricing import Pricer  # noqa: E402
-from shared.startup import open_runtime  # noqa: E402
+from shared.ai.client import TrackedClient  # noqa: E402
+from shared.core.accounting import Accountant  # noqa: E402
+from shared.core.config import parse_config  # noqa: E402
+from shared.core.db import database  # noqa: E402
+from shared.core.liveness import beat  # noqa: E402
+from shared.core.models import KeyRanking, UsageEvent  # noqa: E402
+from shared.core.pricing import Pricer  # noqa: E402
+from shared.core.startup import open_runtime  # noqa: E402
 
 SECRET = "sk-bench-" + "c" * 32
 MESSAGES = [{"role": "system", "content": "You reply briefly."}, {"role": "user", "content": "How are you?"}]
@@ -46,7 +46,7 @@ def start_simulator(tmp: str) -> tuple[subprocess.Popen, str]:
     empty_config = os.path.join(tmp, "sim.toml")
     open(empty_config, "w").close()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "--config", empty_config, "sim", "--port", "0",
+        [sys.executable, "-m", "shared.tools.cli", "--config", empty_config, "sim", "--port", "0",
          "--json", "--rpm", "100000000", "--tpm", "1000000000000", "--allowance", "1000000000000"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     line = process.stdout.readline()

@@ -27,9 +27,9 @@ from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from bench.reports import BENCH_DIR, open_bench_database  # noqa: E402
-from shared.config import Config, DatabaseConfig  # noqa: E402
+from shared.core.config import Config, DatabaseConfig  # noqa: E402
+from shared.core.db import connect_database  # noqa: E402
 from shared.dashboard.app import create_app  # noqa: E402
-from shared.db import connect_database  # noqa: E402
 
 TARGET_MS = 100.0
 

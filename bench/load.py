@@ -48,15 +48,15 @@ import openai  # noqa: E402
 import peewee  # noqa: E402
 from playhouse import db_url as pw_db_url  # noqa: E402
 
-from shared.accounting import Accountant, CallRecord, record_call  # noqa: E402
-from shared.client import ClientError, TrackedClient  # noqa: E402
-from shared.config import load_config  # noqa: E402
-from shared.db import connect_database, database  # noqa: E402
-from shared.models import ApiKey, UsageEvent, utcnow  # noqa: E402
-from shared.pricing import Pricer  # noqa: E402
-from shared.startup import open_runtime  # noqa: E402
-from shared.status import key_status  # noqa: E402
-from shared.systemd import setup_logging  # noqa: E402
+from shared.ai.client import ClientError, TrackedClient  # noqa: E402
+from shared.core.accounting import Accountant, CallRecord, record_call  # noqa: E402
+from shared.core.config import load_config  # noqa: E402
+from shared.core.db import connect_database, database  # noqa: E402
+from shared.core.models import ApiKey, UsageEvent, utcnow  # noqa: E402
+from shared.core.pricing import Pricer  # noqa: E402
+from shared.core.startup import open_runtime  # noqa: E402
+from shared.core.status import key_status  # noqa: E402
+from shared.core.systemd import setup_logging  # noqa: E402
 from tests.shared.books import assert_books_exact  # noqa: E402
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -71,7 +71,7 @@ CHATS_PER_BOT = 20
 BOT_TARGET_MB, WORKER_TARGET_MB = 80, 50
 # Each printed line adds what that import brings on top of the lines above it.
 BOT_IMPORTS = ["sqlite3", "psycopg2", "pymysql", "peewee", "pydantic", "httpx2", "aiohttp", "openai",
-               "genai_prices", "shared.client", "pyrogram", "userbot.app"]
+               "genai_prices", "shared.ai.client", "pyrogram", "userbot.app"]
 WORKER_IMPORTS = ["sqlite3", "psycopg2", "pymysql", "peewee", "worker.__main__"]
 # The worker exactly as `python -m worker` runs, except peewee's per-query DEBUG lines are off
 # (its own "tick: ... in X ms" line is DEBUG; logging every query would slow the ticks we time).
@@ -270,7 +270,7 @@ headroom_tokens = {TOKENS_PER_CALL * 2}
 
 def start_simulator(config_path: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "--config", str(config_path), "sim", "--port", "0", "--json",
+        [sys.executable, "-m", "shared.tools.cli", "--config", str(config_path), "sim", "--port", "0", "--json",
          "--rpm", "100000000", "--tpm", "1000000000000"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = process.stdout.readline()
@@ -306,7 +306,7 @@ def tell(bots: list[subprocess.Popen], word: str) -> None:
 
 
 def wait_for_ranking(deadline_seconds: float = 20) -> None:
-    from shared.models import KeyRanking
+    from shared.core.models import KeyRanking
     deadline = time.monotonic() + deadline_seconds
     while not KeyRanking.select().exists():
         if time.monotonic() > deadline:
@@ -464,9 +464,9 @@ def timed_naive(sizes: list[int], work: Path) -> dict[int, float]:
 
 def timed_record_call(url: str, sizes: list[int], calls: int) -> dict[int, float]:
     """Median seconds of record_call with `size` events of history already in the database."""
-    from shared.config import parse_config
-    from shared.keys import sync_keys
-    from shared.schema import ensure_schema
+    from shared.core.config import parse_config
+    from shared.core.keys import sync_keys
+    from shared.core.schema import ensure_schema
     db = connect_database(url)
     ensure_schema(db)
     keys = [{"label": label, "api_key": f"sk-hist-{label}-{'x' * 24}"} for label, _ in KEYS]

@@ -33,15 +33,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import peewee  # noqa: E402
 
-from shared.budgets import budget_report  # noqa: E402
-from shared.config import Config  # noqa: E402
-from shared.db import backend_of, connect_database  # noqa: E402
-from shared.exports import export  # noqa: E402
-from shared.models import ApiKey, ChatRollup, DailyRollup, Setting, UsageEvent  # noqa: E402
-from shared.render_telegram import render_budget, render_recent, render_stats, render_usage  # noqa: E402
-from shared.reports import recent_calls, stats_snapshot, usage_report  # noqa: E402
-from shared.schema import ensure_schema  # noqa: E402
-from shared.windows import EPOCH  # noqa: E402
+from shared.core.config import Config  # noqa: E402
+from shared.core.db import backend_of, connect_database  # noqa: E402
+from shared.core.models import ApiKey, ChatRollup, DailyRollup, Setting, UsageEvent  # noqa: E402
+from shared.core.schema import ensure_schema  # noqa: E402
+from shared.core.windows import EPOCH  # noqa: E402
+from shared.reports.budgets import budget_report  # noqa: E402
+from shared.reports.exports import export  # noqa: E402
+from shared.reports.queries import recent_calls, stats_snapshot, usage_report  # noqa: E402
+from shared.reports.render_telegram import (  # noqa: E402
+    render_budget,
+    render_recent,
+    render_stats,
+    render_usage,
+)
 
 BENCH_DIR = Path("/tmp/tokenpool-bench")
 BUILD_VERSION = 1                # bump when the generated data changes shape

@@ -27,13 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import peewee  # noqa: E402
 from playhouse import db_url as pw_db_url  # noqa: E402
 
-from shared.accounting import CallRecord, record_call  # noqa: E402
-from shared.config import parse_config  # noqa: E402
-from shared.db import connect_database  # noqa: E402
-from shared.models import ApiKey, KeyRanking, KeyReset  # noqa: E402
-from shared.pricing import Pricer  # noqa: E402
-from shared.schema import ensure_schema  # noqa: E402
-from shared.windows import WINDOW  # noqa: E402
+from shared.core.accounting import CallRecord, record_call  # noqa: E402
+from shared.core.config import parse_config  # noqa: E402
+from shared.core.db import connect_database  # noqa: E402
+from shared.core.models import ApiKey, KeyRanking, KeyReset  # noqa: E402
+from shared.core.pricing import Pricer  # noqa: E402
+from shared.core.schema import ensure_schema  # noqa: E402
+from shared.core.windows import WINDOW  # noqa: E402
 from worker.tick import Ticker  # noqa: E402
 
 ANCHOR = dt.datetime(2026, 3, 1, 0, 0, 0)

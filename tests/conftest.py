@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import parse_config
-from shared.db import connect_database
-from shared.keys import sync_keys
-from shared.schema import ensure_schema
+from shared.core.config import parse_config
+from shared.core.db import connect_database
+from shared.core.keys import sync_keys
+from shared.core.schema import ensure_schema
 from tests.backends import BACKENDS, fresh_database_url
 
 
@@ -88,7 +88,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
     """The README's first command, run once per session as a real process tree."""
     home = tmp_path_factory.mktemp("demo-home")
     work = home / "demo"
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--seconds", "15", "--no-live",
+    result = subprocess.run([sys.executable, "-m", "shared.tools.cli", "demo", "--seconds", "15", "--no-live",
                              "--dir", str(work)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                             text=True, timeout=180, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
                                                          "COLUMNS": "140"})

@@ -10,14 +10,13 @@ import sys
 
 from pyrogram.errors import Unauthorized
 
-from shared.config import ConfigError, load_config
-from shared.db import DatabaseUnavailable
-from shared.schema import SchemaError
-from shared.systemd import setup_logging
-
-from .app import run_bot
-from .session import SetupError, login, telegram_credentials
-from .simulate import simulate
+from shared.core.config import ConfigError, load_config
+from shared.core.db import DatabaseUnavailable
+from shared.core.schema import SchemaError
+from shared.core.systemd import setup_logging
+from userbot.app import run_bot
+from userbot.session import SetupError, login, telegram_credentials
+from userbot.simulate import simulate
 
 log = logging.getLogger("tokenpool.bot")
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, SetupError)

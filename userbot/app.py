@@ -21,25 +21,37 @@ from pyrogram.errors import RPCError
 from pyrogram.handlers import MessageHandler
 from pyrogram.types import Message
 
-from shared.accounting import Accountant
-from shared.client import TrackedClient
-from shared.config import Config
-from shared.db import retrying
-from shared.heartbeat import beat
-from shared.models import utcnow
-from shared.pricing import Pricer
-from shared.startup import open_runtime
-from shared.systemd import Notifier
-
-from . import guards
-from .autoreply import AutoReplier
-from .chunks import TELEGRAM_LIMIT, split_message, utf16_length
-from .commands import Attachment, CommandContext, Registry, Reply, Target, default_registry, run_command
-from .incoming import IncomingMessage
-from .alerts import claimer_name, deliver_forever
-from .retry import NETWORK_ERRORS, telegram_call
-from .session import TelegramCredentials, make_client, require_session, secure_session
-from .state import Store
+from shared.ai.client import TrackedClient
+from shared.core.accounting import Accountant
+from shared.core.config import Config
+from shared.core.db import retrying
+from shared.core.liveness import beat
+from shared.core.models import utcnow
+from shared.core.pricing import Pricer
+from shared.core.startup import open_runtime
+from shared.core.systemd import Notifier
+from userbot import guards
+from userbot.alert_delivery import claimer_name, deliver_forever
+from userbot.autoreply import AutoReplier
+from userbot.chunks import TELEGRAM_LIMIT, split_message, utf16_length
+from userbot.commands import (
+    Attachment,
+    CommandContext,
+    Registry,
+    Reply,
+    Target,
+    default_registry,
+    run_command,
+)
+from userbot.incoming import IncomingMessage
+from userbot.retry import NETWORK_ERRORS, telegram_call
+from userbot.session import (
+    TelegramCredentials,
+    make_client,
+    require_session,
+    secure_session,
+)
+from userbot.state import Store
 
 log = logging.getLogger("tokenpool.bot")
 
@@ -370,7 +382,7 @@ async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
 
 def database_runner(accountant: Accountant):
     """Run blocking database work on the accounting thread, retrying outages with backoff
-    (`shared.db.retrying`), so the event loop never waits on the database."""
+    (`shared.core.db.retrying`), so the event loop never waits on the database."""
     async def run(fn, *args, **kwargs):
         what = getattr(fn, "__name__", "database call")
         return await accountant.run(functools.partial(retrying, fn, *args, what=what, **kwargs))

@@ -13,18 +13,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import AsyncContextManager, Awaitable, Callable, Protocol
 
-from shared.alerts import enqueue_alert
-from shared.client import ClientError, NoKeyAvailable, TrackedClient
-from shared.config import Config
-from shared.db import DatabaseUnavailable
-from shared.models import utcnow
-from shared.windows import format_duration
-
-from . import guards
-from .chunks import split_message
-from .guards import Decision, Policy, Reason
-from .incoming import IncomingMessage
-from .state import AUTO, CONTACT, MODEL_ROLES, OWNER, REPLIED, ContextLine, Store
+from shared.ai.client import ClientError, NoKeyAvailable, TrackedClient
+from shared.core.config import Config
+from shared.core.db import DatabaseUnavailable
+from shared.core.models import utcnow
+from shared.core.outbox import enqueue_alert
+from shared.core.windows import format_duration
+from userbot import guards
+from userbot.chunks import split_message
+from userbot.guards import Decision, Policy, Reason
+from userbot.incoming import IncomingMessage
+from userbot.state import AUTO, CONTACT, MODEL_ROLES, OWNER, REPLIED, ContextLine, Store
 
 log = logging.getLogger("tokenpool.autoreply")
 

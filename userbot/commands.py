@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from html import escape
 from typing import Awaitable, Callable
 
-from shared import reports
-from shared.config import Config
-from shared.db import DatabaseUnavailable
-from shared.render_telegram import render_stats
-from shared.windows import format_duration
-
-from .guards import Policy
-from .state import Store
+from shared.core.config import Config
+from shared.core.db import DatabaseUnavailable
+from shared.core.windows import format_duration
+from shared.reports import queries
+from shared.reports.render_telegram import render_stats
+from userbot.guards import Policy
+from userbot.state import Store
 
 log = logging.getLogger("tokenpool.commands")
 
@@ -195,7 +194,9 @@ async def _with_target(context: CommandContext, resolve: Resolver | None) -> Com
 
 def default_registry() -> Registry:
     """Every command the bot answers."""
-    from . import report_commands   # it builds on this module's types; imported once they exist
+    from userbot import (
+        report_commands,  # it builds on this module's types; imported once they exist
+    )
     registry = Registry()
     registry.add(Command("help", "help", "this list", _help_of(registry)))
     registry.extend(CORE_COMMANDS)
@@ -217,7 +218,7 @@ def _help_of(registry: Registry) -> Handler:
 def stats(ctx: CommandContext) -> Reply:
     if ctx.args:
         raise UsageError("")
-    return Reply(render_stats(reports.stats_snapshot(ctx.now, ctx.config)))
+    return Reply(render_stats(queries.stats_snapshot(ctx.now, ctx.config)))
 
 
 def autoreply(ctx: CommandContext) -> Reply:

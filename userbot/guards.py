@@ -11,9 +11,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
-from shared.config import AutoReplyConfig
-
-from .incoming import IncomingMessage
+from shared.core.config import AutoReplyConfig
+from userbot.incoming import IncomingMessage
 
 # Telegram's own account: login codes and service notices arrive from it as private messages.
 TELEGRAM_SERVICE_ID = 777000

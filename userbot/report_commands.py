@@ -1,18 +1,22 @@
 """The report commands of Saved Messages: `.usage`, `.recent`, `.export`, `.chart`, `.budget`.
 
-Each handler parses its words with `shared.report_args`, asks the reporting core and
+Each handler parses its words with `shared.reports.arguments`, asks the reporting core and
 returns what the renderers made; a bad argument raises UsageError with the reason.
 """
 from __future__ import annotations
 
-from shared.budgets import budget_report
-from shared.charts import usage_chart
-from shared.exports import export_document
-from shared.render_telegram import render_budget, render_recent, render_usage
-from shared.report_args import parse_chart, parse_export, parse_recent, parse_usage
-from shared.reports import ReportError, recent_calls, usage_report
-
-from .commands import Attachment, Command, CommandContext, Reply, UsageError
+from shared.reports.arguments import (
+    parse_chart,
+    parse_export,
+    parse_recent,
+    parse_usage,
+)
+from shared.reports.budgets import budget_report
+from shared.reports.charts import usage_chart
+from shared.reports.exports import export_document
+from shared.reports.queries import ReportError, recent_calls, usage_report
+from shared.reports.render_telegram import render_budget, render_recent, render_usage
+from userbot.commands import Attachment, Command, CommandContext, Reply, UsageError
 
 
 def _words(ctx: CommandContext, parse):

@@ -17,7 +17,7 @@ from typing import Mapping
 
 from pyrogram import Client
 
-from shared.config import SESSION_STRING_ENV, Config
+from shared.core.config import SESSION_STRING_ENV, Config
 
 API_ID_ENV = "TOKENPOOL_API_ID"
 API_HASH_ENV = "TOKENPOOL_API_HASH"

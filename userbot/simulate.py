@@ -13,18 +13,17 @@ import logging
 import random
 import time
 
-from shared.accounting import Accountant
-from shared.client import TrackedClient
-from shared.config import Config
-from shared.heartbeat import beat
-from shared.models import utcnow
-from shared.pricing import Pricer
-from shared.startup import open_runtime
-
-from .alerts import claimer_name, deliver_forever
-from .app import database_runner
-from .autoreply import AutoReplier, no_typing
-from .incoming import IncomingMessage
+from shared.ai.client import TrackedClient
+from shared.core.accounting import Accountant
+from shared.core.config import Config
+from shared.core.liveness import beat
+from shared.core.models import utcnow
+from shared.core.pricing import Pricer
+from shared.core.startup import open_runtime
+from userbot.alert_delivery import claimer_name, deliver_forever
+from userbot.app import database_runner
+from userbot.autoreply import AutoReplier, no_typing
+from userbot.incoming import IncomingMessage
 
 log = logging.getLogger("tokenpool.simulate")
 

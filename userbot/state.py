@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from shared.db import conflict_target, database
-from shared.models import ChatMessage, ChatState, HandledMessage, Setting, utcnow
-
-from .guards import ChatView, Decision
+from shared.core.db import conflict_target, database
+from shared.core.models import ChatMessage, ChatState, HandledMessage, Setting, utcnow
+from userbot.guards import ChatView, Decision
 
 ENABLED = "autoreply.enabled"
 COOLDOWN = "autoreply.cooldown_seconds"

@@ -11,12 +11,11 @@ import os
 import socket
 import sys
 
-from shared.config import ConfigError, load_config
-from shared.db import connect_database
-
-from .loop import EXIT_CONFIG, WorkerLoop
-from shared.systemd import Notifier, setup_logging
-from .tick import Ticker
+from shared.core.config import ConfigError, load_config
+from shared.core.db import connect_database
+from shared.core.systemd import Notifier, setup_logging
+from worker.loop import EXIT_CONFIG, WorkerLoop
+from worker.tick import Ticker
 
 
 def build_parser() -> argparse.ArgumentParser:

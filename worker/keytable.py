@@ -16,12 +16,11 @@ from collections import namedtuple
 from dataclasses import dataclass
 from typing import Iterable
 
-from shared import windows
-from shared.db import row_version
-from shared.models import ApiKey
-from shared.status import ELIGIBLE, Status, key_status, window_usage
-
-from .ranking import Candidate
+from shared.core import windows
+from shared.core.db import row_version
+from shared.core.models import ApiKey
+from shared.core.status import ELIGIBLE, Status, key_status, window_usage
+from worker.ranking import Candidate
 
 # What status, resets and ranking need. Names (label, masked, reason) are read only for alerts.
 COLUMNS = (ApiKey.id, ApiKey.position, ApiKey.in_config, ApiKey.disabled, ApiKey.invalid,

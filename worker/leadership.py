@@ -18,8 +18,13 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from shared.db import hold_advisory_lock, locking, release_advisory_lock, write_transaction
-from shared.models import Lease
+from shared.core.db import (
+    hold_advisory_lock,
+    locking,
+    release_advisory_lock,
+    write_transaction,
+)
+from shared.core.models import Lease
 
 log = logging.getLogger("tokenpool.worker.leadership")
 

@@ -13,12 +13,11 @@ import logging
 import signal
 import time
 
-from shared.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
-from shared.schema import SchemaError
-from shared.systemd import Notifier
-
-from .tick import Ticker, TickReport
-from .wakeup import Waker
+from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
+from shared.core.schema import SchemaError
+from shared.core.systemd import Notifier
+from worker.tick import Ticker, TickReport
+from worker.waiting import Waker
 
 log = logging.getLogger("tokenpool.worker")
 

@@ -14,8 +14,8 @@ import datetime as dt
 from collections import defaultdict
 from typing import Iterable
 
-from shared.db import locking
-from shared.models import ApiKey, KeyReset
+from shared.core.db import locking
+from shared.core.models import ApiKey, KeyReset
 
 # Every per-window counter of ApiKey; all zero when a window starts.
 WINDOW_COUNTERS = (ApiKey.used_today, ApiKey.input_today, ApiKey.cached_today, ApiKey.output_today,

@@ -1,6 +1,6 @@
 """Retention: per-call events older than `retention_days` are deleted; daily rollups stay.
 
-Every event's rollup is written in the same transaction as the event (shared.accounting),
+Every event's rollup is written in the same transaction as the event (shared.core.accounting),
 so an event old enough to prune is already counted in the rollups that outlive it. Deletes
 go in small batches, each its own short transaction, so bots recording calls never wait long.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.db import write_transaction
-from shared.models import UsageEvent
+from shared.core.db import write_transaction
+from shared.core.models import UsageEvent
 
 BATCH = 2_000
 

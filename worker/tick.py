@@ -15,21 +15,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from shared import heartbeat
-from shared.budgets import enqueue_budget_alerts
-from shared.config import Config
-from shared.db import database, write_transaction
-from shared.keys import sync_keys
-from shared.models import ApiKey, KeyRanking, utcnow
-from shared.schema import ensure_schema
-from shared.status import Status, frees_up_at
-
-from . import alerts
-from .keytable import KeyTable, Refresh
-from .leadership import Leadership, LostLeadership, Role
-from .ranking import Candidate, rank, signature
-from .resets import persist_resets
-from .retention import prune_events
+from shared.core import liveness
+from shared.core.config import Config
+from shared.core.db import database, write_transaction
+from shared.core.keys import sync_keys
+from shared.core.models import ApiKey, KeyRanking, utcnow
+from shared.core.schema import ensure_schema
+from shared.core.status import Status, frees_up_at
+from shared.reports.budgets import enqueue_budget_alerts
+from worker import alert_rules
+from worker.keytable import KeyTable, Refresh
+from worker.leadership import Leadership, LostLeadership, Role
+from worker.ranking import Candidate, rank, signature
+from worker.resets import persist_resets
+from worker.retention import prune_events
 
 log = logging.getLogger("tokenpool.worker")
 
@@ -75,7 +74,7 @@ class Changes:
     resets: list[tuple[int, dt.datetime]] = field(default_factory=list)
     statuses: dict[Status, list[int]] = field(default_factory=dict)
     ranking: list[int] | None = None
-    alerts: list[alerts.AlertSpec] = field(default_factory=list)
+    alerts: list[alert_rules.AlertSpec] = field(default_factory=list)
     check_budgets: bool = False
 
     def __bool__(self) -> bool:
@@ -109,7 +108,7 @@ class Ticker:
             refresh = self.read_keys(now, report)
             changes = Changes()
             if role.took_over_from:
-                changes.alerts.append(alerts.leadership_alert(self.holder, role.term, role.took_over_from))
+                changes.alerts.append(alert_rules.leadership_alert(self.holder, role.term, role.took_over_from))
             self.plan_resets(refresh, changes)
             self.plan_statuses(refresh, changes, now)
             self.plan_ranking(refresh, changes, now, report)
@@ -166,13 +165,13 @@ class Ticker:
         for state in refresh.changed:
             if state.stored_status_differs:
                 changes.statuses.setdefault(state.status, []).append(state.row.id)
-            kinds = alerts.key_transitions(state, rate_limit_hits=hits)
+            kinds = alert_rules.key_transitions(state, rate_limit_hits=hits)
             if kinds:
                 alerting.append((state, kinds))
         if alerting:
             names = self.keys.names(database.obj, [state.row.id for state, _ in alerting])
             for state, kinds in alerting:
-                self._add_alerts(changes, [alerts.key_alert(kind, state, names[state.row.id], now)
+                self._add_alerts(changes, [alert_rules.key_alert(kind, state, names[state.row.id], now)
                                            for kind in kinds])
 
     def plan_ranking(self, refresh: Refresh, changes: Changes, now: dt.datetime, report: TickReport) -> None:
@@ -193,7 +192,7 @@ class Ticker:
         generation = (self.published.generation if self.published else 0) + 1
         pool = self.keys.in_config()
         frees = [t for t in (frees_up_at(s.row, now) for s in pool) if t is not None]
-        self._add_alerts(changes, alerts.pool_alerts(previous, ranking, generation, keys=len(pool),
+        self._add_alerts(changes, alert_rules.pool_alerts(previous, ranking, generation, keys=len(pool),
                                                      frees_up_at=min(frees) if frees else None, now=now))
 
     def _ranking_may_change(self, refresh: Refresh) -> bool:
@@ -227,7 +226,7 @@ class Ticker:
                     KeyRanking.insert(generation=generation, key_ids=json.dumps(changes.ranking),
                                       policy=self.config.worker.policy, published_at=now,
                                       published_by=self.holder).execute()
-                report.alerts = alerts.write_alerts(changes.alerts, now)
+                report.alerts = alert_rules.write_alerts(changes.alerts, now)
                 if changes.check_budgets:
                     report.alerts += enqueue_budget_alerts(now, self.config)
         except LostLeadership as exc:
@@ -261,11 +260,11 @@ class Ticker:
                      self.config.worker.retention_days)
 
     def beat(self, now: dt.datetime, report: TickReport) -> None:
-        heartbeat.beat("worker", self.name, {"role": report.role, "holder": self.holder, "term": report.term,
+        liveness.beat("worker", self.name, {"role": report.role, "holder": self.holder, "term": report.term,
                                              "keys": report.keys, "eligible": report.eligible,
                                              "generation": report.generation}, now=now)
-        report.bots_alive = sum(1 for b in heartbeat.heartbeats("bot")
-                                if heartbeat.is_alive(b, now, BOT_SILENT_AFTER))
+        report.bots_alive = sum(1 for b in liveness.heartbeats("bot")
+                                if liveness.is_alive(b, now, BOT_SILENT_AFTER))
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -283,7 +282,7 @@ class Ticker:
         row = KeyRanking.select().order_by(KeyRanking.generation.desc()).first()
         return Published(row.generation, json.loads(row.key_ids)) if row else None
 
-    def _add_alerts(self, changes: Changes, specs: list[alerts.AlertSpec]) -> None:
+    def _add_alerts(self, changes: Changes, specs: list[alert_rules.AlertSpec]) -> None:
         changes.alerts.extend(s for s in specs if s.dedupe_key not in self.sent)
 
 

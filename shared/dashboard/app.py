@@ -1,6 +1,6 @@
 """The dashboard's web application: routes, the page, the JSON endpoints, and running it.
 
-Every number comes from the shared reporting core (`shared.reports`, through
+Every number comes from the shared reporting core (`shared.reports.queries`, through
 `payloads`); the handlers only parse the request, run the report on the database
 thread, and answer. Nothing here writes to the database.
 """
@@ -17,14 +17,22 @@ import jinja2
 import peewee as pw
 from aiohttp import web
 
-from ..config import Config
-from ..db import DatabaseUnavailable, database, retrying
-from ..models import utcnow
-from ..reports import ReportError
-from ..startup import open_runtime
-from . import payloads, templating
-from .security import COOKIE, Guard, Throttle, auth_middleware, check_bind, headers_middleware, see_other, \
-    session_cookie_options
+from shared.core.config import Config
+from shared.core.db import DatabaseUnavailable, database, retrying
+from shared.core.models import utcnow
+from shared.core.startup import open_runtime
+from shared.dashboard import payloads, templating
+from shared.dashboard.security import (
+    COOKIE,
+    Guard,
+    Throttle,
+    auth_middleware,
+    check_bind,
+    headers_middleware,
+    see_other,
+    session_cookie_options,
+)
+from shared.reports.queries import ReportError
 
 log = logging.getLogger("tokenpool.dashboard")
 
@@ -42,7 +50,7 @@ class BadParameter(ValueError):
 
 def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow,
                throttle: Throttle | None = None) -> web.Application:
-    """The dashboard application over the database `shared.db.database` is bound to."""
+    """The dashboard application over the database `shared.core.db.database` is bound to."""
     guard = Guard(config.dashboard.token, throttle)
     app = web.Application(middlewares=[headers_middleware, errors_middleware, auth_middleware(guard)])
     app[CONFIG_KEY] = config

@@ -1,8 +1,8 @@
 """What the dashboard's page and JSON endpoints show, as JSON-ready dicts.
 
-Every payload is the reporting core's JSON form (`shared.render_data`, the same dicts the
-CLI prints with --json) of the reporting core's queries (`shared.reports`,
-`shared.budgets`). The dashboard only adds what it alone shows, under new names: the
+Every payload is the reporting core's JSON form (`shared.reports.render_json_csv`, the same dicts the
+CLI prints with --json) of the reporting core's queries (`shared.reports.queries`,
+`shared.reports.budgets`). The dashboard only adds what it alone shows, under new names: the
 status counts, the pace forecasts, and each key's successes.
 """
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from .. import render_data, reports
-from ..budgets import pool_projection
-from ..charts import usage_chart
-from ..forecast import KeyForecast, forecast_views, recent_tokens_by_key
-from ..render_data import key_forecast_json
-from ..status import Status, WindowUsage
+from shared.core.status import Status, WindowUsage
+from shared.reports import queries, render_json_csv
+from shared.reports.budgets import pool_projection
+from shared.reports.charts import usage_chart
+from shared.reports.forecast import KeyForecast, forecast_views, recent_tokens_by_key
+from shared.reports.render_json_csv import key_forecast_json
 
 RECENT_CALLS = 20
-MAX_RECENT = reports.MAX_RECENT
-MAX_DAYS = reports.MAX_DAYS
+MAX_RECENT = queries.MAX_RECENT
+MAX_DAYS = queries.MAX_DAYS
 CHART_DAYS = 30
 TOP_PER_KEY = 3           # top operations and top chats shown on each key's card
 MAX_CHART_DAYS = 366
@@ -27,12 +27,12 @@ MAX_CHART_DAYS = 366
 
 def stats_payload(now: dt.datetime, config) -> dict:
     """`tokenpool stats --json`, plus status counts, projections and forecasts."""
-    snapshot = reports.stats_snapshot(now, config)
-    stats = render_data.stats_json(snapshot)
-    tops = {by: reports.key_top_groups(now, by, TOP_PER_KEY) for by in ("operation", "chat")}
+    snapshot = queries.stats_snapshot(now, config)
+    stats = render_json_csv.stats_json(snapshot)
+    tops = {by: queries.key_top_groups(now, by, TOP_PER_KEY) for by in ("operation", "chat")}
     stats["keys"] = [{**key, "successes": _successes(view),
-                      "top_operations": [render_data.usage_row_json(r) for r in tops["operation"].get(view.id, [])],
-                      "top_chats": [render_data.usage_row_json(r) for r in tops["chat"].get(view.id, [])]}
+                      "top_operations": [render_json_csv.usage_row_json(r) for r in tops["operation"].get(view.id, [])],
+                      "top_chats": [render_json_csv.usage_row_json(r) for r in tops["chat"].get(view.id, [])]}
                      for key, view in zip(stats["keys"], snapshot.keys)]
     counts = {status.value: 0 for status in Status}
     for view in snapshot.keys:
@@ -44,20 +44,20 @@ def stats_payload(now: dt.datetime, config) -> dict:
 
 
 def keys_payload(now: dt.datetime, config) -> list[dict]:
-    """`tokenpool keys --json` (each key as render_data.key_json), plus forecasts."""
-    views = reports.key_views(now, config.pool.low_threshold)
+    """`tokenpool keys --json` (each key as render_json_csv.key_json), plus forecasts."""
+    views = queries.key_views(now, config.pool.low_threshold)
     by_key, _pool = forecast_views(views, recent_tokens_by_key(now), now)
-    return [_with_extras(render_data.key_json(view), view, by_key[view.id]) for view in views]
+    return [_with_extras(render_json_csv.key_json(view), view, by_key[view.id]) for view in views]
 
 
 def recent_payload(limit: int = RECENT_CALLS) -> list[dict]:
     """`tokenpool recent N --json`."""
-    return [render_data.call_json(call) for call in reports.recent_calls(limit)]
+    return [render_json_csv.call_json(call) for call in queries.recent_calls(limit)]
 
 
 def usage_payload(now: dt.datetime, days: int, by: str) -> dict:
     """`tokenpool usage DAYS --by BY --json`."""
-    return render_data.usage_json(reports.usage_report(now, days, by))
+    return render_json_csv.usage_json(queries.usage_report(now, days, by))
 
 
 def page_payload(now: dt.datetime, config) -> dict:
@@ -73,28 +73,28 @@ def chart_png(now: dt.datetime, days: int) -> bytes:
 def blanks(now: dt.datetime) -> dict:
     """An empty key, call and process in their JSON shapes: the page's templates for new items."""
     usage = WindowUsage(used=0, calls=0, rate_hits=0, errors=0, limit=0, window_start=now, resets_in=dt.timedelta(0))
-    key = reports.KeyView(id=0, position=0, label="", masked="", status=Status.FRESH, usage=usage, total_tokens=0,
+    key = queries.KeyView(id=0, position=0, label="", masked="", status=Status.FRESH, usage=usage, total_tokens=0,
                           last_used_at=None, last_error="", in_config=True)
     forecast = forecast_views([key], {}, now)[0][0]
-    call = reports.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
-    process = reports.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
-    return {"key": {**_with_extras(render_data.key_json(key), key, forecast), "top_operations": [], "top_chats": []},
-            "call": render_data.call_json(call),
-            "process": render_data.process_json(process)}
+    call = queries.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
+    process = queries.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
+    return {"key": {**_with_extras(render_json_csv.key_json(key), key, forecast), "top_operations": [], "top_chats": []},
+            "call": render_json_csv.call_json(call),
+            "process": render_json_csv.process_json(process)}
 
 
 # --- the dashboard's additions -------------------------------------------------------------------
 
-def _successes(view: reports.KeyView) -> int:
+def _successes(view: queries.KeyView) -> int:
     usage = view.usage
     return usage.calls - usage.errors - usage.rate_hits
 
 
-def _with_extras(key: dict, view: reports.KeyView, forecast: KeyForecast) -> dict:
+def _with_extras(key: dict, view: queries.KeyView, forecast: KeyForecast) -> dict:
     return {**key, "successes": _successes(view), "forecast": key_forecast_json(forecast)}
 
 
 def projection_json(projection) -> dict:
     """budgets.Projection as {"day_so_far": {"tokens", "cost_nanousd"}, ... "month_projected": ...}."""
-    return {name: {**amount, "cost_usd": render_data.usd(amount["cost_nanousd"])}
+    return {name: {**amount, "cost_usd": render_json_csv.usd(amount["cost_nanousd"])}
             for name, amount in dataclasses.asdict(projection).items()}

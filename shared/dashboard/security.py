@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 
-from ..config import Config, ConfigError
+from shared.core.config import Config, ConfigError
 
 log = logging.getLogger("tokenpool.dashboard")
 

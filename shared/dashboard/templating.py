@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jinja2
 
-from ..pricing import format_usd
-from ..windows import format_duration
+from shared.core.pricing import format_usd
+from shared.core.windows import format_duration
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

@@ -1,6 +1,6 @@
 """The README's first command: `tokenpool demo` runs offline and exits 0 with the panel."""
-from shared.db import connect_database
-from shared.models import ApiKey, UsageEvent
+from shared.core.db import connect_database
+from shared.core.models import ApiKey, UsageEvent
 from tests.shared.books import assert_books_exact
 
 

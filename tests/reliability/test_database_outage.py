@@ -8,15 +8,15 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from shared.accounting import Accountant, CallRecord
-from shared.db import DatabaseUnavailable, connect_database
-from shared.keys import sync_keys
-from shared.models import ApiKey, UsageEvent
-from shared.schema import ensure_schema
+from shared.core.accounting import Accountant, CallRecord
+from shared.core.db import DatabaseUnavailable, connect_database
+from shared.core.keys import sync_keys
+from shared.core.models import ApiKey, UsageEvent
+from shared.core.schema import ensure_schema
 from tests.backends import fresh_database_url
 from tests.conftest import make_config
-from tests.tcp_proxy import TcpProxy
 from tests.shared.books import assert_books_exact
+from tests.tcp_proxy import TcpProxy
 
 
 def _call(key_id, i):

@@ -7,8 +7,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import ConfigError, parse_config
-from shared.models import utcnow
+from shared.core.config import ConfigError, parse_config
+from shared.core.models import utcnow
 from tests.conftest import make_config
 from userbot.commands import CommandContext, Reply, default_registry, run_command
 from userbot.state import Store

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import connect_database
-from shared.models import ApiKey, UsageEvent
-from shared.schema import ensure_schema
-from shared.simulator import Simulator
+from shared.core.db import connect_database
+from shared.core.models import ApiKey, UsageEvent
+from shared.core.schema import ensure_schema
+from shared.tools.simulator import Simulator
 from tests.backends import fresh_database_url
 from tests.shared.books import assert_books_exact
 

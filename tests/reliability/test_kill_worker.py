@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 
 from peewee import fn
 
-from shared.keys import fingerprint
-from shared.models import ApiKey, KeyReset, utcnow
-from shared.windows import WINDOW, window_start
+from shared.core.keys import fingerprint
+from shared.core.models import ApiKey, KeyReset, utcnow
+from shared.core.windows import WINDOW, window_start
 from tests.worker.test_process import lease, shared_db, wait_for, workers, write_config  # noqa: F401
 
 KEYS = 4000

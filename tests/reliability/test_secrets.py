@@ -2,11 +2,12 @@
 exports, the reports and the rendered Telegram messages: never found."""
 import json
 
-from shared import cli, render_telegram, reports
-from shared.budgets import budget_report
-from shared.config import load_config
-from shared.db import connect_database
-from shared.models import utcnow
+from shared.core.config import load_config
+from shared.core.db import connect_database
+from shared.core.models import utcnow
+from shared.reports import queries, render_telegram
+from shared.reports.budgets import budget_report
+from shared.tools import cli
 
 
 def _haystacks(demo_run, capsys):
@@ -26,9 +27,9 @@ def _haystacks(demo_run, capsys):
     settings = load_config(config)
     connect_database(settings.database_url)
     now = utcnow()
-    yield ".stats", render_telegram.render_stats(reports.stats_snapshot(now, settings))
-    yield ".usage", render_telegram.render_usage(reports.usage_report(now, 30, "key"))
-    yield ".recent", render_telegram.render_recent(reports.recent_calls(50), now)
+    yield ".stats", render_telegram.render_stats(queries.stats_snapshot(now, settings))
+    yield ".usage", render_telegram.render_usage(queries.usage_report(now, 30, "key"))
+    yield ".recent", render_telegram.render_recent(queries.recent_calls(50), now)
     yield ".budget", render_telegram.render_budget(budget_report(now, settings))
 
 

@@ -1,7 +1,7 @@
 """The exactness check: every counter equals the sum of the events behind it."""
 from peewee import fn
 
-from shared.models import ApiKey, DailyRollup, UsageEvent
+from shared.core.models import ApiKey, DailyRollup, UsageEvent
 
 SUMMED = ("input_tokens", "cached_tokens", "output_tokens", "total_tokens", "cost_nanousd")
 

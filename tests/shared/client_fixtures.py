@@ -5,14 +5,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.accounting import Accountant
-from shared.client import TrackedClient
-from shared.config import Config
-from shared.db import database
-from shared.keys import KeyRing, sync_keys
-from shared.models import ApiKey, UsageEvent
-from shared.pricing import Pricer
-from shared.simulator import Simulator
+from shared.ai.client import TrackedClient
+from shared.core.accounting import Accountant
+from shared.core.config import Config
+from shared.core.db import database
+from shared.core.keys import KeyRing, sync_keys
+from shared.core.models import ApiKey, UsageEvent
+from shared.core.pricing import Pricer
+from shared.tools.simulator import Simulator
 from tests.conftest import make_config
 
 FAST_CLIENT = {"timeout_seconds": 5.0, "retry_backoff_seconds": 0.01, "rate_limit_cooldown_seconds": 5.0}

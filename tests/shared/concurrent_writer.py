@@ -5,10 +5,10 @@ import datetime as dt
 import random
 import sys
 
-from shared.accounting import CallRecord, Outcome, record_call
-from shared.db import connect_database
-from shared.models import ApiKey
-from shared.pricing import Pricer
+from shared.core.accounting import CallRecord, Outcome, record_call
+from shared.core.db import connect_database
+from shared.core.models import ApiKey
+from shared.core.pricing import Pricer
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-nano"]
 OPERATIONS = ["autoreply", "summary", "translate"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from shared.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot
-from shared.models import ApiKey
+from shared.core.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot
+from shared.core.models import ApiKey
 from tests.shared.report_fixtures import NOW, PANEL_KEYS, build_panel
 
 # (key label, minutes before NOW, operation, outcome, input tokens, output tokens, chat id)

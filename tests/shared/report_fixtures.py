@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from shared.keys import sync_keys
-from shared.models import ApiKey, Heartbeat, KeyRanking
-from shared.windows import WINDOW, window_start
+from shared.core.keys import sync_keys
+from shared.core.models import ApiKey, Heartbeat, KeyRanking
+from shared.core.windows import WINDOW, window_start
 from tests.conftest import make_config
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, 0)
@@ -72,8 +72,8 @@ def record_history(config, calls: int = 60, seed: int = 7, days: int = 5):
     """Sync 3 keys anchored at ANCHOR and record `calls` deterministic calls of the last `days` days."""
     import random
 
-    from shared.accounting import CallRecord, Outcome, record_call
-    from shared.pricing import Pricer
+    from shared.core.accounting import CallRecord, Outcome, record_call
+    from shared.core.pricing import Pricer
 
     ring = sync_keys(config)
     ApiKey.update(window_anchor=ANCHOR).execute()

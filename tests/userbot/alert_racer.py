@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from shared.db import connect_database
-from shared.models import Alert
-from userbot.alerts import deliver_pending
+from shared.core.db import connect_database
+from shared.core.models import Alert
+from userbot.alert_delivery import deliver_pending
 
 
 async def inline(fn, *args, **kwargs):

@@ -6,18 +6,18 @@ import datetime as dt
 
 import pytest
 
-from shared.accounting import Accountant
-from shared.client import TrackedClient
-from shared.db import database
-from shared.keys import sync_keys
-from shared.models import utcnow
-from shared.pricing import Pricer
-from shared.simulator import Simulator
+from shared.ai.client import TrackedClient
+from shared.core.accounting import Accountant
+from shared.core.db import database
+from shared.core.keys import sync_keys
+from shared.core.models import utcnow
+from shared.core.pricing import Pricer
+from shared.tools.simulator import Simulator
 from tests.shared.client_fixtures import sim_config
+from tests.userbot.recording import RecordingClient, deliver
 from userbot.app import BotApp, database_runner
 from userbot.autoreply import AutoReplier
 from userbot.commands import default_registry
-from tests.userbot.recording import RecordingClient, deliver
 
 # Defaults for tests: no cooldown unless a test sets one, no mute lookups unless asked.
 TEST_AUTOREPLY = {"cooldown_seconds": 0}

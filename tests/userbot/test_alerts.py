@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.alerts import enqueue_alert
-from shared.models import Alert
-from userbot.alerts import claimer_name, deliver_pending
+from shared.core.models import Alert
+from shared.core.outbox import enqueue_alert
+from userbot.alert_delivery import claimer_name, deliver_pending
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = 120

@@ -8,9 +8,17 @@ import openai
 import pytest
 from pyrogram import enums
 
-from shared.models import Alert, ApiKey, ChatMessage, HandledMessage, UsageEvent
+from shared.core.models import Alert, ApiKey, ChatMessage, HandledMessage, UsageEvent
 from tests.userbot.conftest import Clock
-from tests.userbot.recording import ALICE_ID, dialog, in_group, incoming, make_user, owner_in_chat, saved
+from tests.userbot.recording import (
+    ALICE_ID,
+    dialog,
+    in_group,
+    incoming,
+    make_user,
+    owner_in_chat,
+    saved,
+)
 from tests.userbot.scripted import scripted_config, scripted_openai
 from userbot.app import incoming_from
 from userbot.autoreply import no_typing

@@ -7,14 +7,28 @@ from html import escape
 import pytest
 from pyrogram import enums
 
-from shared.db import DatabaseUnavailable
-from shared.models import ChatState, Setting
+from shared.core.db import DatabaseUnavailable
+from shared.core.models import ChatState, Setting
 from tests.shared.report_fixtures import NOW, build_panel
-from tests.shared.test_render_telegram import GOLDEN_STATS
+from tests.shared.reports.test_render_telegram import GOLDEN_STATS
 from tests.userbot.conftest import Clock
-from tests.userbot.recording import ALICE_ID, in_group, incoming, make_user, owner_in_chat, saved
+from tests.userbot.recording import (
+    ALICE_ID,
+    in_group,
+    incoming,
+    make_user,
+    owner_in_chat,
+    saved,
+)
 from userbot.app import BotApp
-from userbot.commands import Attachment, Command, Registry, Reply, UsageError, default_registry
+from userbot.commands import (
+    Attachment,
+    Command,
+    Registry,
+    Reply,
+    UsageError,
+    default_registry,
+)
 
 ALICE = make_user(ALICE_ID, "Alice", is_contact=True, username="alice_w")
 BOB = make_user(1002, "Bob", username="bob_builder")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.config import parse_config
+from shared.core.config import parse_config
 from userbot.guards import ChatView, Policy, Reason, WorkingHours, decide, screen
 from userbot.incoming import IncomingMessage
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from shared.budgets import budget_report
-from shared.render_telegram import render_budget, render_recent, render_usage
-from shared.reports import recent_calls, usage_report
+from shared.reports.budgets import budget_report
+from shared.reports.queries import recent_calls, usage_report
+from shared.reports.render_telegram import render_budget, render_recent, render_usage
 from tests.shared.report_fixtures import NOW, history_config, record_history
-from tests.shared.test_charts import png_size
+from tests.shared.reports.test_charts import png_size
 from tests.userbot.conftest import Clock
 from tests.userbot.recording import saved
 from userbot.app import BotApp

@@ -6,11 +6,18 @@ import shutil
 import socket
 import tempfile
 
-from shared.alerts import enqueue_alert
-from shared.models import Alert, Heartbeat, UsageEvent
-from shared.systemd import Notifier
+from shared.core.models import Alert, Heartbeat, UsageEvent
+from shared.core.outbox import enqueue_alert
+from shared.core.systemd import Notifier
 from tests.shared.client_fixtures import sim_config
-from tests.userbot.recording import ALICE_ID, RecordingClient, deliver, dialog, incoming, make_user
+from tests.userbot.recording import (
+    ALICE_ID,
+    RecordingClient,
+    deliver,
+    dialog,
+    incoming,
+    make_user,
+)
 from userbot.app import run_bot
 from userbot.session import TelegramCredentials
 

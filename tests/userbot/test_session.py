@@ -5,11 +5,18 @@ import stat
 import pytest
 from pyrogram import Client
 
-from shared.config import parse_config
+from shared.core.config import parse_config
 from tests.userbot.recording import make_user
 from userbot.__main__ import main
-from userbot.session import (SetupError, TelegramCredentials, login, make_client, require_session,
-                             session_path, telegram_credentials)
+from userbot.session import (
+    SetupError,
+    TelegramCredentials,
+    login,
+    make_client,
+    require_session,
+    session_path,
+    telegram_credentials,
+)
 
 
 def config_at(tmp_path, **bot):

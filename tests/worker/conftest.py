@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from shared.accounting import CallRecord, Outcome, record_call
-from shared.db import database
-from shared.models import Alert, ApiKey, KeyRanking
-from shared.pricing import Pricer
+from shared.core.accounting import CallRecord, Outcome, record_call
+from shared.core.db import database
+from shared.core.models import Alert, ApiKey, KeyRanking
+from shared.core.pricing import Pricer
 from worker.tick import Ticker
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, 15, tzinfo=dt.timezone.utc)

@@ -13,10 +13,10 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from shared.keys import sync_keys
-from shared.models import Alert, ApiKey, Heartbeat, KeyRanking, KeyReset, Lease
-from shared.wakeup import notify_worker
-from shared.windows import WINDOW
+from shared.core.keys import sync_keys
+from shared.core.models import Alert, ApiKey, Heartbeat, KeyRanking, KeyReset, Lease
+from shared.core.windows import WINDOW
+from shared.core.worker_nudge import notify_worker
 from tests.backends import fresh_database_url
 from tests.conftest import make_config, open_test_db
 from tests.tcp_proxy import TcpProxy

@@ -5,11 +5,20 @@ import time
 import pytest
 import time_machine
 
-from shared.accounting import Outcome
-from shared.db import database
-from shared.models import Alert, ApiKey, DailyRollup, KeyRanking, KeyReset, Lease, UsageEvent, utcnow
-from shared.status import Status, window_usage
-from shared.windows import WINDOW, window_end
+from shared.core.accounting import Outcome
+from shared.core.db import database
+from shared.core.models import (
+    Alert,
+    ApiKey,
+    DailyRollup,
+    KeyRanking,
+    KeyReset,
+    Lease,
+    UsageEvent,
+    utcnow,
+)
+from shared.core.status import Status, window_usage
+from shared.core.windows import WINDOW, window_end
 from tests.conftest import make_config
 from tests.worker.conftest import T0, alert_counts, key, latest_ranking, record
 from worker.leadership import LostLeadership

@@ -1,0 +1,190 @@
+"""Which key a call uses (DESIGN invariant 4).
+
+The worker publishes a ranking of eligible keys (`KeyRanking`, newest generation wins);
+bots follow it. Before a key is used its row is read again and its status recomputed,
+so a key that turned EXHAUSTED, INVALID, DISABLED or cooling since the ranking was
+published is never sent a request.
+
+When no worker is alive (no worker heartbeat within `client.ranking_stale_seconds`)
+or none has published yet, selection degrades to this process's own view: eligible
+keys in config order. A warning is logged once when that starts, a note when it ends.
+The worker publishes only when the ranking changes, so its age says nothing; the
+worker's heartbeat does.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+
+import peewee as pw
+
+from shared.core.config import Config
+from shared.core.db import database, retrying
+from shared.core.keys import HeldKey, KeyRing
+from shared.core.models import ApiKey, Heartbeat, KeyRanking
+from shared.core.status import frees_up_at, is_eligible
+
+log = logging.getLogger("tokenpool.selection")
+
+WORKER_KIND = "worker"
+
+
+# The columns status needs: selection runs before every call, so it reads no more than these.
+STATUS_FIELDS = (ApiKey.id, ApiKey.position, ApiKey.label, ApiKey.disabled, ApiKey.invalid, ApiKey.window_anchor,
+                 ApiKey.window_start, ApiKey.daily_token_limit, ApiKey.used_today, ApiKey.calls_today,
+                 ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window, ApiKey.cooldown_until)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A key row as status sees it (the fields of STATUS_FIELDS)."""
+    id: int
+    position: int
+    label: str
+    disabled: bool
+    invalid: bool
+    window_anchor: dt.datetime
+    window_start: dt.datetime | None
+    daily_token_limit: int
+    used_today: int
+    calls_today: int
+    rate_hits_today: int
+    errors_today: int
+    exhausted_window: dt.datetime | None
+    cooldown_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The key to use next, or None with when the earliest held key frees up."""
+    key: HeldKey | None
+    degraded: bool = False
+    generation: int | None = None
+    frees_up_at: dt.datetime | None = None     # only when key is None; None: no key ever will by itself
+    reason: str = ""
+
+
+def ranked_order(key_ids_json: str) -> list[int]:
+    """The ids of a published ranking; an unreadable one is an empty ranking."""
+    try:
+        ids = json.loads(key_ids_json)
+    except (TypeError, ValueError):
+        return []
+    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
+
+
+def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+                     low_threshold: int) -> list:
+    """Rows usable now, best first: in ranking order, or config order when ranking is None."""
+    if ranking is None:
+        ordered = sorted(rows, key=lambda r: (r.position, r.id))
+    else:
+        by_id = {r.id: r for r in rows}
+        ordered = [by_id[i] for i in dict.fromkeys(ranking) if i in by_id]
+    return [r for r in ordered if r.id not in exclude and is_eligible(r, now, low_threshold)]
+
+
+def earliest_free(rows: list, now: dt.datetime) -> dt.datetime | None:
+    """When the first of `rows` can be used again (None when only a person can fix them all)."""
+    times = [t for t in (frees_up_at(r, now) for r in rows) if t is not None and t > now]
+    return min(times) if times else None
+
+
+class _Statement:
+    """A query built once with peewee and then run as plain SQL, converting values the way
+    the fields would: building a peewee query costs more than running it on SQLite."""
+
+    def __init__(self, query, fields):
+        self.sql, self.params = query.sql()
+        self.converters = [f.python_value for f in fields]
+
+    def rows(self) -> list[tuple]:
+        cursor = database.obj.execute_sql(self.sql, self.params)
+        return [tuple(convert(v) for convert, v in zip(self.converters, row)) for row in cursor.fetchall()]
+
+
+class Selector:
+    """Picks keys for one process. Blocking: run it on the accounting thread."""
+
+    def __init__(self, config: Config, keyring: KeyRing):
+        self.keyring = keyring
+        self.low_threshold = config.pool.low_threshold
+        self.stale_after = dt.timedelta(seconds=config.client.ranking_stale_seconds)
+        self.degraded: bool | None = None      # None until the first pick
+        self._statements: dict = {}
+        self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
+
+    def _statement(self, name: str, build) -> _Statement:
+        key = (name, type(database.obj))
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = build()
+        return statement
+
+    def published_ranking(self, now: dt.datetime) -> tuple[int | None, list[int] | None]:
+        """(generation, ids) of the newest ranking, or (None, None) when absent or no worker is alive."""
+        rows = self._statement("ranking", _ranking_statement).rows()
+        if not rows:
+            return None, None
+        generation, key_ids, seen = rows[0]
+        if seen is None or now - seen > self.stale_after:
+            return None, None
+        if self._parsed is None or self._parsed[0] != generation:
+            self._parsed = (generation, ranked_order(key_ids))
+        return generation, self._parsed[1]
+
+    def held_rows(self) -> list[KeyRow]:
+        ids = tuple(sorted(self.keyring.ids()))
+        if not ids:
+            return []
+        statement = self._statement(("rows", ids), lambda: _Statement(
+            ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
+        return [KeyRow(*row) for row in statement.rows()]
+
+    def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
+        """The first usable key not in `exclude` (transient database errors are retried)."""
+        return retrying(self._pick, now, exclude, what="choosing a key")
+
+    def _pick(self, now: dt.datetime, exclude: set[int]) -> Pick:
+        if not len(self.keyring):
+            return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
+        generation, ranking = self.published_ranking(now)
+        self._note_mode(degraded=ranking is None)
+        rows = self.held_rows()
+        usable = order_candidates(rows, ranking, exclude, now, self.low_threshold)
+        if usable:
+            return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation)
+        return Pick(None, degraded=ranking is None, generation=generation, frees_up_at=earliest_free(rows, now),
+                    reason=_why_none(rows, ranking, exclude, now, self.low_threshold))
+
+    def still_usable(self, key_id: int, now: dt.datetime) -> bool:
+        """Re-check one key's row right before sending it another request."""
+        row = retrying(ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first, what="checking a key")
+        return row is not None and is_eligible(row, now, self.low_threshold)
+
+    def _note_mode(self, degraded: bool) -> None:
+        if degraded and self.degraded is not True:
+            log.warning("no key ranking from a live worker (no worker heartbeat within %d s, or nothing "
+                        "published yet): choosing keys by status in config order",
+                        self.stale_after.total_seconds())
+        elif not degraded and self.degraded is True:
+            log.info("following the worker's key ranking again")
+        self.degraded = degraded
+
+
+def _why_none(rows, ranking, exclude, now, low_threshold) -> str:
+    if all(r.id in exclude for r in rows):
+        return "every key failed for this request"
+    if ranking is not None and any(is_eligible(r, now, low_threshold) and r.id not in exclude for r in rows):
+        return "the worker's ranking lists none of this process's usable keys"
+    return "every key is exhausted, cooling down, invalid or disabled"
+
+
+def _ranking_statement() -> _Statement:
+    """The newest ranking and, beside it, when a worker last beat (one round trip)."""
+    seen = (Heartbeat.select(pw.fn.MAX(Heartbeat.last_seen)).where(Heartbeat.kind == WORKER_KIND))
+    query = (KeyRanking.select(KeyRanking.generation, KeyRanking.key_ids, seen.alias("seen"))
+             .order_by(KeyRanking.generation.desc()).limit(1))
+    return _Statement(query, (KeyRanking.generation, KeyRanking.key_ids, Heartbeat.last_seen))

@@ -1,0 +1,295 @@
+"""Exact accounting of every call (DESIGN invariants 1, 2 and 6).
+
+`record_call` writes the event, the key's counters and the daily rollup (and, for a call
+made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no read-modify-write in Python), so any
+number of processes can record at once and every counter still equals the sum of
+the events behind it. Recording is idempotent per `call_id`: a retry after a lost
+acknowledgement changes nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import enum
+import uuid
+from dataclasses import dataclass, field
+
+import peewee as pw
+
+from shared.core import windows
+from shared.core.db import conflict_target, database, retrying, write_transaction
+from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
+from shared.core.pricing import Pricer
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"          # 429 rate_limit_exceeded: the key cools down
+    QUOTA_EXHAUSTED = "quota_exhausted"    # 429 insufficient_quota: the key is done for this window
+    INVALID_KEY = "invalid_key"            # 401: the key is unusable until re-enabled
+    BAD_REQUEST = "bad_request"            # 400/403/404/422: the request's fault, not the key's
+    SERVER_ERROR = "server_error"          # 5xx
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    INTERRUPTED = "interrupted"            # a stream cut before its usage arrived (tokens estimated)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ERROR_OUTCOMES = frozenset(Outcome) - {Outcome.OK, Outcome.RATE_LIMITED, Outcome.INTERRUPTED}
+
+
+@dataclass(frozen=True)
+class RateLimitSnapshot:
+    """What the provider's x-ratelimit-* headers said on the last response."""
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    reset_requests_at: dt.datetime | None = None
+    reset_tokens_at: dt.datetime | None = None
+
+
+@dataclass
+class CallRecord:
+    """Everything known about one call to one key."""
+    key_id: int
+    bot: str
+    operation: str
+    model: str
+    outcome: Outcome = Outcome.OK
+    input_tokens: int = 0          # includes cached tokens
+    cached_tokens: int = 0
+    output_tokens: int = 0         # includes reasoning tokens
+    reasoning_tokens: int = 0
+    duration_ms: int = 0
+    error_code: str = ""
+    chat_id: int | None = None
+    estimated: bool = False
+    at: dt.datetime = field(default_factory=utcnow)
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    cooldown_until: dt.datetime | None = None
+    rate_limits: RateLimitSnapshot | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The result of recording: the cost charged and whether it was a duplicate."""
+    call_id: str
+    cost_nanousd: int
+    duplicate: bool = False
+
+
+def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
+    """Record one call atomically. `anchor` is the key's window anchor (from its row)."""
+    outcome = Outcome(call.outcome)
+    cost = pricer.cost_nanousd(call.model, call.input_tokens, call.cached_tokens, call.output_tokens)
+    values = _slot_values(call, outcome, cost, windows.window_start(anchor, call.at))
+    has_limits = call.rate_limits is not None
+    db = database.obj
+    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
+    # event's foreign key, and two writers upgrading that lock deadlock each other.
+    statements = (_compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+                  _compiled(db, "event", _event_statement),
+                  _compiled(db, "rollup", _rollup_statement))
+    if call.chat_id is not None:
+        statements += (_compiled(db, "chat_rollup", _chat_rollup_statement),)
+    try:
+        with write_transaction():
+            for statement in statements:
+                statement.execute(db, values)
+    except pw.IntegrityError:
+        if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
+            return Recorded(call.call_id, cost, duplicate=True)
+        raise
+    return Recorded(call.call_id, cost)
+
+
+def _slot_values(call: CallRecord, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
+    limits = call.rate_limits or RateLimitSnapshot()
+    return {
+        "call_id": call.call_id, "at": call.at, "day": call.at.date(), "key": call.key_id,
+        "window_start": start, "bot": call.bot, "operation": call.operation, "model": call.model,
+        "input": call.input_tokens, "cached": call.cached_tokens, "output": call.output_tokens,
+        "reasoning": call.reasoning_tokens, "total": call.total_tokens, "cost": cost,
+        "duration": call.duration_ms, "outcome": outcome.value, "error_code": call.error_code[:100],
+        "chat_id": call.chat_id, "estimated": call.estimated, "one": 1,
+        "ok": int(outcome is Outcome.OK), "error": int(outcome in ERROR_OUTCOMES),
+        "rate_hit": int(outcome is Outcome.RATE_LIMITED),
+        "last_error": (call.error_code or outcome.value)[:200],
+        "invalid": True, "invalid_reason": (call.error_code or "invalid api key")[:200],
+        "cooldown_until": call.cooldown_until,
+        "rl_remaining_requests": limits.remaining_requests, "rl_remaining_tokens": limits.remaining_tokens,
+        "rl_limit_requests": limits.limit_requests, "rl_limit_tokens": limits.limit_tokens,
+        "rl_reset_requests_at": limits.reset_requests_at, "rl_reset_tokens_at": limits.reset_tokens_at,
+    }
+
+
+# --- statements, compiled once per backend ---------------------------------------------------
+#
+# Building SQL with peewee costs ~1 ms per call, most of it while holding SQLite's write
+# lock. So each statement is built once with named slots in place of values, and later
+# executed with the values put in the slots' places.
+
+class _Slot:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _v(name: str) -> pw.Value:
+    return pw.Value(_Slot(name), converter=False)
+
+
+class _Compiled:
+    def __init__(self, query):
+        self.sql, params = query.sql()
+        self.params = params
+
+    def execute(self, db, values: dict):
+        return db.execute_sql(self.sql, [values[p.name] if isinstance(p, _Slot) else p for p in self.params])
+
+
+_cache: dict = {}
+
+
+def _compiled(db, variant, build) -> _Compiled:
+    key = (type(db), variant)
+    statement = _cache.get(key)
+    if statement is None:
+        statement = _cache[key] = _Compiled(build())
+    return statement
+
+
+def _event_statement():
+    return UsageEvent.insert({
+        UsageEvent.call_id: _v("call_id"), UsageEvent.at: _v("at"), UsageEvent.key: _v("key"),
+        UsageEvent.window_start: _v("window_start"), UsageEvent.bot: _v("bot"),
+        UsageEvent.operation: _v("operation"), UsageEvent.model: _v("model"),
+        UsageEvent.input_tokens: _v("input"), UsageEvent.cached_tokens: _v("cached"),
+        UsageEvent.output_tokens: _v("output"), UsageEvent.reasoning_tokens: _v("reasoning"),
+        UsageEvent.total_tokens: _v("total"), UsageEvent.cost_nanousd: _v("cost"),
+        UsageEvent.duration_ms: _v("duration"), UsageEvent.outcome: _v("outcome"),
+        UsageEvent.error_code: _v("error_code"), UsageEvent.chat_id: _v("chat_id"),
+        UsageEvent.estimated: _v("estimated"),
+    }).returning()
+
+
+def _key_statement(outcome: Outcome, has_limits: bool):
+    start = _v("window_start")
+    same = ApiKey.window_start == start
+    newer = ApiKey.window_start > start   # a later call already opened the next window
+
+    def today(column, amount):
+        # Same window: add. Stored window newer: this call belongs to an older window and
+        # leaves today's counters alone. Otherwise (older or none): the window starts now.
+        return pw.Case(None, [(same, column + amount), (newer, column)], amount)
+
+    updates = {
+        ApiKey.used_today: today(ApiKey.used_today, _v("total")),
+        ApiKey.input_today: today(ApiKey.input_today, _v("input")),
+        ApiKey.cached_today: today(ApiKey.cached_today, _v("cached")),
+        ApiKey.output_today: today(ApiKey.output_today, _v("output")),
+        ApiKey.calls_today: today(ApiKey.calls_today, _v("one")),
+        ApiKey.rate_hits_today: today(ApiKey.rate_hits_today, _v("rate_hit")),
+        ApiKey.errors_today: today(ApiKey.errors_today, _v("error")),
+        ApiKey.cost_today_nanousd: today(ApiKey.cost_today_nanousd, _v("cost")),
+        ApiKey.window_start: pw.Case(None, [(newer, ApiKey.window_start)], start),
+        ApiKey.total_tokens: ApiKey.total_tokens + _v("total"),
+        ApiKey.total_input: ApiKey.total_input + _v("input"),
+        ApiKey.total_cached: ApiKey.total_cached + _v("cached"),
+        ApiKey.total_output: ApiKey.total_output + _v("output"),
+        ApiKey.total_calls: ApiKey.total_calls + _v("one"),
+        ApiKey.total_rate_hits: ApiKey.total_rate_hits + _v("rate_hit"),
+        ApiKey.total_errors: ApiKey.total_errors + _v("error"),
+        ApiKey.total_cost_nanousd: ApiKey.total_cost_nanousd + _v("cost"),
+        ApiKey.last_used_at: _v("at"),
+    }
+    if outcome is not Outcome.OK:
+        updates[ApiKey.last_error] = _v("last_error")
+        updates[ApiKey.last_error_at] = _v("at")
+    if outcome is Outcome.RATE_LIMITED:
+        updates[ApiKey.cooldown_until] = pw.fn.COALESCE(_v("cooldown_until"), ApiKey.cooldown_until)
+    elif outcome is Outcome.QUOTA_EXHAUSTED:
+        updates[ApiKey.exhausted_window] = start
+    elif outcome is Outcome.INVALID_KEY:
+        updates[ApiKey.invalid] = _v("invalid")
+        updates[ApiKey.invalid_reason] = _v("invalid_reason")
+    if has_limits:
+        for name in ("rl_remaining_requests", "rl_remaining_tokens", "rl_limit_requests", "rl_limit_tokens",
+                     "rl_reset_requests_at", "rl_reset_tokens_at"):
+            updates[getattr(ApiKey, name)] = _v(name)
+        updates[ApiKey.rl_updated_at] = _v("at")
+    return ApiKey.update(updates).where(ApiKey.id == _v("key"))
+
+
+_ROLLUP_SUMS = {"calls": "one", "ok_calls": "ok", "error_calls": "error", "rate_hits": "rate_hit",
+                "input_tokens": "input", "cached_tokens": "cached", "output_tokens": "output",
+                "reasoning_tokens": "reasoning", "total_tokens": "total", "cost_nanousd": "cost",
+                "duration_ms": "duration"}
+
+
+def _rollup_statement():
+    return _rollup_upsert(DailyRollup, {DailyRollup.day: _v("day"), DailyRollup.key: _v("key"),
+                                        DailyRollup.bot: _v("bot"), DailyRollup.model: _v("model"),
+                                        DailyRollup.operation: _v("operation")})
+
+
+def _chat_rollup_statement():
+    return _rollup_upsert(ChatRollup, {ChatRollup.day: _v("day"), ChatRollup.key: _v("key"),
+                                       ChatRollup.bot: _v("bot"), ChatRollup.chat_id: _v("chat_id")})
+
+
+def _rollup_upsert(model, identity: dict):
+    sums = {getattr(model, column): _v(slot) for column, slot in _ROLLUP_SUMS.items()}
+    return (model.insert({**identity, **sums})
+            .on_conflict(update={column: column + value for column, value in sums.items()},
+                         **conflict_target(database.obj, list(identity)))
+            .returning())
+
+
+class Accountant:
+    """Records calls for one process: knows its bot name, prices and the keys' anchors.
+
+    `arecord` runs the blocking database work on one dedicated thread so the bot's
+    event loop never waits on SQLite or the network to the database.
+    """
+
+    def __init__(self, bot: str, pricer: Pricer | None = None, *, retry_attempts: int = 8):
+        self.bot = bot
+        self.pricer = pricer or Pricer()
+        self.retry_attempts = retry_attempts
+        self._anchors: dict[int, dt.datetime] = {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounting")
+
+    def anchor(self, key_id: int) -> dt.datetime:
+        anchor = self._anchors.get(key_id)
+        if anchor is None:
+            anchor = ApiKey.select(ApiKey.window_anchor).where(ApiKey.id == key_id).scalar()
+            if anchor is None:
+                raise LookupError(f"no key with id {key_id}")
+            self._anchors[key_id] = anchor
+        return anchor
+
+    def record(self, call: CallRecord) -> Recorded:
+        return retrying(lambda: record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer),
+                        attempts=self.retry_attempts, what="recording a call")
+
+    async def arecord(self, call: CallRecord) -> Recorded:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.record, call)
+
+    async def run(self, fn, *args):
+        """Run any other blocking database function on the accounting thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

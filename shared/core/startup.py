@@ -1,0 +1,29 @@
+"""What every process does first: load config, open the database, migrate, sync keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee as pw
+
+from shared.core.config import Config, load_config
+from shared.core.db import connect_database, retrying
+from shared.core.keys import KeyRing, sync_keys
+from shared.core.schema import ensure_schema
+
+
+@dataclass
+class Runtime:
+    config: Config
+    db: pw.Database
+    keyring: KeyRing
+
+
+def open_runtime(config: Config | None = None, *, config_path: str | None = None,
+                 sync: bool = True) -> Runtime:
+    """Connect, migrate (or refuse a newer schema) and register this process's keys."""
+    config = config or load_config(config_path)
+    db = connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds)
+    retrying(ensure_schema, db, what="migrating the schema")
+    keyring = retrying(sync_keys, config, what="syncing keys") if sync else KeyRing([])
+    return Runtime(config=config, db=db, keyring=keyring)
+

@@ -1,0 +1,174 @@
+"""`tokenpool demo`: the whole product, offline, in about half a minute.
+
+It starts the OpenAI simulator with a few small-allowance keys, a rotation worker and two
+simulated bot processes (the userbot's real auto-reply logic, with only the Telegram
+transport replaced), shows a live view while keys go LOW, EXHAUSTED and rate-limited,
+then prints the `.stats` panel and a usage report and writes a chart. The bots and the
+worker are separate processes started by command line; they meet only in the database.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from shared.core.config import load_config
+from shared.core.models import UsageEvent, utcnow
+from shared.core.startup import open_runtime
+from shared.reports import charts, queries, render_telegram
+from shared.reports.render_terminal import stats_view, usage_table
+from shared.tools.monitor import monitor_view
+from shared.tools.simulator import Fault, Simulator
+
+# label, our daily limit, the provider's own allowance (None: ours is the tighter one)
+DEMO_KEYS = [("alpha", 3_000, None), ("bravo", 6_000, None), ("charlie", 30_000, 4_000),
+             ("delta", 100_000, None)]
+BOTS = ("demo-bot-1", "demo-bot-2")
+
+
+def write_demo_config(workdir: Path, database_url: str, base_url: str, secrets_by_label: dict[str, str]) -> Path:
+    keys = "".join(
+        f'\n[[keys]]\nlabel = "{label}"\napi_key = "{secrets_by_label[label]}"\n'
+        f'daily_token_limit = {limit}\nbase_url = "{base_url}"\n'
+        for label, limit, _ in DEMO_KEYS)
+    text = f"""# Written by `tokenpool demo`; the keys are made up and only the local simulator knows them.
+data_dir = {json.dumps(str(workdir))}
+log_level = "INFO"
+
+[database]
+url = {json.dumps(database_url)}
+
+[pool]
+low_threshold = 2000
+
+[client]
+timeout_seconds = 10.0
+
+[autoreply]
+cooldown_seconds = 1
+context_messages = 6
+max_output_tokens = 120
+
+[worker]
+tick_seconds = 0.5
+lease_seconds = 3.0
+headroom_tokens = 400
+{keys}"""
+    path = workdir / "demo-config.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def run_demo(*, seconds: float = 20.0, database_url: str | None = None, workdir: str | None = None,
+             live: bool = True, console: Console | None = None) -> int:
+    console = console or Console()
+    work = Path(workdir or tempfile.mkdtemp(prefix="tokenpool-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or f"sqlite:///{work / 'demo.db'}"
+    secrets_by_label = {label: f"sk-demo-{secrets.token_hex(12)}" for label, _, _ in DEMO_KEYS}
+    sim = Simulator(latency=0.05)
+    for label, _limit, allowance in DEMO_KEYS:
+        sim.add_key(secrets_by_label[label], label=label, allowance=allowance)
+    # bravo hits the provider's rate limit a few times: cooldowns and rotation to show.
+    sim.script("bravo", *([Fault.ok()] * 6), Fault.rate_limit(2.0), *([Fault.ok()] * 4), Fault.rate_limit(1.0))
+    base_url = sim.start_in_thread()
+    config_path = write_demo_config(work, database_url, base_url, secrets_by_label)
+    config = load_config(config_path)
+    open_runtime(config)  # migrate and register the keys before the processes start
+    console.print(f"[bold]tokenpool demo[/]: simulator at {base_url}, database {database_url}, "
+                  f"{len(DEMO_KEYS)} keys, {len(BOTS)} bots, worker; about {seconds:.0f} s")
+    procs = _start_processes(config_path, work, seconds)
+    try:
+        _watch(procs, config, seconds, live, console)
+    finally:
+        failures = _stop_processes(procs)
+        sim.stop()
+    return _finish(config, work, failures, console)
+
+
+def _start_processes(config_path: Path, work: Path, seconds: float) -> dict[str, subprocess.Popen]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = {"worker": subprocess.Popen([sys.executable, "-m", "worker", "--config", str(config_path)],
+                                        stdout=subprocess.DEVNULL, stderr=open(work / "worker.log", "w"),
+                                        env=env)}
+    for seed, name in enumerate(BOTS):
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "userbot", "--config", str(config_path), "simulate", "--name", name,
+             "--seconds", str(seconds), "--seed", str(seed)],
+            stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"), env=env)
+    return procs
+
+
+def _watch(procs, config, seconds: float, live: bool, console: Console) -> None:
+    deadline = time.monotonic() + seconds + 15     # the bots finish their last replies
+    bots = [p for name, p in procs.items() if name != "worker"]
+    if not live:
+        while time.monotonic() < deadline and any(p.poll() is None for p in bots):
+            time.sleep(0.5)
+        return
+    with Live(monitor_view(config, utcnow()), console=console, refresh_per_second=2, transient=True) as view:
+        while time.monotonic() < deadline and any(p.poll() is None for p in bots):
+            time.sleep(1)
+            view.update(monitor_view(config, utcnow()))
+
+
+def _stop_processes(procs) -> list[str]:
+    failures = []
+    for name, proc in procs.items():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        if code != 0:
+            failures.append(f"{name} exited with {code}")
+    return failures
+
+
+def _finish(config, work: Path, failures: list[str], console: Console) -> int:
+    now = utcnow()
+    snapshot = queries.stats_snapshot(now, config)
+    console.rule("The .stats panel, as Saved Messages shows it")
+    console.print(telegram_as_text(render_telegram.render_stats(snapshot)), highlight=False)
+    console.rule("Keys")
+    console.print(stats_view(snapshot))
+    console.print(usage_table(queries.usage_report(now, days=1, by="key")))
+    console.print(usage_table(queries.usage_report(now, days=1, by="bot")))
+    chart = work / "usage-chart.png"
+    chart.write_bytes(charts.usage_chart(now, days=7))
+    calls = UsageEvent.select().count()
+    console.print(f"{calls} calls recorded; chart: {chart}; logs and database: {work}")
+    for failure in failures:
+        console.print(f"[red]{failure}[/] (see {work})")
+    return 1 if failures or calls == 0 else 0
+
+
+def telegram_as_text(message: str) -> str:
+    """Telegram HTML as the reader sees it (tags gone, entities decoded)."""
+    return html.unescape(re.sub(r"</?[a-zA-Z][^>]*>", "", message))
+
+
+def cmd_demo(args) -> int:
+    return run_demo(seconds=args.seconds, database_url=args.database, workdir=args.dir, live=not args.no_live)
+
+
+def register(command) -> None:
+    sub = command("demo", cmd_demo, "run the product offline: simulator, worker and two bots, then the reports")
+    sub.add_argument("--seconds", type=float, default=20.0, help="how long the bots chat (default 20)")
+    sub.add_argument("--database", help="database URL (default: an SQLite file in a temporary folder)")
+    sub.add_argument("--dir", help="folder for the database, logs and chart (default: a new temporary one)")
+    sub.add_argument("--no-live", action="store_true", help="no live view while it runs")

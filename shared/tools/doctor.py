@@ -1,0 +1,199 @@
+"""`tokenpool doctor`: check everything a running installation needs and say what to fix."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import json
+import os
+import stat
+from dataclasses import dataclass
+from urllib.parse import urlparse, urlunparse
+
+import peewee as pw
+
+from shared.core.config import Config, ConfigError, load_config
+from shared.core.db import connect_database
+from shared.core.keys import sync_keys
+from shared.core.liveness import heartbeats, is_alive
+from shared.core.models import utcnow
+from shared.core.schema import schema_status
+from shared.core.status import ELIGIBLE, Status
+from shared.reports.queries import key_views
+
+
+class Level(str, enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+
+MARK = {Level.OK: "[green]✓[/]", Level.WARN: "[yellow]![/]", Level.FAIL: "[red]✗[/]"}
+
+
+def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime | None = None) -> list[Check]:
+    """All checks, in order; later checks are skipped when what they stand on failed."""
+    now = now or utcnow()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return [Check("config", Level.FAIL, str(exc), "fix the file, or run `tokenpool init` for a fresh one")]
+    checks = [_config_check(config)]
+    try:
+        db = connect_database(config.database_url, busy_timeout_seconds=min(config.database.busy_timeout_seconds, 5))
+        db.execute_sql("SELECT 1")
+    except (pw.OperationalError, pw.InterfaceError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return checks + [Check("database", Level.FAIL, f"cannot reach {_safe_url(config.database_url)}: {detail}",
+                               "start the database server or correct [database] url")]
+    checks.append(Check("database", Level.OK, _safe_url(config.database_url)))
+    schema = _schema_check(db)
+    checks.append(schema)
+    if schema.level is not Level.OK:
+        return checks
+    sync_keys(config)
+    checks.append(_keys_check(config, now))
+    if live and config.keys:
+        checks += asyncio.run(_live_key_checks(config))
+    checks.append(_telegram_check(config))
+    checks += _process_checks(config, now)
+    return checks
+
+
+def _config_check(config: Config) -> Check:
+    if not config.path:
+        return Check("config", Level.WARN, "no config file: running on built-in defaults",
+                     "run `tokenpool init` and add your keys")
+    return Check("config", Level.OK, f"{config.path} ({len(config.keys)} keys)")
+
+
+def _schema_check(db) -> Check:
+    applied, pending, unknown = schema_status(db)
+    if unknown:
+        return Check("schema", Level.FAIL, f"migrated by a newer tokenpool ({', '.join(unknown)})",
+                     "upgrade tokenpool on this host")
+    if not applied:
+        return Check("schema", Level.WARN, "empty database", "run `tokenpool migrate`")
+    if pending:
+        return Check("schema", Level.WARN, f"{len(pending)} migration(s) pending", "run `tokenpool migrate`")
+    return Check("schema", Level.OK, f"up to date ({applied[-1]})")
+
+
+def _keys_check(config: Config, now: dt.datetime) -> Check:
+    if not config.keys:
+        return Check("keys", Level.WARN, "no [[keys]] in config", "add a [[keys]] table with api_key_env")
+    views = key_views(now, config.pool.low_threshold)
+    counts: dict[Status, int] = {}
+    for view in views:
+        counts[view.status] = counts.get(view.status, 0) + 1
+    summary = ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items(), key=lambda kv: kv[0].value))
+    invalid = [v.label for v in views if v.status is Status.INVALID]
+    if invalid:
+        return Check("keys", Level.FAIL, f"{summary}; invalid: {', '.join(invalid)}",
+                     "replace the key in config, then `tokenpool keys enable LABEL`")
+    if not any(v.status in ELIGIBLE for v in views):
+        return Check("keys", Level.WARN, f"{summary}; no key can be used right now",
+                     "wait for a reset (`tokenpool keys` shows when) or add keys")
+    return Check("keys", Level.OK, summary)
+
+
+async def _live_key_checks(config: Config) -> list[Check]:
+    """Ask each key's endpoint for its model list: proves the secret and the base_url work."""
+    import openai
+
+    async def probe(key):
+        client = openai.AsyncOpenAI(api_key=key.secret, base_url=key.base_url or None, max_retries=0, timeout=10)
+        try:
+            await client.models.list()
+            return Check(f"key {key.label}", Level.OK, "accepted by the API")
+        except openai.AuthenticationError:
+            return Check(f"key {key.label}", Level.FAIL, "rejected by the API (401)", "replace the key")
+        except openai.APIStatusError as exc:
+            return Check(f"key {key.label}", Level.WARN, f"API answered {exc.status_code}")
+        except openai.APIConnectionError:
+            where = key.base_url or "the OpenAI API"
+            return Check(f"key {key.label}", Level.FAIL, f"cannot reach {where}", "check base_url and the network")
+        finally:
+            await client.close()
+
+    return list(await asyncio.gather(*(probe(k) for k in config.keys)))
+
+
+def _telegram_check(config: Config) -> Check:
+    if os.environ.get(config.session_string_env):
+        return Check("telegram session", Level.OK, f"session string from ${config.session_string_env}")
+    path = config.session_file
+    if not path.exists():
+        return Check("telegram session", Level.WARN, f"no session at {path}",
+                     "run `tokenpool-bot login` (only needed on hosts that run a bot)")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return Check("telegram session", Level.FAIL, f"{path} is readable by others ({oct(mode)})",
+                     f"chmod 600 {path}")
+    return Check("telegram session", Level.OK, str(path))
+
+
+def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
+    threshold = dt.timedelta(seconds=max(30.0, 5 * config.worker.tick_seconds))
+    workers = heartbeats("worker")
+    alive = [w for w in workers if is_alive(w, now, threshold)]
+    if alive:
+        worker = Check("worker", Level.OK, ", ".join(f"{w.name} seen {_ago(now, w.last_seen)}" for w in alive))
+    elif workers:
+        last = max(workers, key=lambda w: w.last_seen)
+        worker = Check("worker", Level.WARN, f"not running (last seen {_ago(now, last.last_seen)})",
+                       "start it: `systemctl start tokenpool-worker` or `tokenpool-worker`")
+    else:
+        worker = Check("worker", Level.WARN, "never ran against this database",
+                       "start `tokenpool-worker` (bots fall back to a slower degraded mode without it)")
+    bots = heartbeats("bot")
+    detail = ", ".join(f"{b.name} {'up' if is_alive(b, now, threshold) else 'down'} ({_ago(now, b.last_seen)})"
+                       for b in bots) or "none seen yet"
+    return [worker, Check("bots", Level.OK, detail)]
+
+
+def _ago(now: dt.datetime, then: dt.datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    parts = urlparse(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunparse(parts._replace(netloc=netloc))
+
+
+def cmd_doctor(args) -> int:
+    checks = run_checks(args.config, live=args.live)
+    if args.json:
+        print(json.dumps([{"check": c.name, "level": c.level.value, "detail": c.detail, "fix": c.fix}
+                          for c in checks], indent=2))
+    else:
+        from rich.console import Console
+        console = Console()
+        for c in checks:
+            console.print(f"{MARK[c.level]} [bold]{c.name}[/]: {c.detail}", highlight=False)
+            if c.fix:
+                console.print(f"    → {c.fix}", highlight=False)
+    return 1 if any(c.level is Level.FAIL for c in checks) else 0
+
+
+def register(command) -> None:
+    sub = command("doctor", cmd_doctor, "check config, database, schema, keys, session and worker; say what to fix")
+    sub.add_argument("--live", action="store_true", help="also ask each key's API for its model list")
+
