@@ -11,28 +11,25 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import io
 import logging
 import time
 
 from pyrogram import Client, enums, filters, raw
-from pyrogram.errors import RPCError
-from pyrogram.handlers import MessageHandler
+from pyrogram.errors import FloodWait, MessageDeleteForbidden, MessageIdInvalid, MessageNotModified, RPCError
+from pyrogram.handlers import MessageHandler, UserStatusHandler
 from pyrogram.types import Message
 
-from shared.ai.client import TrackedClient
-from shared.core.accounting import Accountant
 from shared.core.config import Config
-from shared.core.db import retrying
 from shared.core.liveness import beat
 from shared.core.models import utcnow
-from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
 from shared.core.systemd import Notifier
 from userbot import guards
 from userbot.alert_delivery import claimer_name, deliver_forever
-from userbot.autoreply import AutoReplier
+from userbot.autoreply import DUPLICATE, AutoReplier
+from userbot.core import build_core
+from userbot.digest import away_digest
 from userbot.chunks import TELEGRAM_LIMIT, split_message, utf16_length
 from userbot.commands import (
     Attachment,
@@ -40,7 +37,7 @@ from userbot.commands import (
     Registry,
     Reply,
     Target,
-    default_registry,
+    is_command,
     run_command,
 )
 from userbot.incoming import IncomingMessage
@@ -51,7 +48,7 @@ from userbot.session import (
     require_session,
     secure_session,
 )
-from userbot.state import Store
+from userbot.state import COMMAND_DONE, Store
 
 log = logging.getLogger("tokenpool.bot")
 
@@ -61,6 +58,11 @@ MAX_TEXT_PIECES = 3         # longer command answers are sent as a file
 HEARTBEAT_SECONDS = 15.0
 PRUNE_EVERY_SECONDS = 3600.0
 HANDLED_KEPT = dt.timedelta(days=30)    # "answered already" is remembered this long at least
+TICK_SECONDS = 1.0                      # how often waiting messages are looked at again
+HISTORY_LOOKBACK = 50
+# Telegram answers that mean "nothing to do": an edit that changes nothing (the same update
+# delivered twice), a message already deleted. Logged quietly, never as a traceback.
+HARMLESS = (MessageNotModified, MessageIdInvalid, MessageDeleteForbidden)
 
 
 def to_utc(moment: dt.datetime | None) -> dt.datetime:
@@ -68,6 +70,18 @@ def to_utc(moment: dt.datetime | None) -> dt.datetime:
     if moment is None:
         return utcnow()
     return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+MEDIA_KINDS = ("photo", "voice", "video_note", "video", "audio", "sticker", "animation", "document",
+               "contact", "location", "venue", "poll", "dice")
+
+
+def media_kind(message: Message) -> str:
+    """What kind of media the message carries ("" for none)."""
+    for kind in MEDIA_KINDS:
+        if getattr(message, kind, None):
+            return kind.replace("_", " ")
+    return ""
 
 
 def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessage:
@@ -86,8 +100,17 @@ def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessag
         is_contact=bool(user and user.is_contact),
         is_service=bool(message.service),
         is_muted=is_muted,
-        sender_name=(user.first_name or "") if user else "",
+        sender_name=_display_name(chat or user),
+        username=(getattr(chat, "username", None) or (user.username if user else None) or ""),
+        media=media_kind(message),
     )
+
+
+def _display_name(peer) -> str:
+    if peer is None:
+        return ""
+    return " ".join(part for part in (getattr(peer, "first_name", None), getattr(peer, "last_name", None))
+                    if part)[:100]
 
 
 def is_forwarded(message: Message) -> bool:
@@ -106,11 +129,36 @@ class TelegramTransport:
                                    what=f"reply in chat {chat_id}", max_flood_wait=self.max_flood_wait)
         return sent.id
 
+    async def mark_read(self, chat_id: int, max_id: int) -> None:
+        await telegram_call(self.client.read_chat_history, chat_id, max_id, what=f"marking chat {chat_id} read",
+                            max_flood_wait=self.max_flood_wait)
+
+    async def replied_after(self, chat_id: int, message_id: int) -> int | None:
+        """Telegram is the truth: the account's first message in the chat after `message_id`."""
+        found = None
+        async for message in self.client.get_chat_history(chat_id, limit=HISTORY_LOOKBACK):   # newest first
+            if message.id <= message_id:
+                break
+            if message.outgoing:
+                found = message.id
+        return found
+
+    async def is_new_chat(self, chat_id: int, message_id: int) -> bool | None:
+        async for message in self.client.get_chat_history(chat_id, limit=HISTORY_LOOKBACK):
+            if message.id < message_id:
+                return False
+        return True
+
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int):
         async def keep_typing():
             while True:
-                await self.client.send_chat_action(chat_id, enums.ChatAction.TYPING)
+                try:
+                    await self.client.send_chat_action(chat_id, enums.ChatAction.TYPING)
+                except FloodWait as exc:    # "typing…" is not worth a FloodWait: wait it out, quietly
+                    log.info("FloodWait of %s s on 'typing…' in chat %s; waiting", exc.value, chat_id)
+                    await asyncio.sleep(float(exc.value or 1))
+                    continue
                 await asyncio.sleep(TYPING_EVERY)
 
         task = asyncio.create_task(keep_typing())
@@ -144,39 +192,81 @@ class BotApp:
             MessageHandler(self.on_incoming, filters.private & filters.incoming & ~filters.me),
         ]
 
+    def status_handlers(self) -> list[UserStatusHandler]:
+        """The account's own presence, when Telegram reports it (see docs/design.md, "only_when_away")."""
+        return [UserStatusHandler(self.on_user_status)]
+
     def transport(self, client: Client) -> TelegramTransport:
         return TelegramTransport(client, self.config.bot.max_flood_wait_seconds)
 
     # --- handlers ---------------------------------------------------------------------------
 
-    async def on_incoming(self, client: Client, message: Message) -> None:
+    async def on_incoming(self, client: Client, message: Message):
         incoming = incoming_from(message)
         if guards.screen(incoming) is None and self.config.autoreply.skip_muted:
             incoming = dataclasses.replace(incoming, is_muted=await self.is_muted(client, incoming.chat_id))
-        await self.replier.handle(incoming, self.transport(client))
+        return await self.replier.handle(incoming, self.transport(client))
 
     async def on_own_message(self, client: Client, message: Message) -> None:
-        text = message.text or ""
-        if not text or is_forwarded(message) or message.chat is None:
+        if is_forwarded(message) or message.chat is None:
             return
+        text = message.text or message.caption or ""
         me = client.me
-        if me is not None and message.chat.id == me.id:
+        in_saved = me is not None and message.chat.id == me.id
+        in_chat = (not in_saved and message.chat.type == enums.ChatType.PRIVATE
+                   and message.chat.id != guards.TELEGRAM_SERVICE_ID)
+        if not (in_saved or in_chat):
+            return
+        command = bool(text) and is_command(self.registry, text, self.config.bot.command_prefix, inside_chat=in_chat)
+        await self.owner_returns(client, skip_digest=command)
+        if not command:
+            if in_chat:
+                await self.replier.note_owner_message(message.chat.id, message.id, text, to_utc(message.date))
+            return
+        # The same update can arrive twice: a command is claimed like a message, and runs once.
+        if not await self.run_blocking(self.store.claim_command, message.chat.id, message.id, text,
+                                       self.clock(), self.replier.claimer):
+            log.info("command message %s was delivered again; it ran once already", message.id)
+            return
+        if in_saved:
             reply = await run_command(self.registry, text, self._context(), resolve=self._resolver(client),
                                       run_blocking=self.run_blocking)
-            if reply is not None:
-                await self.answer_in_place(client, message, reply)
-            return
-        if message.chat.type != enums.ChatType.PRIVATE or message.chat.id == guards.TELEGRAM_SERVICE_ID:
-            return
-        label = _chat_label(message.chat)
-        reply = await run_command(self.registry, text, self._context(chat_id=message.chat.id, chat_label=label),
-                                  resolve=self._resolver(client), run_blocking=self.run_blocking)
+        else:
+            label = _chat_label(message.chat)
+            reply = await run_command(self.registry, text,
+                                      self._context(chat_id=message.chat.id, chat_label=label),
+                                      resolve=self._resolver(client), run_blocking=self.run_blocking)
+        await self.run_blocking(self.store.settle, message.chat.id, message.id, COMMAND_DONE)
+        self.replier.look_again()
         if reply is None:
-            await self.replier.note_owner_message(message.chat.id, message.id, text, to_utc(message.date))
+            return
+        if in_saved:
+            await self.answer_in_place(client, message, reply)
             return
         # A command about this chat: take it out of the conversation, answer in Saved Messages.
-        await telegram_call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
+        await self._call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
         await self.send_reply(client, "me", reply)
+
+    async def on_user_status(self, client: Client, user) -> None:
+        """Telegram's word on the account's own presence (other users' statuses are ignored)."""
+        me = client.me
+        if me is None or user is None or user.id != me.id:
+            return
+        online = getattr(user, "status", None) == enums.UserStatus.ONLINE
+        await self.run_blocking(self.store.note_owner_online, online, self.clock())
+
+    async def owner_returns(self, client: Client, *, skip_digest: bool = False) -> None:
+        """The owner is active: remember it, and after an away period post the digest of it."""
+        now = self.clock()
+        previous = await self.run_blocking(self.store.note_owner_active, now)
+        settings = self.config.autoreply
+        away = dt.timedelta(minutes=settings.away_after_minutes)
+        if skip_digest or not settings.digest_on_return or previous is None or now - previous < away:
+            return
+        digest = await self.run_blocking(away_digest, self.store, self.config, previous, now, True)
+        if digest is not None:
+            await self.send_reply(client, "me", digest)
+            await self.run_blocking(self.store.set_digest_since, now)
 
     # --- answering commands -----------------------------------------------------------------
 
@@ -205,8 +295,12 @@ class BotApp:
                              caption=attachment.caption, file_name=attachment.filename, what="sending a file")
 
     async def _call(self, fn, *args, what: str, **kwargs):
-        return await telegram_call(fn, *args, what=what, max_flood_wait=self.config.bot.max_flood_wait_seconds,
-                                   **kwargs)
+        try:
+            return await telegram_call(fn, *args, what=what, max_flood_wait=self.config.bot.max_flood_wait_seconds,
+                                       **kwargs)
+        except HARMLESS as exc:
+            log.info("%s: Telegram says %s; nothing to do", what, type(exc).__name__)
+            return None
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -242,7 +336,8 @@ class BotApp:
         return muted
 
     async def catch_up(self, client: Client) -> int:
-        """Handle unread private messages that arrived while the bot was offline.
+        """Handle unread private messages that arrived while the bot was offline; returns how
+        many were new to the bot (those it had seen before are not counted again).
 
         Each message is decided once (the database remembers), so this is safe next to
         Telegram's own delivery of missed updates."""
@@ -259,9 +354,17 @@ class BotApp:
             messages = [m async for m in client.get_chat_history(chat.id, limit=min(unread, 20))]
             for message in reversed(messages):     # oldest first
                 if not message.outgoing:
-                    await self.on_incoming(client, message)
-                    handled += 1
+                    result = await self.on_incoming(client, message)
+                    handled += result is not None and result.reason != DUPLICATE and result.outcome != ""
         return handled
+
+    async def tick(self, client: Client) -> int:
+        """Answer what waited (the quiet period, a cooldown, a pause) and may go now."""
+        return await self.replier.run_due(self.transport(client))
+
+    async def recover(self, client: Client):
+        """Settle what a dead process of this bot left claimed (see `AutoReplier.recover`)."""
+        return await self.replier.recover(self.transport(client))
 
 
 def _chat_label(chat) -> str:
@@ -315,14 +418,14 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     stop = stop or asyncio.Event()
     notifier = notifier or Notifier()
     runtime = open_runtime(config)
-    accountant = Accountant(config.bot.name, Pricer(config.pricing))
-    ai = TrackedClient(config, runtime.keyring, accountant)
-    run_blocking = database_runner(accountant)
-    replier = AutoReplier(config, ai, run_blocking=run_blocking)
-    bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)
+    core = build_core(config, runtime.keyring)
+    run_blocking, replier = core.run_blocking, core.replier
+    bot = BotApp(config, replier, core.registry, run_blocking=run_blocking)
     client = make_client(config, credentials, client_class)
     for handler in bot.handlers():
         client.add_handler(handler)
+    for status_handler in bot.status_handlers():
+        client.add_handler(status_handler, group=1)
     try:
         await _start(client, config, stop)
         if stop.is_set():
@@ -334,7 +437,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         tasks = [asyncio.create_task(_heartbeats(config, run_blocking, stop), name="heartbeat"),
                  asyncio.create_task(_watchdog(notifier, stop), name="watchdog"),
                  asyncio.create_task(_pruning(config, replier, run_blocking, stop), name="pruning"),
-                 asyncio.create_task(_catch_up(bot, client), name="catch-up")]
+                 asyncio.create_task(_conversations(bot, client, stop), name="conversations")]
         if config.bot.deliver_alerts:
             async def to_saved_messages(text: str):
                 return await telegram_call(client.send_message, "me", text, parse_mode=enums.ParseMode.DISABLED,
@@ -354,8 +457,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         with contextlib.suppress(ConnectionError, RPCError, OSError):
             if client.is_connected:
                 await client.stop()
-        await ai.aclose()
-        accountant.close()
+        await core.aclose()
         notifier.close()
 
 
@@ -378,15 +480,6 @@ async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 120.0)
-
-
-def database_runner(accountant: Accountant):
-    """Run blocking database work on the accounting thread, retrying outages with backoff
-    (`shared.core.db.retrying`), so the event loop never waits on the database."""
-    async def run(fn, *args, **kwargs):
-        what = getattr(fn, "__name__", "database call")
-        return await accountant.run(functools.partial(retrying, fn, *args, what=what, **kwargs))
-    return run
 
 
 async def _heartbeats(config: Config, run_blocking, stop: asyncio.Event) -> None:
@@ -422,10 +515,25 @@ async def _pruning(config: Config, replier: AutoReplier, run_blocking, stop: asy
             await asyncio.wait_for(stop.wait(), PRUNE_EVERY_SECONDS)
 
 
-async def _catch_up(bot: BotApp, client: Client) -> None:
+async def _conversations(bot: BotApp, client: Client, stop: asyncio.Event) -> None:
+    """Settle a dead run's claims, catch up with what arrived offline, then answer what waits."""
+    try:
+        recovered = await bot.recover(client)
+        if recovered.answered_before or recovered.taken_up or recovered.commands:
+            log.info("after a restart: %d message(s) found answered, %d answered now, %d command(s) settled",
+                     recovered.answered_before, recovered.taken_up, recovered.commands)
+    except Exception:
+        log.exception("settling interrupted replies failed")
     try:
         handled = await bot.catch_up(client)
         if handled:
             log.info("caught up with %d message(s) that arrived while the bot was offline", handled)
     except Exception:
         log.exception("catching up with missed messages failed")
+    while not stop.is_set():
+        try:
+            await bot.tick(client)
+        except Exception:
+            log.exception("answering waiting messages failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_SECONDS)

@@ -91,6 +91,7 @@ class Command:
     help: str
     handler: Handler
     takes_user: bool = False                # typed inside a chat, or given a user id / @username
+    user_optional: bool = False             # ... or neither (then about every chat)
 
 
 class Registry:
@@ -134,6 +135,16 @@ def parse_command(text: str, prefix: str) -> tuple[str, tuple[str, ...]] | None:
 Resolver = Callable[[str], Awaitable["Target | None"]]
 
 
+def is_command(registry: Registry, text: str, prefix: str, *, inside_chat: bool) -> bool:
+    """Whether `text` is a command that runs where it was typed (inside a private chat only
+    the commands about a chat do; in Saved Messages anything with the prefix is answered)."""
+    parsed = parse_command(text, prefix)
+    if parsed is None:
+        return False
+    command = registry.get(parsed[0])
+    return not inside_chat or (command is not None and command.takes_user)
+
+
 async def run_command(registry: Registry, text: str, base: CommandContext, *, resolve: Resolver | None = None,
                       run_blocking: Callable[..., Awaitable] | None = None) -> Reply | None:
     """Run the command in `text`; None when `text` is not a command that may run here.
@@ -154,7 +165,7 @@ async def run_command(registry: Registry, text: str, base: CommandContext, *, re
     try:
         context = dataclasses.replace(base, args=args)
         if command.takes_user:
-            context = await _with_target(context, resolve)
+            context = await _with_target(context, resolve, optional=command.user_optional)
         reply = await run_blocking(command.handler, context)
     except UsageError as exc:
         return usage_reply(command, base.prefix, str(exc))
@@ -171,8 +182,18 @@ def usage_reply(command: Command, prefix: str, problem: str = "") -> Reply:
     return Reply(f"⚠️ {escape(problem)}\n{line}" if problem else f"⚠️ {line}")
 
 
-async def _with_target(context: CommandContext, resolve: Resolver | None) -> CommandContext:
+DURATION = re.compile(r"^(\d+(?:[.,]\d+)?)([mhd]?)$", re.IGNORECASE)
+
+
+async def _with_target(context: CommandContext, resolve: Resolver | None, *, optional: bool = False) -> CommandContext:
     args = context.args
+    if optional:
+        # Inside a chat: about that chat, every word is an argument. In Saved Messages: no
+        # words, or just a duration with its unit (".pause 2h"), is about every chat.
+        if context.chat_id is not None:
+            return dataclasses.replace(context, target=Target(context.chat_id, context.chat_label))
+        if not args or (len(args) == 1 and DURATION.match(args[0]) and args[0][-1:].isalpha()):
+            return dataclasses.replace(context, target=None)
     if args:
         who, rest = args[0], args[1:]
         if re.fullmatch(r"-?\d{1,19}", who):
@@ -194,12 +215,14 @@ async def _with_target(context: CommandContext, resolve: Resolver | None) -> Com
 
 def default_registry() -> Registry:
     """Every command the bot answers."""
-    from userbot import (
-        report_commands,  # it builds on this module's types; imported once they exist
+    from userbot import (  # they build on this module's types; imported once they exist
+        conversation_commands,
+        report_commands,
     )
     registry = Registry()
     registry.add(Command("help", "help", "this list", _help_of(registry)))
     registry.extend(CORE_COMMANDS)
+    registry.extend(conversation_commands.COMMANDS)
     registry.extend(report_commands.COMMANDS)
     return registry
 
@@ -209,8 +232,8 @@ def _help_of(registry: Registry) -> Handler:
         lines = ["🤖 <b>tokenpool commands</b>", ""]
         for command in registry:
             lines.append(f"<code>{escape(ctx.prefix + command.usage)}</code> — {escape(command.help)}")
-        lines += ["", f"<i>{escape(ctx.prefix)}allow, {escape(ctx.prefix)}deny and "
-                      f"{escape(ctx.prefix)}unlist also work inside a chat, about that chat.</i>"]
+        inside = ", ".join(escape(ctx.prefix + c.name) for c in registry if c.takes_user)
+        lines += ["", f"<i>{inside} also work inside a chat, about that chat.</i>"]
         return Reply("\n".join(lines))
     return help_
 
@@ -238,7 +261,8 @@ def autoreply(ctx: CommandContext) -> Reply:
 def autoreply_status(ctx: CommandContext) -> str:
     settings = ctx.config.autoreply
     switches = ctx.store.switches()
-    policy = Policy.from_config(settings, enabled=switches.enabled, cooldown_seconds=switches.cooldown_seconds)
+    policy = Policy.from_config(settings, enabled=switches.enabled, cooldown_seconds=switches.cooldown_seconds,
+                                paused_until=switches.paused_until)
     rules = ctx.store.rules()
     allowed = [r for r in rules if r.rule == "allow"]
     denied = [r for r in rules if r.rule == "deny"]
@@ -256,11 +280,30 @@ def autoreply_status(ctx: CommandContext) -> str:
         f"Messages older than: {format_duration(policy.max_age) if policy.max_age else 'no limit'} are skipped",
         f"Model: <code>{escape(settings.model or ctx.config.client.default_model)}</code>, "
         f"context {settings.context_messages} messages",
+        f"Bursts: answered once the contact paused {settings.reply_after_quiet_seconds:g} s",
+        f"Owner writes in a chat: hands off for {settings.owner_pause_minutes} min",
+        f"Only when away: {'yes, after ' + str(settings.away_after_minutes) + ' min' if policy.only_when_away else 'no'}",
+        f"Recipients: {_recipients(policy)}",
+        f"Caps: {settings.max_replies_per_chat_per_hour or 'no'} per chat per hour, "
+        f"{settings.max_replies_per_minute or 'no'} per minute in all",
         f"Replies in the last 24 h: {ctx.store.replies_since(ctx.now - dt.timedelta(hours=24)):,}",
         f"Allowed chats: {_listing(allowed)}",
         f"Denied chats: {_listing(denied)}",
     ]
+    if policy.paused_until is not None and policy.paused_until > ctx.now:
+        lines.insert(1, f"⏸ Paused everywhere until {policy.paused_until:%H:%M} UTC")
+    paused = ctx.store.paused_chats(ctx.now)
+    if paused:
+        shown = ", ".join(escape(f"{name} ({why}, until {until:%H:%M})") for name, until, why in paused[:10])
+        lines.append(f"Paused chats: {shown}")
     return "\n".join(lines)
+
+
+def _recipients(policy: Policy) -> str:
+    r = policy.recipients
+    chosen = [name for name, on in (("contacts", r.contacts), ("non-contacts", r.non_contacts),
+                                    ("existing chats", r.existing_chats), ("new chats", r.new_chats)) if on]
+    return ", ".join(chosen) or "nobody"
 
 
 def _listing(rules, shown: int = 10) -> str:

@@ -22,4 +22,6 @@ class IncomingMessage:
     is_contact: bool = False
     is_service: bool = False        # "joined Telegram", calls, pins ...
     is_muted: bool = False          # the owner muted this chat's notifications
-    sender_name: str = ""
+    sender_name: str = ""           # the chat's display name, as Telegram shows it now
+    username: str = ""              # the sender's @username, without "@"
+    media: str = ""                 # "photo", "voice", "sticker", "document", ... ("" for none)

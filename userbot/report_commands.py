@@ -5,6 +5,8 @@ returns what the renderers made; a bad argument raises UsageError with the reaso
 """
 from __future__ import annotations
 
+from html import escape
+
 from shared.reports.arguments import (
     parse_chart,
     parse_export,
@@ -32,7 +34,24 @@ def usage(ctx: CommandContext) -> Reply:
 
 
 def recent(ctx: CommandContext) -> Reply:
-    return Reply(render_recent(recent_calls(_words(ctx, parse_recent)), ctx.now))
+    """The newest calls, then the newest messages and what became of each."""
+    count = _words(ctx, parse_recent)
+    fates = ctx.store.fates(limit=min(count, MAX_FATES_SHOWN))
+    return Reply(render_recent(recent_calls(count), ctx.now) + "\n\n" + render_fates(fates))
+
+
+MAX_FATES_SHOWN = 20
+
+
+def render_fates(fates) -> str:
+    lines = [f"💬 <b>Recent messages</b> ({len(fates)})"]
+    for fate in fates:
+        text = " ".join(fate.text.split())
+        text = text if len(text) <= 40 else text[:39] + "…"
+        lines.append(f"<b>{fate.at:%H:%M:%S}</b> {escape(fate.name)}: “{escape(text)}” — {escape(fate.describe())}")
+    if not fates:
+        lines.append("No messages yet.")
+    return "\n".join(lines)
 
 
 def export(ctx: CommandContext) -> Reply:

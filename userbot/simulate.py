@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
 import time
 
-from shared.ai.client import TrackedClient
-from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.liveness import beat
 from shared.core.models import utcnow
-from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
 from userbot.alert_delivery import claimer_name, deliver_forever
-from userbot.app import database_runner
-from userbot.autoreply import AutoReplier, no_typing
+from userbot.autoreply import no_typing
+from userbot.core import build_core
 from userbot.incoming import IncomingMessage
 
 log = logging.getLogger("tokenpool.simulate")
@@ -57,16 +55,25 @@ class LoggingTransport:
     def typing(self, chat_id: int):
         return no_typing(chat_id)
 
+    async def mark_read(self, chat_id: int, max_id: int) -> None:
+        return None
+
+    async def replied_after(self, chat_id: int, message_id: int) -> int | None:
+        return None                 # nothing was sent anywhere: a dead run's claim is answered again
+
+    async def is_new_chat(self, chat_id: int, message_id: int) -> bool | None:
+        return None
+
 
 async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4.0) -> dict:
     """About `rate` messages a second for `seconds`, from people who take 5-15 s to answer
     (faster looks like another bot to the loop guard); returns counts of what happened."""
     rng = random.Random(seed)
+    # Hundreds of made-up chats at once: the account-wide per-minute cap would only queue them.
+    config = dataclasses.replace(config, autoreply=dataclasses.replace(config.autoreply, max_replies_per_minute=0))
     runtime = open_runtime(config)
-    accountant = Accountant(config.bot.name, Pricer(config.pricing))
-    ai = TrackedClient(config, runtime.keyring, accountant)
-    run_blocking = database_runner(accountant)
-    replier = AutoReplier(config, ai, run_blocking=run_blocking)
+    core = build_core(config, runtime.keyring)
+    run_blocking, replier = core.run_blocking, core.replier
     transport = LoggingTransport(config.bot.name)
     stop = asyncio.Event()
     counts: dict[str, int] = {}
@@ -83,7 +90,8 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
                                   sender_name=name)
             handled = await replier.handle(msg, transport)
             outcome = handled.outcome or str(handled.reason)
-            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome != "pending":
+                counts[outcome] = counts.get(outcome, 0) + 1
             await asyncio.sleep(min(rng.uniform(5.5, 15), max(0.0, deadline - time.monotonic())))
 
     async def heartbeats():
@@ -92,7 +100,16 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2)
 
-    background = [asyncio.create_task(heartbeats()),
+    async def answer_waiting():
+        """Bursts are answered once the contact paused (`reply_after_quiet_seconds`)."""
+        while not stop.is_set():
+            replied = await replier.run_due(transport)
+            if replied:
+                counts["replied"] = counts.get("replied", 0) + replied
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+    background = [asyncio.create_task(heartbeats()), asyncio.create_task(answer_waiting()),
                   asyncio.create_task(deliver_forever(_log_alert, claimer_name(config.bot.name), interval=0.5,
                                                       stop=stop, run_blocking=run_blocking))]
     try:
@@ -100,8 +117,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
-        await ai.aclose()
-        accountant.close()
+        await core.aclose()
     return counts
 
 

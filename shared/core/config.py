@@ -96,6 +96,16 @@ class BotConfig:
 
 
 @dataclass(frozen=True)
+class RecipientsConfig:
+    """Who gets auto-replies, like Telegram Business: a chat must pass both questions
+    (contact or not? a chat that existed before, or a new one?). Allow/deny lists win."""
+    contacts: bool = True
+    non_contacts: bool = True
+    existing_chats: bool = True
+    new_chats: bool = True
+
+
+@dataclass(frozen=True)
 class AutoReplyConfig:
     enabled: bool = True
     model: str = ""                 # empty: client.default_model
@@ -112,6 +122,22 @@ class AutoReplyConfig:
     loop_fast_reply_seconds: float = 5.0    # an answer to our reply faster than this looks automated
     loop_max_fast_exchanges: int = 3       # that many in a row: we stop replying in the chat ...
     loop_pause_minutes: int = 360           # ... for this long
+    loop_typing_chars_per_second: float = 10.0  # an answer faster than a person types also looks automated
+    max_replies_per_chat_per_hour: int = 20     # hard cap per chat (0: none); later messages wait
+    max_replies_per_minute: int = 10            # across all chats (0: none); later messages wait
+    reply_after_quiet_seconds: float = 3.0      # answer a burst once the contact paused this long
+    owner_pause_minutes: int = 30               # the owner wrote in a chat: no auto-replies there this long
+    only_when_away: bool = False                # reply only when the owner has been away ...
+    away_after_minutes: int = 10                # ... this long (no message, not seen online)
+    digest_on_return: bool = True               # post the away digest to Saved Messages on return
+    recipients: RecipientsConfig = field(default_factory=RecipientsConfig)
+    human_pacing: bool = False                  # wait as if reading, then "typing…" as long as typing takes
+    read_delay_seconds: float = 2.0
+    typing_chars_per_second: float = 12.0
+    max_typing_seconds: float = 8.0
+    mark_read: bool = True                      # mark a chat read once its messages were answered
+    media: str = "ignore"                       # voice notes, photos, stickers, files: "ignore" or "text"
+    media_text: str = "I can't open this here; I'll look at it later."
 
 
 @dataclass(frozen=True)
@@ -193,6 +219,7 @@ class Config:
 RESET_MODES = ("rolling", "utc-day")
 POLICIES = ("sticky", "round-robin", "most-remaining")
 AUTOREPLY_MODES = ("all", "allow", "deny")
+MEDIA_MODES = ("ignore", "text")
 
 
 def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[str, str] | None = None,
@@ -368,6 +395,12 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "autoreply.loop_max_fast_exchanges", config.autoreply.loop_max_fast_exchanges)
     _positive(path, "autoreply.loop_pause_minutes", config.autoreply.loop_pause_minutes, allow_zero=True)
     _working_hours(path, "autoreply.working_hours", config.autoreply.working_hours)
+    _choice(path, "autoreply.media", config.autoreply.media, MEDIA_MODES)
+    for name in ("loop_typing_chars_per_second", "typing_chars_per_second"):
+        _positive(path, f"autoreply.{name}", getattr(config.autoreply, name))
+    for name in ("max_replies_per_chat_per_hour", "max_replies_per_minute", "reply_after_quiet_seconds",
+                 "owner_pause_minutes", "away_after_minutes", "read_delay_seconds", "max_typing_seconds"):
+        _positive(path, f"autoreply.{name}", getattr(config.autoreply, name), allow_zero=True)
     _positive(path, "bot.alert_poll_seconds", config.bot.alert_poll_seconds)
     _positive(path, "bot.catch_up_dialogs", config.bot.catch_up_dialogs, allow_zero=True)
     if not config.bot.name.strip():

@@ -11,6 +11,7 @@ Only `recent_calls`, `calls_between` and `calls_per_minute` read the per-call ev
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, fields
@@ -21,6 +22,7 @@ from shared.core.liveness import is_alive
 from shared.core.models import (
     ApiKey,
     ChatRollup,
+    ChatState,
     DailyRollup,
     Heartbeat,
     KeyRanking,
@@ -276,9 +278,9 @@ def grouping(name: str) -> str:
 
 @dataclass(frozen=True)
 class UsageRow:
-    group: str          # the day (YYYY-MM-DD), key label, model, operation, bot or chat id
+    group: str          # the day (YYYY-MM-DD), key label, model, operation, bot or chat name (or id)
     totals: Totals
-    detail: str = ""    # the masked key, when grouped by key
+    detail: str = ""    # the masked key, when grouped by key; the chat id, when grouped by a named chat
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,9 @@ def _grouped(by: str, start: dt.date, end: dt.date) -> list[UsageRow]:
     if by == "chat":
         query = (ChatRollup.select(ChatRollup.chat_id.alias("g"), *_sums(ChatRollup))
                  .where(ChatRollup.day.between(start, end)).group_by(ChatRollup.chat_id))
-        return [UsageRow(str(row["g"]), _totals(row)) for row in query.dicts()]
+        rows = list(query.dicts())
+        names = chat_names([row["g"] for row in rows])
+        return [_chat_row(row["g"], _totals(row), names) for row in rows]
     if by == "key":
         query = (DailyRollup.select(DailyRollup.key.alias("g"), *_sums(DailyRollup))
                  .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.key))
@@ -346,12 +350,36 @@ def key_top_groups(now: dt.datetime, by: str, top: int = 3) -> dict[int, list[Us
     query = (model.select(model.key.alias("key_id"), column.alias("g"), *_sums(model))
              .where(model.day == utc_day(now)).group_by(model.key, column))
     groups: dict[int, list[UsageRow]] = {}
-    for row in query.dicts():
-        groups.setdefault(row["key_id"], []).append(UsageRow(str(row["g"]), _totals(row)))
+    rows = list(query.dicts())
+    names = chat_names([row["g"] for row in rows]) if by == "chat" else {}
+    for row in rows:
+        usage_row = _chat_row(row["g"], _totals(row), names) if by == "chat" else UsageRow(str(row["g"]), _totals(row))
+        groups.setdefault(row["key_id"], []).append(usage_row)
     for rows in groups.values():
         rows.sort(key=lambda r: (-r.totals.total_tokens, -r.totals.calls, r.group))
         del rows[top:]
     return groups
+
+
+def chat_names(chat_ids) -> dict[int, str]:
+    """Chat id -> the name people know it by ("Alice (@alice_w)"), as the bots last saw it."""
+    ids = sorted({int(i) for i in chat_ids if i is not None})
+    names: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        query = (ChatState.select(ChatState.chat_id, ChatState.label, ChatState.username)
+                 .where(ChatState.chat_id.in_(ids[start:start + 500])).order_by(ChatState.updated_at))
+        for row in query:
+            label, username = row.label or "", row.username or ""
+            name = f"{label} (@{username})" if label and username else label or (f"@{username}" if username else "")
+            if name:
+                names[row.chat_id] = name
+    return names
+
+
+def _chat_row(chat_id, totals: Totals, names: dict[int, str]) -> UsageRow:
+    """A chat's row: its name (the id when the bots never learnt one) and the id beside it."""
+    name = names.get(int(chat_id))
+    return UsageRow(name, totals, str(chat_id)) if name else UsageRow(str(chat_id), totals)
 
 
 def _day_text(value) -> str:
@@ -422,6 +450,7 @@ class CallView:
     error_code: str
     chat_id: int | None
     estimated: bool
+    chat_name: str = ""     # filled by recent_calls: the chat's name, when the bots learnt it
 
 
 _CALL_COLUMNS = (UsageEvent.id, UsageEvent.call_id, UsageEvent.at, UsageEvent.bot, UsageEvent.operation,
@@ -444,7 +473,9 @@ def recent_calls(limit: int = 20) -> list[CallView]:
         raise ReportError(f"the number of calls must be between 1 and {MAX_RECENT}, not {limit}")
     query = (UsageEvent.select(*_CALL_COLUMNS).join(ApiKey)
              .order_by(UsageEvent.at.desc(), UsageEvent.id.desc()).limit(limit))
-    return _call_views(query)
+    views = _call_views(query)
+    names = chat_names([v.chat_id for v in views if v.chat_id is not None])
+    return [dataclasses.replace(v, chat_name=names.get(v.chat_id, "")) if v.chat_id in names else v for v in views]
 
 
 def calls_between(start: dt.datetime, end: dt.datetime, *, batch: int = 5000):

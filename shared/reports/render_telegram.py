@@ -167,7 +167,8 @@ def _call_lines(call: CallView, now: dt.datetime | None) -> str:
     mark = OUTCOME_MARKS.get(call.outcome, "❌")
     outcome = escape(call.outcome) + (f" {escape(call.error_code)}" if call.error_code else "")
     estimated = " (est.)" if call.estimated else ""
-    return (f"<b>{when}</b> {mark} {escape(call.operation)} · {escape(call.model)}\n"
+    chat = f" · 💬 {escape(call.chat_name)}" if call.chat_name else ""
+    return (f"<b>{when}</b> {mark} {escape(call.operation)} · {escape(call.model)}{chat}\n"
             f"  {escape(call.key_masked)} · {call.total_tokens:,} tok{estimated} · {call.duration_ms:,} ms"
             f" · {outcome}")
 

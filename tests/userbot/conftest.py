@@ -6,21 +6,18 @@ import datetime as dt
 
 import pytest
 
-from shared.ai.client import TrackedClient
-from shared.core.accounting import Accountant
 from shared.core.db import database
 from shared.core.keys import sync_keys
 from shared.core.models import utcnow
-from shared.core.pricing import Pricer
 from shared.tools.simulator import Simulator
 from tests.shared.client_fixtures import sim_config
 from tests.userbot.recording import RecordingClient, deliver
-from userbot.app import BotApp, database_runner
-from userbot.autoreply import AutoReplier
-from userbot.commands import default_registry
+from userbot.app import BotApp
+from userbot.core import build_core
 
-# Defaults for tests: no cooldown unless a test sets one, no mute lookups unless asked.
-TEST_AUTOREPLY = {"cooldown_seconds": 0}
+# Defaults for tests: no cooldown, no quiet period and no caps unless a test sets them.
+TEST_AUTOREPLY = {"cooldown_seconds": 0, "reply_after_quiet_seconds": 0, "max_replies_per_minute": 0,
+                  "max_replies_per_chat_per_hour": 0}
 
 
 class Clock:
@@ -35,6 +32,10 @@ class Clock:
     def advance(self, **delta) -> None:
         self.now += dt.timedelta(**delta)
 
+    async def sleep(self, seconds: float) -> None:
+        """The bot's sleeps (human pacing) move this clock instead of waiting."""
+        self.now += dt.timedelta(seconds=seconds)
+
 
 class BotHarness:
     """One bot: config, core objects, Telegram handlers and a recording client."""
@@ -43,11 +44,10 @@ class BotHarness:
         self.config = config
         self.clock = clock
         self.ring = sync_keys(config)
-        self.accountant = Accountant(config.bot.name, Pricer(config.pricing))
-        self.ai = TrackedClient(config, self.ring, self.accountant)
-        self.run_blocking = database_runner(self.accountant)
-        self.replier = AutoReplier(config, self.ai, run_blocking=self.run_blocking, clock=clock)
-        self.app = BotApp(config, self.replier, default_registry(), run_blocking=self.run_blocking, clock=clock)
+        self.core = build_core(config, self.ring, clock=clock, sleep=clock.sleep)
+        self.accountant, self.ai, self.run_blocking = self.core.accountant, self.core.ai, self.core.run_blocking
+        self.replier = self.core.replier
+        self.app = BotApp(config, self.replier, self.core.registry, run_blocking=self.run_blocking, clock=clock)
         self.client = RecordingClient()
         self.handlers = self.app.handlers()
 
@@ -58,6 +58,10 @@ class BotHarness:
     async def send(self, message) -> bool:
         """Deliver a Pyrogram message to the bot's handlers (as its dispatcher would)."""
         return await deliver(self.client, self.handlers, message)
+
+    async def tick(self) -> int:
+        """What the bot's conversation task does every second: answer what may go now."""
+        return await self.app.tick(self.client)
 
     async def close(self) -> None:
         await self.ai.aclose()

@@ -39,6 +39,7 @@ class RecordingClient(Client):
         self.dialogs: list[Dialog] = []
         self.histories: dict[int, list[Message]] = {}
         self.fail_sends = 0                          # raise on the next N send_message calls
+        self.edit_errors: list[Exception] = []       # raised by the next edit_message_text calls
         self._ids = itertools.count(50_000)
 
     # --- what the bot sends ------------------------------------------------------------------
@@ -48,9 +49,14 @@ class RecordingClient(Client):
             self.fail_sends -= 1
             raise OSError("network is down")
         self.calls.append(Call("send_message", (chat_id, text), kwargs))
-        return self._sent(chat_id, text=text)
+        sent = self._sent(chat_id, text=text)
+        if isinstance(chat_id, int):
+            self.histories.setdefault(chat_id, []).append(sent)     # the chat's history has it, as Telegram's would
+        return sent
 
     async def edit_message_text(self, chat_id, message_id, text, **kwargs):
+        if self.edit_errors:
+            raise self.edit_errors.pop(0)
         self.calls.append(Call("edit_message_text", (chat_id, message_id, text), kwargs))
         return self._sent(chat_id, text=text, message_id=message_id)
 
@@ -65,6 +71,10 @@ class RecordingClient(Client):
     async def send_photo(self, chat_id, photo, **kwargs):
         self.calls.append(Call("send_photo", (chat_id, photo.name, photo.getvalue()), kwargs))
         return self._sent(chat_id)
+
+    async def read_chat_history(self, chat_id, max_id: int = 0):
+        self.calls.append(Call("read_chat_history", (chat_id, max_id)))
+        return True
 
     async def delete_messages(self, chat_id, message_ids, **kwargs):
         self.calls.append(Call("delete_messages", (chat_id, message_ids), kwargs))
@@ -124,12 +134,12 @@ _message_ids = itertools.count(1)
 
 def incoming(sender: User, text: str | None = "hello there", *, date: dt.datetime | None = None,
              client: Client | None = None, message_id: int | None = None, service=None,
-             chat_type=None) -> Message:
+             chat_type=None, **media) -> Message:
     """A message `sender` sent to the owner in their private chat (date: naive UTC)."""
     chat_type = chat_type or (enums.ChatType.BOT if sender.is_bot else enums.ChatType.PRIVATE)
     chat = Chat(id=sender.id, type=chat_type, first_name=sender.first_name, username=sender.username)
     return Message(client=client, id=message_id or next(_message_ids), from_user=sender, chat=chat,
-                   date=local_time(date or _utcnow()), text=text, outgoing=False, service=service)
+                   date=local_time(date or _utcnow()), text=text, outgoing=False, service=service, **media)
 
 
 def in_group(sender: User, text: str, *, client: Client | None = None) -> Message:

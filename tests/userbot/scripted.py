@@ -12,11 +12,14 @@ from tests.shared.client_fixtures import secret
 
 
 @contextlib.asynccontextmanager
-async def scripted_openai(received: list, answer: str):
-    """Serve on 127.0.0.1; yields the base_url. Request bodies are appended to `received`."""
+async def scripted_openai(received: list, answer: str, on_request=None):
+    """Serve on 127.0.0.1; yields the base_url. Request bodies are appended to `received`;
+    `on_request(body)`, when given, runs before answering (e.g. to move a test clock: AI latency)."""
     async def completions(request):
         body = await request.json()
         received.append(body)
+        if on_request is not None:
+            on_request(body)
         return web.json_response({
             "id": "chatcmpl-scripted", "object": "chat.completion", "created": 1_700_000_000,
             "model": body["model"],
@@ -36,7 +39,9 @@ async def scripted_openai(received: list, answer: str):
 
 
 def scripted_config(url: str, base_url: str, **autoreply):
-    """One key pointed at a scripted server; no cooldown unless given."""
+    """One key pointed at a scripted server; no cooldown, quiet period or caps unless given."""
     return make_config([{"label": "scripted", "api_key": secret(9), "base_url": base_url,
                          "daily_token_limit": 10_000_000}], url=url,
-                       autoreply={"cooldown_seconds": 0, **autoreply}, client={"timeout_seconds": 5.0})
+                       autoreply={"cooldown_seconds": 0, "reply_after_quiet_seconds": 0, "max_replies_per_minute": 0,
+                                  "max_replies_per_chat_per_hour": 0, **autoreply},
+                       client={"timeout_seconds": 5.0})

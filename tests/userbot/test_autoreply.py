@@ -251,6 +251,9 @@ async def test_owner_replies_are_part_of_the_context(make_bot, sqlite_url):
         await bot.send(incoming(ALICE, "Can we move the call?", client=bot.client))
         await bot.send(owner_in_chat(bot.client, ALICE, "Yes, to 5pm works for me"))
         await bot.send(incoming(ALICE, "Great, 5pm then?", client=bot.client))
+        assert len(received) == 1                    # the owner is in the chat: hands off ...
+        bot.clock.advance(minutes=31)
+        await bot.tick()                             # ... until the owner's pause ends
     roles = [(m["role"], m["content"]) for m in received[-1]["messages"]]
     assert roles == [
         ("system", config.autoreply.system_prompt),
@@ -318,8 +321,11 @@ async def test_messages_missed_while_offline_are_answered_once_at_start(make_bot
     bot.client.histories[ALICE_ID] = missed
     assert await bot.app.catch_up(bot.client) == 2
     await bot.send(missed[1])                      # Telegram also delivers one of them
-    assert await bot.app.catch_up(bot.client) == 2  # the scan sees them again...
-    assert len(bot.client.texts(ALICE_ID)) == 2     # ...but each was answered once
+    assert await bot.app.catch_up(bot.client) == 0  # the scan sees them again, but they are not new...
+    assert len(bot.client.texts(ALICE_ID)) == 2     # ...and each was answered once
+    # Answered chats are marked read, so the next start does not find them unread again.
+    assert [c.args for c in bot.client.sent("read_chat_history")] == [(ALICE_ID, missed[0].id),
+                                                                      (ALICE_ID, missed[1].id)]
 
 
 class BrokenTransport:

@@ -45,8 +45,9 @@ async def test_usage(bot, text, days, by):
 
 
 async def test_recent(bot):
-    assert await answer(bot, ".recent") == render_recent(recent_calls(20), NOW)
-    assert await answer(bot, ".recent 3") == render_recent(recent_calls(3), NOW)
+    no_messages = "\n\n💬 <b>Recent messages</b> (0)\nNo messages yet."
+    assert await answer(bot, ".recent") == render_recent(recent_calls(20), NOW) + no_messages
+    assert await answer(bot, ".recent 3") == render_recent(recent_calls(3), NOW) + no_messages
 
 
 async def test_budget(bot):

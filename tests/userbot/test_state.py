@@ -1,7 +1,6 @@
 """The bot's database side on every backend: switches, rules, pacing, context, claims."""
 import datetime as dt
 
-from userbot.guards import Decision, Reason
 from userbot.state import AUTO, CONTACT, OWNER, ChatRule, ContextLine, Store, Switches
 
 T0 = dt.datetime(2026, 3, 10, 12, 0, 0)
@@ -24,7 +23,7 @@ def test_switches_rules_and_state_per_bot(db):
     main.set_rule(6, "")
     assert main.rules() == [ChatRule(5, "deny", "@five")]
 
-    main.save_decision(5, Decision(Reason.REPLY, 2, None), T0)
+    main.save_loop_state(5, 2, None, T0)
     main.note_reply(5, T0 + dt.timedelta(seconds=1))
     view = main.chat_view(5)
     assert (view.rule, view.fast_exchanges, view.last_incoming_at, view.last_reply_at) == \
@@ -53,5 +52,5 @@ def test_context_keeps_order_and_is_trimmed(db):
     store.remember(5, 1000, AUTO, "reply", T0)
     assert store.trim(5, 4) == 7
     assert store.context(5, 3) == [
-        ContextLine(OWNER, "m8", T0), ContextLine(CONTACT, "m9", T0), ContextLine(AUTO, "reply", T0)]
+        ContextLine(OWNER, "m8", T0, 8), ContextLine(CONTACT, "m9", T0, 9), ContextLine(AUTO, "reply", T0, 1000)]
     assert store.context(6, 3) == [] and store.context(5, 0) == []

@@ -1,0 +1,103 @@
+"""The away digest: who wrote while the bot answered, what each said and what became of
+it, what still needs the owner, and what each conversation cost. `.digest` shows it on
+demand; the bot posts it to Saved Messages by itself when the owner comes back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from html import escape
+
+import peewee as pw
+
+from shared.core.config import Config
+from shared.core.models import UsageEvent
+from shared.core.pricing import format_usd
+from shared.core.windows import format_duration
+from shared.reports.render_telegram import fit
+from userbot.state import MERGED, REPLIED, Fate, Store
+
+SETTLED_FINE = (REPLIED, MERGED)
+MAX_FATES = 500
+SNIPPET = 60
+
+
+@dataclass
+class Conversation:
+    chat_id: int
+    name: str
+    username: str
+    fates: list[Fate] = field(default_factory=list)
+    tokens: int = 0
+    cost_nanousd: int = 0
+
+    @property
+    def link(self) -> str:
+        url = f"https://t.me/{self.username}" if self.username else f"tg://user?id={self.chat_id}"
+        return f'<a href="{escape(url)}">{escape(self.name)}</a>'
+
+
+def conversations(store: Store, since: dt.datetime, until: dt.datetime) -> list[Conversation]:
+    """The chats with messages received in [since, until), oldest message first, with their costs."""
+    fates = list(reversed(store.fates(since=since, limit=MAX_FATES)))
+    by_chat: dict[int, Conversation] = {}
+    for fate in fates:
+        conversation = by_chat.setdefault(fate.chat_id, Conversation(fate.chat_id, fate.name, fate.username))
+        conversation.fates.append(fate)
+    if by_chat:
+        e = UsageEvent
+        rows = (e.select(e.chat_id, pw.fn.SUM(e.total_tokens), pw.fn.SUM(e.cost_nanousd))
+                .where((e.bot == store.bot) & (e.at >= since) & (e.at < until) & e.chat_id.in_(list(by_chat)))
+                .group_by(e.chat_id).tuples())
+        for chat_id, tokens, cost in rows:
+            by_chat[chat_id].tokens, by_chat[chat_id].cost_nanousd = int(tokens or 0), int(cost or 0)
+    return list(by_chat.values())
+
+
+def away_digest(store: Store, config: Config, since: dt.datetime, now: dt.datetime, automatic: bool = False):
+    """The digest of [since, now) as a command Reply; None when automatic and nothing happened."""
+    from userbot.commands import Reply    # commands import this module's users; keep the cycle lazy
+
+    chats = conversations(store, since, now)
+    if automatic and not chats:
+        return None
+    return Reply(render_digest(chats, since, now))
+
+
+def render_digest(chats: list[Conversation], since: dt.datetime, now: dt.datetime) -> str:
+    head = [f"🗒 <b>While you were away</b> — since {since:%H:%M} UTC ({format_duration(now - since)})", ""]
+    if not chats:
+        return "\n".join(head + ["Nobody wrote."])
+    items = []
+    needs_you = []
+    for chat in chats:
+        answered = sum(f.outcome in SETTLED_FINE for f in chat.fates)
+        lines = [f"👤 {chat.link}: {len(chat.fates)} message(s), {answered} answered · "
+                 f"{chat.tokens:,} tokens · {format_usd(chat.cost_nanousd)}"]
+        for fate in chat.fates:
+            lines.append(f"  • “{escape(_snippet(fate.text))}” — {escape(fate.describe())}")
+            if fate.outcome not in SETTLED_FINE:
+                needs_you.append(f"• {chat.link}: “{escape(_snippet(fate.text))}” — {escape(fate.describe())}")
+        items.append("\n".join(lines))
+    tokens = sum(c.tokens for c in chats)
+    cost = sum(c.cost_nanousd for c in chats)
+    tail = ["", f"Σ {tokens:,} tokens · {format_usd(cost)}"]
+    if needs_you:
+        tail += ["", f"⚠️ <b>Needs you</b> ({len(needs_you)})"] + needs_you[:20]
+        if len(needs_you) > 20:
+            tail.append(f"<i>…and {len(needs_you) - 20} more</i>")
+    return fit(head, items, tail, "chats")
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET else text[:SNIPPET - 1] + "…"
+
+
+def digest_period(store: Store, now: dt.datetime, hours: float | None) -> dt.datetime:
+    """Where `.digest` starts: N hours back, else the last digest, else the last 24 hours."""
+    if hours is not None:
+        return now - dt.timedelta(hours=hours)
+    since = store.digest_since()
+    return since if since is not None and now - since < dt.timedelta(days=7) else now - dt.timedelta(hours=24)
+
