@@ -58,7 +58,7 @@ class Trouble:
         return min(self.base * 2 ** (self.failures - 1), self.max)
 
     def succeeded(self) -> None:
-        if self.failures:
+        if self.failures and self.since is not None:
             log.info("%s after %.1f s and %d failed tick(s)",
                      "database reachable again" if self.kind == "outage" else "ticks succeed again",
                      time.monotonic() - self.since, self.failures)

@@ -24,7 +24,9 @@ import collections
 import datetime as dt
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 
@@ -123,7 +125,7 @@ class _Attempt:
     key: HeldKey
     at: dt.datetime
     started: float
-    raw: object
+    raw: Any                   # openai's raw response: .parse() and .headers
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class TrackedClient:
             raise ProviderUnavailable("The AI service sent an answer that could not be read.") from exc
         usage = _usage_numbers(completion.usage)
         estimated = usage is None
-        if estimated:
+        if usage is None:
             text = _completion_text(completion)
             usage = (request.prompt_estimate, 0, estimate_text_tokens(text), 0)
         recorded = await self._record(request, attempt.key, attempt.at, attempt.started, Outcome.OK,
@@ -235,13 +237,13 @@ class TrackedClient:
                     await asyncio.sleep(self.config.client.retry_backoff_seconds * 2 ** (retry - 1))
                     if not await self.accountant.run(self.selector.still_usable, key.id, utcnow()):
                         break
-                attempt, failure = await self._attempt(request, key)
-                if failure is None:
-                    return attempt
-                last = failure
-                if failure.outcome not in RETRYING:
+                answer = await self._attempt(request, key)
+                if isinstance(answer, _Attempt):
+                    return answer
+                last = answer
+                if answer.outcome not in RETRYING:
                     break
-            if last.outcome is Outcome.BAD_REQUEST:
+            if last is not None and last.outcome is Outcome.BAD_REQUEST:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
         pick = await self._pick(request)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(request.tried)} keys tried, "
@@ -257,7 +259,8 @@ class TrackedClient:
             if pick.key is None or pick.key.id not in self._failing:
                 return pick
 
-    async def _attempt(self, request: _Request, key: HeldKey) -> tuple[_Attempt | None, _Failure | None]:
+    async def _attempt(self, request: _Request, key: HeldKey) -> _Attempt | _Failure:
+        """One request to one key: the answer, or the failure (already recorded)."""
         at, started = utcnow(), time.perf_counter()
         try:
             raw = await self._client(key).chat.completions.with_raw_response.create(
@@ -277,9 +280,9 @@ class TrackedClient:
                                               error_code="cancelled"))
             raise
         else:
-            return _Attempt(key, at, started, raw), None
+            return _Attempt(key, at, started, raw)
         await self._record_failure(request, key, at, started, failure)
-        return None, failure
+        return failure
 
     async def _record_failure(self, request, key, at, started, failure: _Failure) -> None:
         headers = failure.headers or {}
@@ -335,7 +338,7 @@ class ChatStream:
     def __init__(self, client: TrackedClient, request: _Request):
         self._client = client
         self._request = request
-        self._deltas = None
+        self._deltas: AsyncGenerator[str, None] | None = None
         self.result: ChatResult | None = None
 
     def __aiter__(self) -> ChatStream:
@@ -356,7 +359,7 @@ class ChatStream:
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
-    async def _run(self):
+    async def _run(self) -> AsyncGenerator[str, None]:
         client, request = self._client, self._request
         attempt = await client._send(request)
         parts: list[str] = []
@@ -384,7 +387,7 @@ class ChatStream:
             duration_ms = _ms_since(attempt.started)
             text = "".join(parts)
             estimated = usage is None
-            if estimated:
+            if usage is None:
                 usage = (request.prompt_estimate, 0, estimate_text_tokens(text), 0)
             if outcome is Outcome.OK:
                 error_code = ""
@@ -412,10 +415,11 @@ class ChatStream:
 def _classify_status(exc: openai.APIStatusError) -> _Failure:
     status = exc.status_code
     headers = dict(exc.response.headers)
-    api_error = isinstance(exc.body, dict)       # an OpenAI-style error body, not an HTML page
+    body = exc.body if isinstance(exc.body, dict) else None     # an OpenAI-style error body, not an HTML page
+    api_error = body is not None
     code = (exc.code or exc.type or "") if api_error else ""
     label = f"{status} {code}".strip()
-    detail = (exc.body.get("message") or exc.message) if api_error else f"HTTP {status}"
+    detail = (body.get("message") or exc.message) if body is not None else f"HTTP {status}"
     if status == 429:
         if code == "insufficient_quota" or exc.type == "insufficient_quota":
             return _Failure(Outcome.QUOTA_EXHAUSTED, label, "The key's quota is used up.", status, headers)

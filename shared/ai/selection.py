@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import peewee as pw
@@ -75,7 +77,7 @@ def ranked_order(key_ids_json: str) -> list[int]:
     return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
 
-def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+def order_candidates(rows: list, ranking: list[int] | None, exclude: AbstractSet[int], now: dt.datetime,
                      low_threshold: int) -> list:
     """Rows usable now, best first: in ranking order, or config order when ranking is None."""
     if ranking is None:
@@ -116,7 +118,7 @@ class Selector:
         self._statements: dict = {}
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
 
-    def _statement(self, name: str, build) -> _Statement:
+    def _statement(self, name: Hashable, build) -> _Statement:
         key = (name, type(database.obj))
         statement = self._statements.get(key)
         if statement is None:
@@ -143,11 +145,11 @@ class Selector:
             ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
         return [KeyRow(*row) for row in statement.rows()]
 
-    def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
+    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset()) -> Pick:
         """The first usable key not in `exclude` (transient database errors are retried)."""
         return retrying(self._pick, now, exclude, what="choosing a key")
 
-    def _pick(self, now: dt.datetime, exclude: set[int]) -> Pick:
+    def _pick(self, now: dt.datetime, exclude: AbstractSet[int]) -> Pick:
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
