@@ -317,7 +317,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     runtime = open_runtime(config)
     database = DatabaseExecutor()
     accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database)
-    ai = TrackedClient(config, runtime.keyring, accountant, database)
+    ai = TrackedClient(config, runtime.keyring, accountant, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)
