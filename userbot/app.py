@@ -20,6 +20,7 @@ from pyrogram.errors import FloodWait, MessageDeleteForbidden, MessageIdInvalid,
 from pyrogram.handlers import MessageHandler, UserStatusHandler
 from pyrogram.types import Message
 
+from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.liveness import beat
 from shared.core.models import utcnow
@@ -28,8 +29,6 @@ from shared.core.systemd import Notifier
 from userbot import guards
 from userbot.alert_delivery import claimer_name, deliver_forever
 from userbot.autoreply import DUPLICATE, AutoReplier
-from userbot.core import build_core
-from userbot.digest import away_digest
 from userbot.chunks import TELEGRAM_LIMIT, split_message, utf16_length
 from userbot.commands import (
     Attachment,
@@ -40,6 +39,8 @@ from userbot.commands import (
     is_command,
     run_command,
 )
+from userbot.core import build_core
+from userbot.digest import away_digest
 from userbot.incoming import IncomingMessage
 from userbot.retry import NETWORK_ERRORS, telegram_call
 from userbot.session import (
@@ -58,6 +59,7 @@ MAX_TEXT_PIECES = 3         # longer command answers are sent as a file
 HEARTBEAT_SECONDS = 15.0
 PRUNE_EVERY_SECONDS = 3600.0
 HANDLED_KEPT = dt.timedelta(days=30)    # "answered already" is remembered this long at least
+OWN_SEND_ONLINE_SECONDS = 300.0         # Telegram shows an account online ~5 min after it sends
 TICK_SECONDS = 1.0                      # how often waiting messages are looked at again
 HISTORY_LOOKBACK = 50
 # Telegram answers that mean "nothing to do": an edit that changes nothing (the same update
@@ -69,7 +71,7 @@ def to_utc(moment: dt.datetime | None) -> dt.datetime:
     """Pyrogram's message dates (naive local time, or aware) as naive UTC."""
     if moment is None:
         return utcnow()
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 MEDIA_KINDS = ("photo", "voice", "video_note", "video", "audio", "sticker", "animation", "document",
@@ -89,7 +91,7 @@ def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessag
     user = message.from_user
     chat = message.chat
     return IncomingMessage(
-        chat_id=chat.id if chat else 0,
+        chat_id=(chat.id or 0) if chat else 0,
         message_id=message.id,
         sender_id=user.id if user else None,
         date=to_utc(message.date),
@@ -120,13 +122,16 @@ def is_forwarded(message: Message) -> bool:
 class TelegramTransport:
     """`autoreply.Transport` over a Pyrogram client."""
 
-    def __init__(self, client: Client, max_flood_wait: float = 300.0):
+    def __init__(self, client: Client, max_flood_wait: float = 300.0, on_sent=None):
         self.client = client
         self.max_flood_wait = max_flood_wait
+        self.on_sent = on_sent
 
     async def send_text(self, chat_id: int, text: str) -> int:
         sent = await telegram_call(self.client.send_message, chat_id, text, parse_mode=enums.ParseMode.DISABLED,
                                    what=f"reply in chat {chat_id}", max_flood_wait=self.max_flood_wait)
+        if self.on_sent is not None:
+            self.on_sent()
         return sent.id
 
     async def mark_read(self, chat_id: int, max_id: int) -> None:
@@ -184,6 +189,7 @@ class BotApp:
         self.run_blocking = run_blocking or asyncio.to_thread
         self.clock = clock
         self._muted: dict[int, tuple[float, bool]] = {}
+        self._last_sent = float("-inf")        # when this bot last sent a reply (monotonic)
 
     def handlers(self) -> list[MessageHandler]:
         """In dispatch order; the filters keep the owner's messages and others' apart."""
@@ -197,7 +203,10 @@ class BotApp:
         return [UserStatusHandler(self.on_user_status)]
 
     def transport(self, client: Client) -> TelegramTransport:
-        return TelegramTransport(client, self.config.bot.max_flood_wait_seconds)
+        return TelegramTransport(client, self.config.bot.max_flood_wait_seconds, on_sent=self._note_sent)
+
+    def _note_sent(self) -> None:
+        self._last_sent = time.monotonic()
 
     # --- handlers ---------------------------------------------------------------------------
 
@@ -208,7 +217,7 @@ class BotApp:
         return await self.replier.handle(incoming, self.transport(client))
 
     async def on_own_message(self, client: Client, message: Message) -> None:
-        if is_forwarded(message) or message.chat is None:
+        if is_forwarded(message) or message.chat is None or message.chat.id is None:
             return
         text = message.text or message.caption or ""
         me = client.me
@@ -253,6 +262,8 @@ class BotApp:
         if me is None or user is None or user.id != me.id:
             return
         online = getattr(user, "status", None) == enums.UserStatus.ONLINE
+        if online and time.monotonic() - self._last_sent < OWN_SEND_ONLINE_SECONDS:
+            return      # our own reply put the account online: that is not the owner
         await self.run_blocking(self.store.note_owner_online, online, self.clock())
 
     async def owner_returns(self, client: Client, *, skip_digest: bool = False) -> None:
@@ -273,7 +284,9 @@ class BotApp:
     async def answer_in_place(self, client: Client, message: Message, reply: Reply) -> None:
         """Edit the command message into the answer; long answers continue below, or go as a file."""
         pieces, attachment = _layout(reply)
-        chat_id = message.chat.id
+        chat_id = message.chat.id if message.chat else None
+        if chat_id is None:
+            return                                  # Pyrogram types it optional; an answered command has a chat
         await self._call(client.edit_message_text, chat_id, message.id, pieces[0],
                          parse_mode=_mode(reply), what="answering a command")
         for piece in pieces[1:]:
@@ -325,7 +338,10 @@ class BotApp:
         if cached is not None and time.monotonic() - cached[0] < MUTE_CACHE_SECONDS:
             return cached[1]
         try:
-            peer = raw.types.InputNotifyPeer(peer=await client.resolve_peer(chat_id))
+            resolved = await client.resolve_peer(chat_id)
+            if resolved is None:
+                raise KeyError(chat_id)
+            peer = raw.types.InputNotifyPeer(peer=resolved)
             settings = await telegram_call(client.invoke, raw.functions.account.GetNotifySettings(peer=peer),
                                            what=f"notification settings of chat {chat_id}")
             muted = bool(settings.silent) or (settings.mute_until or 0) > time.time()
@@ -348,7 +364,7 @@ class BotApp:
         async for dialog in client.get_dialogs(limit=limit):
             chat = dialog.chat
             unread = dialog.unread_messages_count or 0
-            if (chat.type != enums.ChatType.PRIVATE or not unread or chat.id == guards.TELEGRAM_SERVICE_ID
+            if (chat.type != enums.ChatType.PRIVATE or not unread or chat.id in (None, guards.TELEGRAM_SERVICE_ID)
                     or (client.me is not None and chat.id == client.me.id)):
                 continue
             messages = [m async for m in client.get_chat_history(chat.id, limit=min(unread, 20))]
@@ -395,7 +411,8 @@ def _layout(reply: Reply):
         document = document or Attachment(text.encode("utf-8"), f"answer.{extension}")
         pieces = ["📄 The answer is long; it is in the file below."]
     if not pieces:
-        caption = (reply.document or reply.photo).caption if (reply.document or reply.photo) else ""
+        attached = reply.document or reply.photo
+        caption = attached.caption if attached else ""
         pieces = [caption or "📎 Sent below."]
     return pieces, document
 
@@ -469,17 +486,17 @@ def _who(me) -> str:
 
 async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
     """Connect, retrying network trouble with backoff until it works or we are stopped."""
-    delay = 2.0
+    backoff = Backoff(2.0, 120.0)
     while not stop.is_set():
         try:
             await telegram_call(client.start, what="connecting to Telegram",
                                 max_flood_wait=config.bot.max_flood_wait_seconds)
             return
         except NETWORK_ERRORS as exc:
+            delay = backoff.failed()
             log.warning("cannot reach Telegram (%s); trying again in %.0f s", exc, delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 120.0)
 
 
 async def _heartbeats(config: Config, run_blocking, stop: asyncio.Event) -> None:

@@ -19,9 +19,12 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, Awaitable, Callable, Protocol
+from typing import Protocol
 
 from shared.ai.client import ClientError, NoKeyAvailable, TrackedClient
 from shared.core.config import Config
@@ -46,6 +49,7 @@ from userbot.state import (
     REPLIED,
     ContextLine,
     Store,
+    Switches,
 )
 
 log = logging.getLogger("tokenpool.autoreply")
@@ -53,6 +57,8 @@ log = logging.getLogger("tokenpool.autoreply")
 OPERATION = "autoreply"
 # Chat messages kept per chat beyond the context window (room for the owner's context).
 KEEP_EXTRA = 8
+SWITCHES_KEPT_SECONDS = 1.0  # the owner's switches are read at most this often
+CHATS_AT_ONCE = 16          # chats answered concurrently by one `run_due`
 
 
 class Transport(Protocol):
@@ -61,7 +67,7 @@ class Transport(Protocol):
     async def send_text(self, chat_id: int, text: str) -> int:
         """Send `text` (at most 4096 characters) to the chat; return the new message's id."""
 
-    def typing(self, chat_id: int) -> AsyncContextManager:
+    def typing(self, chat_id: int) -> AbstractAsyncContextManager:
         """Show "typing…" in the chat while the block runs."""
 
     async def mark_read(self, chat_id: int, max_id: int) -> None:
@@ -123,10 +129,15 @@ class AutoReplier:
         self._sleep = sleep
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._wake: dict[int, dt.datetime | None] = {}
+        self._switches: tuple[float, Switches] | None = None
 
     def policy_now(self) -> Policy:
-        """The settings in force (blocking: reads the owner's switches)."""
-        switches = self.store.switches()
+        """The settings in force (blocking: reads the owner's switches, at most once a second;
+        the owner's commands call `look_again`, which reads them afresh)."""
+        now = time.monotonic()
+        if self._switches is None or now - self._switches[0] > SWITCHES_KEPT_SECONDS:
+            self._switches = (now, self.store.switches())
+        switches = self._switches[1]
         return Policy.from_config(self.config.autoreply, enabled=switches.enabled,
                                   cooldown_seconds=switches.cooldown_seconds, paused_until=switches.paused_until)
 
@@ -156,6 +167,11 @@ class AutoReplier:
                     log.warning("chat %s answers our replies like a machine; auto-replies paused there",
                                 msg.chat_id)
                 return Handled(reason, outcome=str(reason))
+            quiet = self.config.autoreply.reply_after_quiet_seconds
+            if quiet > 0:
+                # The contact may go on typing: `run_due` looks at the chat once they paused.
+                self._wake[msg.chat_id] = now + dt.timedelta(seconds=quiet)
+                return Handled(Reason.QUIET, outcome=PENDING)
             return await self._process(msg.chat_id, transport)
 
     async def _chat_age(self, msg: IncomingMessage, transport: Transport) -> bool | None:
@@ -210,8 +226,9 @@ class AutoReplier:
                 self.store.pause_chat(chat_id, now + pause)
             return self.store.settle_owner_answered(chat_id, at, now)
 
-        async with self._lock(chat_id):
-            taken = await self._blocking(save)
+        # No chat lock here: while an answer is being written (the lock held), the owner's
+        # pause must land at once, so the answer is dropped before it is sent.
+        taken = await self._blocking(save)
         self._wake.pop(chat_id, None)
         if taken:
             log.info("the owner answered chat %s; %d waiting message(s) left to them", chat_id, taken)
@@ -220,21 +237,22 @@ class AutoReplier:
     def look_again(self) -> None:
         """Forget when waiting chats were due: the owner changed something (`.resume`, `.autoreply on`)."""
         self._wake.clear()
+        self._switches = None
 
     # --- answering --------------------------------------------------------------------------
 
     async def run_due(self, transport: Transport) -> int:
         """Answer every chat whose waiting messages may be answered now; returns replies sent."""
         now = self._clock()
-        replies = 0
-        for chat_id in await self._blocking(self.store.chats_with_pending):
-            wake = self._wake.get(chat_id)
-            if wake is not None and wake > now:
-                continue
-            async with self._lock(chat_id):
-                handled = await self._process(chat_id, transport)
-            replies += bool(handled.sent_ids)
-        return replies
+        due = [chat_id for chat_id in await self._blocking(self.store.chats_with_pending)
+               if (wake := self._wake.get(chat_id)) is None or wake <= now]
+        limit = asyncio.Semaphore(CHATS_AT_ONCE)
+
+        async def answer(chat_id: int) -> bool:
+            async with limit, self._lock(chat_id):
+                return bool((await self._process(chat_id, transport)).sent_ids)
+
+        return sum(await asyncio.gather(*(answer(chat_id) for chat_id in due)))
 
     async def _process(self, chat_id: int, transport: Transport) -> Handled:
         """Settle, answer or leave waiting the chat's pending messages (the chat's lock is held)."""
@@ -346,7 +364,8 @@ class AutoReplier:
         lines = await self._blocking(self.store.context, chat_id, settings.context_messages)
         prompt = build_prompt(view.persona or settings.system_prompt, lines, burst)
         result = await self.client.chat(prompt, operation=OPERATION, model=settings.model or None,
-                                        chat_id=chat_id, max_tokens=settings.max_output_tokens)
+                                        models=settings.models or None, chat_id=chat_id,
+                                        max_tokens=settings.max_output_tokens)
         return result.text
 
     async def _send(self, chat_id: int, ids: list[int], pieces: list[str], transport: Transport,

@@ -16,9 +16,9 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Awaitable, Callable
 
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable
@@ -196,6 +196,7 @@ async def _with_target(context: CommandContext, resolve: Resolver | None, *, opt
             return dataclasses.replace(context, target=None)
     if args:
         who, rest = args[0], args[1:]
+        target: Target | None
         if re.fullmatch(r"-?\d{1,19}", who):
             target = Target(int(who))
         elif re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{4,31}", who):
@@ -282,7 +283,7 @@ def autoreply_status(ctx: CommandContext) -> str:
         f"context {settings.context_messages} messages",
         f"Bursts: answered once the contact paused {settings.reply_after_quiet_seconds:g} s",
         f"Owner writes in a chat: hands off for {settings.owner_pause_minutes} min",
-        f"Only when away: {'yes, after ' + str(settings.away_after_minutes) + ' min' if policy.only_when_away else 'no'}",
+        f"Only when away: {f'yes, after {settings.away_after_minutes} min' if policy.only_when_away else 'no'}",
         f"Recipients: {_recipients(policy)}",
         f"Caps: {settings.max_replies_per_chat_per_hour or 'no'} per chat per hour, "
         f"{settings.max_replies_per_minute or 'no'} per minute in all",
@@ -325,7 +326,7 @@ def _minutes(delta: dt.timedelta) -> str:
 
 def _set_rule(rule: str, done: str) -> Handler:
     def handler(ctx: CommandContext) -> Reply:
-        if ctx.args:
+        if ctx.args or ctx.target is None:      # the target comes from _with_target
             raise UsageError("")
         ctx.store.set_rule(ctx.target.chat_id, rule, ctx.target.label)
         note = ""

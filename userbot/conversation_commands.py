@@ -112,7 +112,7 @@ def digest(ctx: CommandContext) -> Reply:
         if not 0 < hours <= 24 * 7:
             raise UsageError("hours must be from 0 to 168")
     since = digest_period(ctx.store, ctx.now, hours)
-    return away_digest(ctx.store, ctx.config, since, ctx.now)
+    return away_digest(ctx.store, ctx.config, since, ctx.now) or Reply("Nothing to show.")
 
 
 COMMANDS = (

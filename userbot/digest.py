@@ -13,8 +13,10 @@ import peewee as pw
 from shared.core.config import Config
 from shared.core.models import UsageEvent
 from shared.core.pricing import format_usd
+from shared.core.query_rows import tuple_rows
 from shared.core.windows import format_duration
 from shared.reports.render_telegram import fit
+from userbot.commands import Reply
 from userbot.state import MERGED, REPLIED, Fate, Store
 
 SETTLED_FINE = (REPLIED, MERGED)
@@ -46,18 +48,17 @@ def conversations(store: Store, since: dt.datetime, until: dt.datetime) -> list[
         conversation.fates.append(fate)
     if by_chat:
         e = UsageEvent
-        rows = (e.select(e.chat_id, pw.fn.SUM(e.total_tokens), pw.fn.SUM(e.cost_nanousd))
-                .where((e.bot == store.bot) & (e.at >= since) & (e.at < until) & e.chat_id.in_(list(by_chat)))
-                .group_by(e.chat_id).tuples())
-        for chat_id, tokens, cost in rows:
+        query = (e.select(e.chat_id, pw.fn.SUM(e.total_tokens), pw.fn.SUM(e.cost_nanousd))
+                 .where((e.bot == store.bot) & (e.at >= since) & (e.at < until) & e.chat_id.in_(list(by_chat)))
+                 .group_by(e.chat_id))
+        for chat_id, tokens, cost in tuple_rows(query):
             by_chat[chat_id].tokens, by_chat[chat_id].cost_nanousd = int(tokens or 0), int(cost or 0)
     return list(by_chat.values())
 
 
-def away_digest(store: Store, config: Config, since: dt.datetime, now: dt.datetime, automatic: bool = False):
+def away_digest(store: Store, config: Config, since: dt.datetime, now: dt.datetime,
+                automatic: bool = False) -> Reply | None:
     """The digest of [since, now) as a command Reply; None when automatic and nothing happened."""
-    from userbot.commands import Reply    # commands import this module's users; keep the cycle lazy
-
     chats = conversations(store, since, now)
     if automatic and not chats:
         return None

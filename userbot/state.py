@@ -15,6 +15,7 @@ import peewee as pw
 
 from shared.core.db import conflict_target, database
 from shared.core.models import ChatMessage, ChatRollup, ChatState, HandledMessage, Setting, utcnow
+from shared.core.query_rows import tuple_rows
 from userbot.guards import ChatView, Pending
 
 ENABLED = "autoreply.enabled"
@@ -378,13 +379,15 @@ class Store:
             where &= HandledMessage.decided_at >= since
         if chat_id is not None:
             where &= HandledMessage.chat_id == chat_id
-        query = (HandledMessage.select(HandledMessage, ChatState.label, ChatState.username)
-                 .join(ChatState, pw.JOIN.LEFT_OUTER,
-                       on=(ChatState.bot == HandledMessage.bot) & (ChatState.chat_id == HandledMessage.chat_id))
-                 .where(where).order_by(HandledMessage.id.desc()).limit(limit).objects())
-        return [Fate(r.chat_id, r.message_id, r.kind, r.text or "", r.received_at or r.decided_at, r.outcome,
-                     r.reply_id, r.detail, chat_name(r.label or "", r.username or "", r.chat_id), r.username or "")
-                for r in query]
+        h = HandledMessage
+        query = (h.select(h.chat_id, h.message_id, h.kind, h.text, h.received_at, h.decided_at, h.outcome,
+                          h.reply_id, h.detail, ChatState.label, ChatState.username)
+                 .join(ChatState, pw.JOIN.LEFT_OUTER, on=(ChatState.bot == h.bot) & (ChatState.chat_id == h.chat_id))
+                 .where(where).order_by(h.id.desc()).limit(limit))
+        return [Fate(chat, message, kind, text or "", received or decided, outcome, reply, detail,
+                     chat_name(label or "", username or "", chat), username or "")
+                for chat, message, kind, text, received, decided, outcome, reply, detail, label, username
+                in tuple_rows(query)]
 
     def prune_handled(self, before: dt.datetime) -> int:
         return (HandledMessage.delete()

@@ -16,12 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import peewee as pw
 
 from shared.core.config import Config
-from shared.core.db import database, retrying
+from shared.core.db import database
 from shared.core.keys import HeldKey, KeyRing
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
 from shared.core.status import frees_up_at, is_eligible
@@ -75,7 +77,7 @@ def ranked_order(key_ids_json: str) -> list[int]:
     return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
 
-def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+def order_candidates(rows: list, ranking: list[int] | None, exclude: AbstractSet[int], now: dt.datetime,
                      low_threshold: int) -> list:
     """Rows usable now, best first: in ranking order, or config order when ranking is None."""
     if ranking is None:
@@ -116,7 +118,7 @@ class Selector:
         self._statements: dict = {}
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
 
-    def _statement(self, name: str, build) -> _Statement:
+    def _statement(self, name: Hashable, build) -> _Statement:
         key = (name, type(database.obj))
         statement = self._statements.get(key)
         if statement is None:
@@ -143,16 +145,19 @@ class Selector:
             ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
         return [KeyRow(*row) for row in statement.rows()]
 
-    def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
-        """The first usable key not in `exclude` (transient database errors are retried)."""
-        return retrying(self._pick, now, exclude, what="choosing a key")
-
-    def _pick(self, now: dt.datetime, exclude: set[int]) -> Pick:
+    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None) -> Pick:
+        """The first usable key not in `exclude` that serves `model` (None: any model).
+        One attempt: the caller's DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
         self._note_mode(degraded=ranking is None)
         rows = self.held_rows()
+        if model is not None:
+            rows = [r for r in rows if (held := self.keyring.get(r.id)) is not None and held.serves(model)]
+            if not rows:
+                return Pick(None, degraded=ranking is None, generation=generation,
+                            reason=f"no key of this process serves the model {model!r} (see `models` of [[keys]])")
         usable = order_candidates(rows, ranking, exclude, now, self.low_threshold)
         if usable:
             return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation)
@@ -161,7 +166,7 @@ class Selector:
 
     def still_usable(self, key_id: int, now: dt.datetime) -> bool:
         """Re-check one key's row right before sending it another request."""
-        row = retrying(ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first, what="checking a key")
+        row = ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first()
         return row is not None and is_eligible(row, now, self.low_threshold)
 
     def _note_mode(self, degraded: bool) -> None:

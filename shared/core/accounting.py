@@ -1,15 +1,13 @@
 """Exact accounting of every call (DESIGN invariants 1, 2 and 6).
 
 `record_call` writes the event, the key's counters and the daily rollup (and, for a call
-made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no read-modify-write in Python), so any
-number of processes can record at once and every counter still equals the sum of
+made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no
+read-modify-write in Python), so any number of processes can record at once and every counter still equals the sum of
 the events behind it. Recording is idempotent per `call_id`: a retry after a lost
 acknowledgement changes nothing.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import enum
 import uuid
@@ -19,16 +17,19 @@ import peewee as pw
 
 from shared.core import windows
 from shared.core.db import conflict_target, database, retrying, write_transaction
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from shared.core.pricing import Pricer
+from shared.core.usage import Usage
 
 
 class Outcome(str, enum.Enum):
     OK = "ok"
     RATE_LIMITED = "rate_limited"          # 429 rate_limit_exceeded: the key cools down
-    QUOTA_EXHAUSTED = "quota_exhausted"    # 429 insufficient_quota: the key is done for this window
-    INVALID_KEY = "invalid_key"            # 401: the key is unusable until re-enabled
-    BAD_REQUEST = "bad_request"            # 400/403/404/422: the request's fault, not the key's
+    QUOTA_EXHAUSTED = "quota_exhausted"    # insufficient_quota, budget_exceeded, 402: done for this window
+    INVALID_KEY = "invalid_key"            # 401/403: the key is unusable until re-enabled
+    MISCONFIGURED = "misconfigured"        # a JSON 404/405 at the endpoint: the key's base_url is wrong
+    BAD_REQUEST = "bad_request"            # 400/404/422: the request's fault, not the key's
     SERVER_ERROR = "server_error"          # 5xx
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
@@ -75,7 +76,12 @@ class CallRecord:
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.usage.total
+
+    @property
+    def usage(self) -> Usage:
+        """The token counts as one value, never negative (whatever the fields were set to)."""
+        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.reasoning_tokens)
 
 
 @dataclass(frozen=True)
@@ -89,15 +95,17 @@ class Recorded:
 def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
     """Record one call atomically. `anchor` is the key's window anchor (from its row)."""
     outcome = Outcome(call.outcome)
-    cost = pricer.cost_nanousd(call.model, call.input_tokens, call.cached_tokens, call.output_tokens)
+    usage = call.usage
+    cost = pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
     values = _slot_values(call, outcome, cost, windows.window_start(anchor, call.at))
     has_limits = call.rate_limits is not None
     db = database.obj
     # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
     # event's foreign key, and two writers upgrading that lock deadlock each other.
-    statements = (_compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
-                  _compiled(db, "event", _event_statement),
-                  _compiled(db, "rollup", _rollup_statement))
+    statements: tuple[_Compiled, ...] = (
+        _compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+        _compiled(db, "event", _event_statement),
+        _compiled(db, "rollup", _rollup_statement))
     if call.chat_id is not None:
         statements += (_compiled(db, "chat_rollup", _chat_rollup_statement),)
     try:
@@ -113,11 +121,12 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
 
 def _slot_values(call: CallRecord, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
     limits = call.rate_limits or RateLimitSnapshot()
+    usage = call.usage
     return {
         "call_id": call.call_id, "at": call.at, "day": call.at.date(), "key": call.key_id,
         "window_start": start, "bot": call.bot, "operation": call.operation, "model": call.model,
-        "input": call.input_tokens, "cached": call.cached_tokens, "output": call.output_tokens,
-        "reasoning": call.reasoning_tokens, "total": call.total_tokens, "cost": cost,
+        "input": usage.input, "cached": usage.cached, "output": usage.output,
+        "reasoning": usage.reasoning, "total": usage.total, "cost": max(0, cost),
         "duration": call.duration_ms, "outcome": outcome.value, "error_code": call.error_code[:100],
         "chat_id": call.chat_id, "estimated": call.estimated, "one": 1,
         "ok": int(outcome is Outcome.OK), "error": int(outcome in ERROR_OUTCOMES),
@@ -219,7 +228,7 @@ def _key_statement(outcome: Outcome, has_limits: bool):
         updates[ApiKey.cooldown_until] = pw.fn.COALESCE(_v("cooldown_until"), ApiKey.cooldown_until)
     elif outcome is Outcome.QUOTA_EXHAUSTED:
         updates[ApiKey.exhausted_window] = start
-    elif outcome is Outcome.INVALID_KEY:
+    elif outcome in (Outcome.INVALID_KEY, Outcome.MISCONFIGURED):
         updates[ApiKey.invalid] = _v("invalid")
         updates[ApiKey.invalid_reason] = _v("invalid_reason")
     if has_limits:
@@ -258,16 +267,20 @@ def _rollup_upsert(model, identity: dict):
 class Accountant:
     """Records calls for one process: knows its bot name, prices and the keys' anchors.
 
-    `arecord` runs the blocking database work on one dedicated thread so the bot's
-    event loop never waits on SQLite or the network to the database.
+    `record` is for blocking callers and retries by itself; `arecord` runs one attempt at a
+    time on the process's `DatabaseExecutor`, which owns the retry policy, so the bot's
+    event loop never waits on the database and no retries are stacked inside one another.
+    Without an executor given, the Accountant makes one of its own (and closes it).
     """
 
-    def __init__(self, bot: str, pricer: Pricer | None = None, *, retry_attempts: int = 8):
+    def __init__(self, bot: str, pricer: Pricer | None = None, *, executor: DatabaseExecutor | None = None,
+                 retry_attempts: int = 8):
         self.bot = bot
         self.pricer = pricer or Pricer()
         self.retry_attempts = retry_attempts
         self._anchors: dict[int, dt.datetime] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounting")
+        self._owns_executor = executor is None
+        self.executor = executor or DatabaseExecutor(attempts=retry_attempts)
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -278,18 +291,20 @@ class Accountant:
             self._anchors[key_id] = anchor
         return anchor
 
+    def record_once(self, call: CallRecord) -> Recorded:
+        """One attempt at recording `call` (transient errors are the caller's to retry)."""
+        return record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer)
+
     def record(self, call: CallRecord) -> Recorded:
-        return retrying(lambda: record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer),
-                        attempts=self.retry_attempts, what="recording a call")
+        return retrying(self.record_once, call, attempts=self.retry_attempts, what="recording a call")
 
     async def arecord(self, call: CallRecord) -> Recorded:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.record, call)
+        return await self.executor.run(self.record_once, call, what="recording a call")
 
     async def run(self, fn, *args):
-        """Run any other blocking database function on the accounting thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        """Run any other blocking database function on the executor's thread."""
+        return await self.executor.run(fn, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self.executor.close()

@@ -64,9 +64,8 @@ class BotHarness:
         return await self.app.tick(self.client)
 
     async def close(self) -> None:
-        await self.ai.aclose()
         await self.accountant.run(database.close)
-        self.accountant.close()
+        await self.core.aclose()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ For what the simulator does not do: show the prompts it was sent, and answer at 
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 from aiohttp import web
 
@@ -12,20 +13,24 @@ from tests.shared.client_fixtures import secret
 
 
 @contextlib.asynccontextmanager
-async def scripted_openai(received: list, answer: str, on_request=None):
+async def scripted_openai(received: list, answer, on_request=None):
     """Serve on 127.0.0.1; yields the base_url. Request bodies are appended to `received`;
-    `on_request(body)`, when given, runs before answering (e.g. to move a test clock: AI latency)."""
+    `answer` is a text, or a function of the request body giving one; `on_request(body)`,
+    when given, runs before answering (e.g. to move a test clock: AI latency)."""
     async def completions(request):
         body = await request.json()
         received.append(body)
         if on_request is not None:
-            on_request(body)
+            result = on_request(body)
+            if inspect.isawaitable(result):
+                await result
+        text = answer(body) if callable(answer) else answer
         return web.json_response({
             "id": "chatcmpl-scripted", "object": "chat.completion", "created": 1_700_000_000,
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": len(answer) // 4,
-                      "total_tokens": 50 + len(answer) // 4}})
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": len(text) // 4,
+                      "total_tokens": 50 + len(text) // 4}})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)

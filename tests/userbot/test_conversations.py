@@ -3,17 +3,17 @@ switch, the owner first, exactly once across crashes and duplicate updates, loop
 any AI latency, caps, recipients, the digest and names. All through the real handlers."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import pytest
+from pyrogram import enums
 from pyrogram.errors import MessageNotModified
 from pyrogram.types import Voice
 
 from shared.core.models import ChatState, HandledMessage
 from shared.reports.queries import usage_report
 from tests.userbot.conftest import Clock
-from tests.userbot.recording import ALICE_ID, incoming, make_user, owner_in_chat, saved
+from tests.userbot.recording import ALICE_ID, OWNER_ID, incoming, make_user, owner_in_chat, saved
 from tests.userbot.scripted import scripted_config, scripted_openai
 
 ALICE = make_user(ALICE_ID, "Alice", is_contact=True, username="alice_w")
@@ -316,3 +316,44 @@ async def test_names_not_numbers_in_reports(make_bot):
     await say(bot, renamed, "new name")
     assert ChatState.get(ChatState.chat_id == ALICE_ID).label == "Alice B."
     assert usage_report(bot.clock.now, 1, "chat").rows[0].group == "Alice B. (@alice_b)"
+
+
+def account_status(status) -> object:
+    me = make_user(OWNER_ID, "Owner", is_self=True, username="owner")
+    me.status = status
+    return me
+
+
+async def test_only_when_away_waits_while_the_owner_is_around(make_bot):
+    bot = await make_bot(autoreply={"only_when_away": True, "away_after_minutes": 10})
+    await bot.app.on_user_status(bot.client, account_status(enums.UserStatus.ONLINE))   # the owner opened Telegram
+    await say(bot, ALICE, "hello?")
+    assert bot.client.texts(ALICE_ID) == [] and fates() == [("pending", None)]
+    await bot.app.on_user_status(bot.client, account_status(enums.UserStatus.OFFLINE))
+    bot.clock.advance(minutes=5)
+    assert await bot.tick() == 0                      # offline, but only for 5 minutes
+    bot.clock.advance(minutes=6)
+    assert await bot.tick() == 1
+    # Our own reply shows the account online to Telegram: that is not the owner coming back.
+    await bot.app.on_user_status(bot.client, account_status(enums.UserStatus.ONLINE))
+    await say(bot, ALICE, "thanks!")
+    assert len(bot.client.texts(ALICE_ID)) == 2
+    # The owner writing from the phone is presence too.
+    await bot.send(owner_in_chat(bot.client, BOB, "hi Bob", date=bot.clock.now))
+    await say(bot, ALICE, "one more")
+    assert len(bot.client.texts(ALICE_ID)) == 2
+
+
+async def test_an_answer_being_written_when_the_owner_steps_in_is_dropped(make_bot, sqlite_url):
+    holder: list = []
+
+    async def owner_types_meanwhile(_body):
+        bot = holder[0]
+        await bot.send(owner_in_chat(bot.client, ALICE, "I'm here, answering myself", date=bot.clock.now))
+
+    async with scripted_openai([], "Sure!", on_request=owner_types_meanwhile) as base_url:
+        bot = await make_bot(config=scripted_config(sqlite_url, base_url))
+        holder.append(bot)
+        await say(bot, ALICE, "can you send me the file?")
+    assert bot.client.texts(ALICE_ID) == []
+    assert fates() == [("owner_replied", None)]
