@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import peewee as pw
 
 from shared.core import windows
-from shared.core.db import conflict_target, database, retrying, write_transaction
+from shared.core.db import conflict_target, database, retrying
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
-from shared.core.prepared import Prepared, Statements, slot
+from shared.core.prepared import Prepared, Statements, execute_all, slot
 from shared.core.pricing import Pricer
 
 
@@ -102,9 +102,7 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     if call.chat_id is not None:
         statements += (_statements.get(db, "chat_rollup", _chat_rollup_statement),)
     try:
-        with write_transaction():
-            for statement in statements:
-                statement.execute(db, values)
+        execute_all(db, statements, values)
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
             return Recorded(call.call_id, cost, duplicate=True)
@@ -113,23 +111,28 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
 
 
 def _slot_values(call: CallRecord, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
-    limits = call.rate_limits or RateLimitSnapshot()
-    return {
-        "call_id": call.call_id, "at": call.at, "day": call.at.date(), "key": call.key_id,
+    """The values of the statements' slots (only those the chosen statement variants use)."""
+    at = call.at
+    values = {
+        "call_id": call.call_id, "at": at, "day": at.date(), "key": call.key_id,
         "window_start": start, "bot": call.bot, "operation": call.operation, "model": call.model,
         "input": call.input_tokens, "cached": call.cached_tokens, "output": call.output_tokens,
-        "reasoning": call.reasoning_tokens, "total": call.total_tokens, "cost": cost,
+        "reasoning": call.reasoning_tokens, "total": call.input_tokens + call.output_tokens, "cost": cost,
         "duration": call.duration_ms, "outcome": outcome.value, "error_code": call.error_code[:100],
         "chat_id": call.chat_id, "estimated": call.estimated, "one": 1,
-        "ok": int(outcome is Outcome.OK), "error": int(outcome in ERROR_OUTCOMES),
-        "rate_hit": int(outcome is Outcome.RATE_LIMITED),
-        "last_error": (call.error_code or outcome.value)[:200],
-        "invalid": True, "invalid_reason": (call.error_code or "invalid api key")[:200],
-        "cooldown_until": call.cooldown_until,
-        "rl_remaining_requests": limits.remaining_requests, "rl_remaining_tokens": limits.remaining_tokens,
-        "rl_limit_requests": limits.limit_requests, "rl_limit_tokens": limits.limit_tokens,
-        "rl_reset_requests_at": limits.reset_requests_at, "rl_reset_tokens_at": limits.reset_tokens_at,
+        "ok": 1, "error": 0, "rate_hit": 0,
     }
+    if outcome is not Outcome.OK:
+        values.update(ok=0, error=int(outcome in ERROR_OUTCOMES), rate_hit=int(outcome is Outcome.RATE_LIMITED),
+                      last_error=(call.error_code or outcome.value)[:200], invalid=True,
+                      invalid_reason=(call.error_code or "invalid api key")[:200],
+                      cooldown_until=call.cooldown_until)
+    limits = call.rate_limits
+    if limits is not None:
+        values.update(rl_remaining_requests=limits.remaining_requests, rl_remaining_tokens=limits.remaining_tokens,
+                      rl_limit_requests=limits.limit_requests, rl_limit_tokens=limits.limit_tokens,
+                      rl_reset_requests_at=limits.reset_requests_at, rl_reset_tokens_at=limits.reset_tokens_at)
+    return values
 
 
 # --- statements, compiled once per backend (shared.core.prepared) -----------------------------

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import peewee as pw
+import pytest
 
 from shared.core.key_rows import KEY_ROW_FIELDS, KeyRow, key_row, key_rows_statement
 from shared.core.models import ApiKey, Heartbeat
-from shared.core.prepared import Prepared, Slot, Statements, slot
+from shared.core.prepared import Prepared, Slot, Statements, execute_all, slot
 
 
 def test_peewee_places_a_slot_object_itself_in_the_parameters_in_placeholder_order():
@@ -32,17 +33,39 @@ def test_slot_values_reach_the_driver_unconverted(sqlite_db):
                                            Heartbeat.last_seen: slot("at")}))
     at = dt.datetime(2026, 3, 1, 12, 0, 0, 123456)
     statement.execute(sqlite_db, {"kind": "worker", "name": "w1", "at": at})
+    assert not statement.named          # the model's defaults are constants beside the slots
     assert Heartbeat.get(Heartbeat.name == "w1").last_seen == at
 
 
-def test_a_missing_value_is_a_key_error_not_a_null(sqlite_db):
-    statement = Prepared(ApiKey.select(ApiKey.id).where(ApiKey.id == slot("id")))
-    try:
-        statement.raw_rows(sqlite_db, {})
-    except KeyError as exc:
-        assert exc.args == ("id",)
-    else:
-        raise AssertionError("a missing slot value must not run the statement")
+def test_a_missing_value_is_an_error_not_a_null(db, pool):
+    named = Prepared(ApiKey.select(ApiKey.id).where(ApiKey.id == slot("id")))
+    positional = Prepared(ApiKey.select(ApiKey.id).where((ApiKey.id == slot("id")) & (ApiKey.position >= 0)))
+    assert named.named and not positional.named
+    for statement in (named, positional):
+        with pytest.raises(KeyError):
+            statement.raw_rows(db, {})
+
+
+def test_a_value_used_in_many_places_is_one_named_parameter(db, pool):
+    _config, ring = pool
+    statement = Prepared(ApiKey.select(ApiKey.id)
+                         .where((ApiKey.id == slot("id")) & (ApiKey.id * ApiKey.id == slot("id") * slot("id"))))
+    assert statement.named
+    assert statement.raw_rows(db, {"id": ring.ids()[0], "unused": 1}) == [(ring.ids()[0],)]
+
+
+def test_statements_run_in_one_transaction_that_rolls_back_whole(db, pool):
+    _config, ring = pool
+    key_id = ring.ids()[0]
+    bump = Prepared(ApiKey.update(used_today=ApiKey.used_today + slot("n")).where(ApiKey.id == slot("id")))
+    clash = Prepared(Heartbeat.insert(id=slot("hb"), kind="bot", name="x"))
+    execute_all(db, [bump, clash], {"n": 5, "id": key_id, "hb": 1})
+    with pytest.raises(pw.IntegrityError):
+        execute_all(db, [bump, clash], {"n": 7, "id": key_id, "hb": 1})     # same heartbeat id twice
+    assert ApiKey.get_by_id(key_id).used_today == 5
+    with db.atomic():                                                       # inside the caller's transaction
+        execute_all(db, [bump], {"n": 1, "id": key_id})
+    assert ApiKey.get_by_id(key_id).used_today == 6
 
 
 def test_rows_are_converted_by_their_fields_on_every_backend(db, pool):
