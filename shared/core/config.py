@@ -37,6 +37,7 @@ class KeyConfig:
     base_url: str = ""
     reset: str | None = None
     enabled: bool = True
+    models: list[str] = field(default_factory=list)   # model name patterns it serves; empty: any
 
     @property
     def secret(self) -> str:
@@ -99,6 +100,7 @@ class BotConfig:
 class AutoReplyConfig:
     enabled: bool = True
     model: str = ""                 # empty: client.default_model
+    models: list[str] = field(default_factory=list)   # a fallback chain; overrides `model` when set
     system_prompt: str = "You are a friendly assistant replying on the owner's behalf. Keep answers short."
     context_messages: int = 12
     cooldown_seconds: int = 30

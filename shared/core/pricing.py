@@ -71,7 +71,12 @@ class Pricer:
             return None
         usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
                                    output_tokens=output_tokens)
-        return info.get_prices(_now()).calc_price(usage)["total_price"]
+        try:
+            return info.get_prices(_now()).calc_price(usage)["total_price"]
+        except ValueError as exc:   # genai-prices refuses token counts it finds impossible
+            log.warning("cannot price %r with %d/%d/%d tokens: %s", model, input_tokens, cached_tokens,
+                        output_tokens, exc)
+            return None
 
     def _model_info(self, model: str):
         """genai-prices' entry for `model` (an OpenAI one first), or None when it has none."""
