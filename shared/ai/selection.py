@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from shared.core.config import Config
-from shared.core.db import database, retrying
+from shared.core.db import database
 from shared.core.key_rows import KeyRow, key_row, key_rows_statement
 from shared.core.keys import HeldKey, KeyRing
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
@@ -101,11 +101,8 @@ class Selector:
         return [key_row(raw) for raw in statement.raw_rows(database.obj)]
 
     def pick(self, now: dt.datetime, exclude: set[int] = frozenset(), model: str | None = None) -> Pick:
-        """The first usable key not in `exclude` that serves `model` (None: any model);
-        transient database errors are retried."""
-        return retrying(self._pick, now, exclude, model, what="choosing a key")
-
-    def _pick(self, now: dt.datetime, exclude: set[int], model: str | None = None) -> Pick:
+        """The first usable key not in `exclude` that serves `model` (None: any model).
+        One attempt: the caller's DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
@@ -125,7 +122,7 @@ class Selector:
     def still_usable(self, key_id: int, now: dt.datetime) -> bool:
         """Re-check one key's row right before sending it another request."""
         statement = self._statements.get(database.obj, "row", lambda: key_rows_statement(ApiKey.id == slot("id")))
-        rows = retrying(statement.raw_rows, database.obj, {"id": key_id}, what="checking a key")
+        rows = statement.raw_rows(database.obj, {"id": key_id})
         return bool(rows) and is_eligible(key_row(rows[0]), now, self.low_threshold)
 
     def _note_mode(self, degraded: bool) -> None:

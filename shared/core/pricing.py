@@ -69,9 +69,9 @@ class Pricer:
         info = self._model_info(model)
         if info is None:
             return None
-        usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
-                                   output_tokens=output_tokens)
         try:
+            usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
+                                       output_tokens=output_tokens)
             return info.get_prices(_now()).calc_price(usage)["total_price"]
         except ValueError as exc:   # genai-prices refuses token counts it finds impossible
             log.warning("cannot price %r with %d/%d/%d tokens: %s", model, input_tokens, cached_tokens,
