@@ -112,7 +112,9 @@ def _start_processes(config_path: Path, work: Path, seconds: float) -> dict[str,
 
 
 def _watch(procs, config, seconds: float, live: bool, console: Console) -> None:
-    deadline = time.monotonic() + seconds + 15     # the bots finish their last replies
+    # The bots finish their last replies and stop by themselves; the slack also covers their
+    # start-up, which on a loaded machine can take 20 s (importing pyrogram and openai).
+    deadline = time.monotonic() + seconds + 60
     bots = [p for name, p in procs.items() if name != "worker"]
     if not live:
         while time.monotonic() < deadline and any(p.poll() is None for p in bots):
