@@ -99,15 +99,8 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     usage = call.usage
     cost = pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
     values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
-    has_limits = call.rate_limits is not None
     db = database.obj
-    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
-    # event's foreign key, and two writers upgrading that lock deadlock each other.
-    statements = (_statements.get(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
-                  _statements.get(db, "event", _event_statement),
-                  _statements.get(db, "rollup", _rollup_statement))
-    if call.chat_id is not None:
-        statements += (_statements.get(db, "chat_rollup", _chat_rollup_statement),)
+    statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
     try:
         execute_all(db, statements, values)
     except pw.IntegrityError:
@@ -145,6 +138,22 @@ def _slot_values(call: CallRecord, usage: Usage, outcome: Outcome, cost: int, st
 # --- statements, compiled once per backend (shared.core.prepared) -----------------------------
 
 _statements = Statements()
+
+
+def prepare_statements(db) -> None:
+    """Compile the statements of an ordinary call now (at start), not on the first call."""
+    _statements_for(db, Outcome.OK, True, True)
+
+
+def _statements_for(db, outcome: Outcome, has_limits: bool, for_chat: bool) -> tuple[Prepared, ...]:
+    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
+    # event's foreign key, and two writers upgrading that lock deadlock each other.
+    statements = (_statements.get(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+                  _statements.get(db, "event", _event_statement),
+                  _statements.get(db, "rollup", _rollup_statement))
+    if for_chat:
+        statements += (_statements.get(db, "chat_rollup", _chat_rollup_statement),)
+    return statements
 
 
 def _event_statement() -> Prepared:
