@@ -13,11 +13,6 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
-
 from shared.core.models import ApiKey
 from shared.reports.queries import daily_tokens_by_key
 
@@ -53,6 +48,12 @@ def _fold_small(series: list[KeySeries]) -> list[KeySeries]:
 def daily_tokens_chart(days: list[dt.date], series: list[KeySeries], *, title: str = "",
                        width: int = WIDTH, height: int = HEIGHT, dpi: int = DPI) -> bytes:
     """A PNG of `width` x `height` pixels: bars stacked by key (in the given order), limits marked."""
+    # Imported here: matplotlib is ~25 MB resident, loaded only by what draws (see offload.py).
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     series = _fold_small(series)
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
