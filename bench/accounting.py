@@ -194,7 +194,7 @@ def raw_worker(url, calls, seed, barrier, queue):
     began = time.time()
     for c, key in planned:
         t = time.perf_counter()
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         params = dict(c, key=key, total=c["inp"] + c["out"], cost=0, at=as_text(now), day=as_text(now.date()),
                       ws=as_text(window_start(anchors[key], now)), call_id=uuid.uuid4().hex, bot=f"bot{seed}",
                       estimated=False)

@@ -115,7 +115,7 @@ def main() -> int:
     steps = run_bot_process(args.seconds)
     print(f"resident memory (VmRSS), {os.cpu_count()} cores, shared machine")
     print(f"  python alone                         {python:6.1f} MB")
-    print(f"  floor: import pyrogram, openai       {floor_mb:6.1f} MB   (the libraries alone; target: bot <= floor + 25 MB)")
+    print(f"  floor: import pyrogram, openai       {floor_mb:6.1f} MB   (the libraries alone; target: floor + 25 MB)")
     for step, mb, fds in steps:
         print(f"  bot: {step:<32} {mb:6.1f} MB   floor {mb - floor_mb:+6.1f} MB   {fds} fds")
     steady = [mb for step, mb, _ in steps if not step.startswith("for comparison")]

@@ -5,13 +5,13 @@ returns what the renderers made; a bad argument raises UsageError with the reaso
 """
 from __future__ import annotations
 
+from shared.reports import offload
 from shared.reports.arguments import (
     parse_chart,
     parse_export,
     parse_recent,
     parse_usage,
 )
-from shared.reports import offload
 from shared.reports.budgets import budget_report
 from shared.reports.queries import ReportError, recent_calls, usage_report
 from shared.reports.render_telegram import render_budget, render_recent, render_usage

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import namedtuple
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from shared.core import windows
 from shared.core.db import row_version

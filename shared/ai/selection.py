@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import peewee as pw
@@ -52,7 +53,7 @@ def ranked_order(key_ids_json: str) -> list[int]:
     return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
 
-def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+def order_candidates(rows: list, ranking: list[int] | None, exclude: AbstractSet[int], now: dt.datetime,
                      low_threshold: int) -> list:
     """Rows usable now, best first: in ranking order, or config order when ranking is None."""
     if ranking is None:
@@ -100,7 +101,7 @@ class Selector:
                                          lambda: key_rows_statement(ApiKey.id.in_(list(ids))))
         return [key_row(raw) for raw in statement.raw_rows(database.obj)]
 
-    def pick(self, now: dt.datetime, exclude: set[int] = frozenset(), model: str | None = None) -> Pick:
+    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None) -> Pick:
         """The first usable key not in `exclude` that serves `model` (None: any model).
         One attempt: the caller's DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
@@ -109,7 +110,7 @@ class Selector:
         self._note_mode(degraded=ranking is None)
         rows = self.held_rows()
         if model is not None:
-            rows = [r for r in rows if self.keyring.get(r.id).serves(model)]
+            rows = [r for r in rows if (held := self.keyring.get(r.id)) is not None and held.serves(model)]
             if not rows:
                 return Pick(None, degraded=ranking is None, generation=generation,
                             reason=f"no key of this process serves the model {model!r} (see `models` of [[keys]])")

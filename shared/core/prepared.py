@@ -13,8 +13,8 @@ constants in the query are converted by peewee when the statement is built.
 """
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import peewee as pw
 
@@ -92,12 +92,12 @@ def execute_all(db: pw.Database, statements: Iterable[Prepared], values: Mapping
     bookkeeping of peewee's nestable `atomic()`, which costs about as much as a short
     statement on SQLite."""
     if db.in_transaction():
-        with pw.__exception_wrapper__:
+        with pw.__exception_wrapper__:  # type: ignore[attr-defined]  # in peewee, not in its stubs
             cursor = db.cursor()
             for statement in statements:
                 cursor.execute(statement.sql, values if statement.named else statement.parameters(values))
         return
-    with pw.__exception_wrapper__:
+    with pw.__exception_wrapper__:  # type: ignore[attr-defined]  # in peewee, not in its stubs
         cursor = db.cursor()
         cursor.execute(begin_write(db))
         try:

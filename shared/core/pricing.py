@@ -125,7 +125,8 @@ class _Rates:
         scale = max(0, *(-r.as_tuple().exponent for r in rates))    # type: ignore[operator]
         if scale > 18:
             return None
-        return cls(*(int(r.scaleb(scale)) for r in rates), scale)
+        input_int, cached_int, output_int = (int(r.scaleb(scale)) for r in rates)
+        return cls(input_int, cached_int, output_int, scale)
 
     @classmethod
     def of_genai(cls, price) -> _Rates | None:
@@ -161,7 +162,7 @@ _FREE = _Rates(0, 0, 0, 0)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _price_data():
