@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shared.core.config import ConfigError, load_config
+from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, connect_database
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
@@ -20,7 +20,6 @@ from shared.reports import queries, render_json_csv
 from shared.reports.render_terminal import keys_table
 from shared.tools import cli_reports, demo, doctor, simulator
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable)
 
 
