@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -33,6 +34,8 @@ from shared.core.config_limits import (
     secret_setting,
     setting,
 )
+
+log = logging.getLogger("tokenpool.config")
 
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "TOKENPOOL_CONFIG"
@@ -171,7 +174,7 @@ class BudgetConfig:
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    host: str = setting("127.0.0.1", max_length=253, non_empty=True)
+    host: str = setting("127.0.0.1", max_length=253)   # "" or "0.0.0.0": every interface
     port: int = setting(8765, low=1, high=65_535)
     token: str = secret_setting("", max_length=1_000)
     refresh_seconds: int = setting(5, low=0, above=True, high=DAY)
@@ -229,7 +232,12 @@ def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[st
     if not path.exists():
         if required or explicit:
             raise ConfigError(f"{path}: config file not found (create one with `tokenpool init`)")
-        return _with_env_overrides(Config(), env)
+        config = _with_env_overrides(Config(), env)
+        where = "the database " + (f"at {DATABASE_ENV}" if env.get(DATABASE_ENV)
+                                   else f"in {Path(config.data_dir).resolve()}/")
+        log.warning("no config file: %s not found (name one with -c PATH or $%s; `tokenpool init` writes one); "
+                    "using the defaults, %s", path, CONFIG_ENV, where)
+        return config
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

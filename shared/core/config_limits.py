@@ -87,7 +87,7 @@ class Limit:
             if folded not in self.choices:
                 return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.non_empty and not value.strip():
-            return "not empty"
+            return "non-empty text"
         limit = self.max_length if self.max_length is not None else TEXT_MAX
         if len(value) > limit:
             return f"at most {limit:,} characters long (it is {len(value):,})"

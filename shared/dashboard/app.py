@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import errno
 import logging
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -201,12 +203,24 @@ def run_dashboard(config: Config) -> None:
     """Serve the dashboard until interrupted (refuses a non-loopback host without a token)."""
     check_bind(config)
     open_runtime(config, sync=False)
+    listening = _listen(config.dashboard.host, config.dashboard.port)   # before saying where it serves
     app = create_app(config)
     where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"
     print(f"tokenpool dashboard at {where} ({'token required' if config.dashboard.token else 'no token: loopback only'});"
           " Ctrl-C stops it", flush=True)
-    web.run_app(app, host=config.dashboard.host, port=config.dashboard.port, print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(app, sock=listening, print=None, access_log=None, handle_signals=True)
+
+
+class PortUnavailable(Exception):
+    """The dashboard's address cannot be listened on; the message says what to change."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        reason = "is in use (another dashboard?)" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise PortUnavailable(f"{host}:{port} {reason}: choose another with --port or [dashboard] port") from None
 
 
 def _url_host(host: str) -> str:

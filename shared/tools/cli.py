@@ -1,16 +1,14 @@
 """`tokenpool`: the admin CLI. Every command prints for people, or JSON with --json."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
+from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
-from shared.core.db import DatabaseUnavailable, connect_database
+from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
 from shared.core.startup import open_runtime
@@ -19,8 +17,9 @@ from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
 from shared.reports.render_terminal import keys_table
 from shared.tools import cli_reports, demo, doctor, simulator
+from shared.tools.terminal import show
 
-USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable)
+USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError)
 
 
 def cmd_init(args) -> int:
@@ -30,7 +29,10 @@ def cmd_init(args) -> int:
         return 1
     shutil.copyfile(EXAMPLE_CONFIG, target)
     target.chmod(0o600)
-    print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
+    if args.json:
+        print(json.dumps({"wrote": str(target)}))
+    else:
+        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
     return 0
 
 
@@ -54,7 +56,7 @@ def cmd_keys(args) -> int:
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
-        Console().print(keys_table(views))
+        show(keys_table(views))
     return 0
 
 
@@ -71,14 +73,17 @@ def _enable_key(label: str | None, as_json: bool) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenpool", description=__doc__)
-    parser.add_argument("--config", "-c", help="config file (default: $TOKENPOOL_CONFIG or ./config.toml)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def build_parser() -> Parser:
+    parser = Parser(prog="tokenpool", description=__doc__)
+    add_common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config_option = config_options()
 
-    def command(name, fn, help):
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    def command(name, fn, help, *, json=True):
+        """A sub-command; `json=False` for the ones with no machine-readable form (no --json offered)."""
+        sub = commands.add_parser(name, help=help, description=help, parents=[config_option])
+        if json:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.set_defaults(fn=fn)
         return sub
 
@@ -98,12 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:             # bare `tokenpool`: the list of commands
+        parser.print_help()
+        return 0
     setup_logging("WARNING")
     try:
         return args.fn(args)
     except USER_ERRORS as exc:
-        print(f"tokenpool: {exc}", file=sys.stderr)
+        hint = ("; is the database server running, and is [database] url (or $TOKENPOOL_DATABASE_URL) right?"
+                if isinstance(exc, DatabaseUnavailable) else "")
+        print(f"tokenpool: {exc}{hint}", file=sys.stderr)
         return 2
 
 

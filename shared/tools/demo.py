@@ -192,7 +192,8 @@ def cmd_demo(args) -> int:
 
 
 def register(command) -> None:
-    sub = command("demo", cmd_demo, "run the product offline: simulator, worker and two bots, then the reports")
+    sub = command("demo", cmd_demo, "run the product offline: simulator, worker and two bots, then the reports",
+                  json=False)
     sub.add_argument("--seconds", type=float, default=20.0, help="how long the bots chat (default 20)")
     sub.add_argument("--database", help="database URL (default: an SQLite file in a temporary folder)")
     sub.add_argument("--dir", help="folder for the database, logs and chart (default: a new temporary one)")

@@ -110,7 +110,7 @@ REFUSED = [
      "'keys[0].daily_token_limit' must be positive and at most 1,000,000,000,000,000"),
     ("[bot]\nname = \"" + "b" * 100 + "\"\n", "'bot.name' must be at most 64 characters long (it is 100)"),
     ('[[keys]]\napi_key = "sk-1"\nlabel = "' + "l" * 1000 + '"\n', "'keys[0].label' must be at most 100 characters"),
-    ('[bot]\nname = "  "\n', "'bot.name' must be not empty"),
+    ('[bot]\nname = "  "\n', "'bot.name' must be non-empty text"),
     ('[bot]\nname = "a\\u0000b"\n', "'bot.name' must be text without NUL characters"),
     ("[worker]\nname = \"" + "w" * 65 + "\"\n", "'worker.name' must be at most 64 characters"),
     ('[client]\ndefault_model = "' + "m" * 101 + '"\n', "'client.default_model' must be at most 100 characters"),
