@@ -41,6 +41,8 @@ DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "TOKENPOOL_CONFIG"
 DATABASE_ENV = "TOKENPOOL_DATABASE_URL"
 SESSION_STRING_ENV = "TOKENPOOL_SESSION_STRING"   # a Telegram session string, when no file is used
+API_ID_ENV = "TOKENPOOL_API_ID"                   # Telegram api_id / api_hash when [bot] has none
+API_HASH_ENV = "TOKENPOOL_API_HASH"
 # The commented example `tokenpool init` copies; shipped in the wheel (the top-level copy is checked equal).
 EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
 
@@ -347,8 +349,9 @@ def _convert(hint, value, path: str, key: str):
 # --- checks that span several keys ---------------------------------------------------------
 
 def _resolve_keys(config: Config, raw: dict, path: str, env) -> Config:
-    """Read each key's secret from its env var or inline value."""
-    resolved = []
+    """Read each key's secret from its env var or inline value; every variable that is not
+    set is named at once, not one per attempt."""
+    resolved, unset = [], []
     for i, key in enumerate(config.keys):
         where = f"keys[{i}]" + (f" ('{key.label}')" if key.label else "")
         if key.api_key and key.api_key_env:
@@ -356,14 +359,19 @@ def _resolve_keys(config: Config, raw: dict, path: str, env) -> Config:
         if key.api_key_env:
             secret = env.get(key.api_key_env, "")
             if not secret:
-                raise ConfigError(f"{path}: {where}: environment variable '{key.api_key_env}' "
-                                  "named by 'api_key_env' is not set")
+                unset.append((where, key.api_key_env))
         elif key.api_key:
             secret = key.api_key
         else:
             raise ConfigError(f"{path}: {where}: missing 'api_key_env' (or inline 'api_key')")
         label = key.label or f"key{i + 1}"
         resolved.append(dataclasses.replace(key, api_key=secret.strip(), label=label))
+    if len(unset) == 1:
+        where, name = unset[0]
+        raise ConfigError(f"{path}: {where}: environment variable '{name}' named by 'api_key_env' is not set")
+    if unset:
+        raise ConfigError(f"{path}: environment variables named by 'api_key_env' are not set: "
+                          + ", ".join(f"'{name}' ({where})" for where, name in unset))
     return dataclasses.replace(config, keys=resolved)
 
 
