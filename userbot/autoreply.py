@@ -149,7 +149,7 @@ class AutoReplier:
         lines = await self._blocking(self.store.context, msg.chat_id, settings.context_messages)
         result = await self.client.chat(build_prompt(settings.system_prompt, lines, msg),
                                         operation=OPERATION, model=settings.model or None,
-                                        chat_id=msg.chat_id, max_tokens=settings.max_output_tokens)
+                                        models=settings.models or None, chat_id=msg.chat_id, max_tokens=settings.max_output_tokens)
         return result.text
 
     async def _send(self, msg: IncomingMessage, pieces: list[str], transport: Transport,

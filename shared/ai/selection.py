@@ -143,16 +143,22 @@ class Selector:
             ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
         return [KeyRow(*row) for row in statement.rows()]
 
-    def pick(self, now: dt.datetime, exclude: set[int] = frozenset()) -> Pick:
-        """The first usable key not in `exclude` (transient database errors are retried)."""
-        return retrying(self._pick, now, exclude, what="choosing a key")
+    def pick(self, now: dt.datetime, exclude: set[int] = frozenset(), model: str | None = None) -> Pick:
+        """The first usable key not in `exclude` that serves `model` (None: any model);
+        transient database errors are retried."""
+        return retrying(self._pick, now, exclude, model, what="choosing a key")
 
-    def _pick(self, now: dt.datetime, exclude: set[int]) -> Pick:
+    def _pick(self, now: dt.datetime, exclude: set[int], model: str | None = None) -> Pick:
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
         self._note_mode(degraded=ranking is None)
         rows = self.held_rows()
+        if model is not None:
+            rows = [r for r in rows if self.keyring.get(r.id).serves(model)]
+            if not rows:
+                return Pick(None, degraded=ranking is None, generation=generation,
+                            reason=f"no key of this process serves the model {model!r} (see `models` of [[keys]])")
         usable = order_candidates(rows, ranking, exclude, now, self.low_threshold)
         if usable:
             return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation)

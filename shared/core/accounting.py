@@ -21,14 +21,16 @@ from shared.core import windows
 from shared.core.db import conflict_target, database, retrying, write_transaction
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from shared.core.pricing import Pricer
+from shared.core.usage import Usage
 
 
 class Outcome(str, enum.Enum):
     OK = "ok"
     RATE_LIMITED = "rate_limited"          # 429 rate_limit_exceeded: the key cools down
-    QUOTA_EXHAUSTED = "quota_exhausted"    # 429 insufficient_quota: the key is done for this window
-    INVALID_KEY = "invalid_key"            # 401: the key is unusable until re-enabled
-    BAD_REQUEST = "bad_request"            # 400/403/404/422: the request's fault, not the key's
+    QUOTA_EXHAUSTED = "quota_exhausted"    # insufficient_quota, budget_exceeded, 402: done for this window
+    INVALID_KEY = "invalid_key"            # 401/403: the key is unusable until re-enabled
+    MISCONFIGURED = "misconfigured"        # a JSON 404/405 at the endpoint: the key's base_url is wrong
+    BAD_REQUEST = "bad_request"            # 400/404/422: the request's fault, not the key's
     SERVER_ERROR = "server_error"          # 5xx
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
@@ -75,7 +77,12 @@ class CallRecord:
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.usage.total
+
+    @property
+    def usage(self) -> Usage:
+        """The token counts as one value, never negative (whatever the fields were set to)."""
+        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.reasoning_tokens)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,8 @@ class Recorded:
 def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
     """Record one call atomically. `anchor` is the key's window anchor (from its row)."""
     outcome = Outcome(call.outcome)
-    cost = pricer.cost_nanousd(call.model, call.input_tokens, call.cached_tokens, call.output_tokens)
+    usage = call.usage
+    cost = pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
     values = _slot_values(call, outcome, cost, windows.window_start(anchor, call.at))
     has_limits = call.rate_limits is not None
     db = database.obj
@@ -113,11 +121,12 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
 
 def _slot_values(call: CallRecord, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
     limits = call.rate_limits or RateLimitSnapshot()
+    usage = call.usage
     return {
         "call_id": call.call_id, "at": call.at, "day": call.at.date(), "key": call.key_id,
         "window_start": start, "bot": call.bot, "operation": call.operation, "model": call.model,
-        "input": call.input_tokens, "cached": call.cached_tokens, "output": call.output_tokens,
-        "reasoning": call.reasoning_tokens, "total": call.total_tokens, "cost": cost,
+        "input": usage.input, "cached": usage.cached, "output": usage.output,
+        "reasoning": usage.reasoning, "total": usage.total, "cost": max(0, cost),
         "duration": call.duration_ms, "outcome": outcome.value, "error_code": call.error_code[:100],
         "chat_id": call.chat_id, "estimated": call.estimated, "one": 1,
         "ok": int(outcome is Outcome.OK), "error": int(outcome in ERROR_OUTCOMES),
@@ -219,7 +228,7 @@ def _key_statement(outcome: Outcome, has_limits: bool):
         updates[ApiKey.cooldown_until] = pw.fn.COALESCE(_v("cooldown_until"), ApiKey.cooldown_until)
     elif outcome is Outcome.QUOTA_EXHAUSTED:
         updates[ApiKey.exhausted_window] = start
-    elif outcome is Outcome.INVALID_KEY:
+    elif outcome in (Outcome.INVALID_KEY, Outcome.MISCONFIGURED):
         updates[ApiKey.invalid] = _v("invalid")
         updates[ApiKey.invalid_reason] = _v("invalid_reason")
     if has_limits:

@@ -31,6 +31,7 @@ from shared.core.config_limits import (
     WORKER_NAME_MAX,
     YEAR_DAYS,
     limit_of,
+    list_setting,
     secret_setting,
     setting,
 )
@@ -67,6 +68,7 @@ class KeyConfig:
     base_url: str = setting("", max_length=BASE_URL_COLUMN)
     reset: str | None = setting(None, choices=RESET_MODES)
     enabled: bool = True
+    models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)   # model patterns it serves; empty: any
 
     @property
     def secret(self) -> str:
@@ -129,6 +131,7 @@ class BotConfig:
 class AutoReplyConfig:
     enabled: bool = True
     model: str = setting("", max_length=MODEL_COLUMN)       # empty: client.default_model
+    models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)   # a fallback chain; overrides `model`
     system_prompt: str = setting("You are a friendly assistant replying on the owner's behalf. Keep answers short.",
                                  max_length=20_000)
     context_messages: int = setting(12, low=0, high=1_000)
@@ -285,7 +288,9 @@ def _build(cls, data, path: str, where: str):
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{path}: unknown key '{_shown(dotted)}'{hint}")
         values[name] = _convert(hints[name], value, path, dotted)
-        problem = limit_of(fields[name]).problem(values[name]) if name in fields else None
+        limit = limit_of(fields[name])
+        items = values[name] if isinstance(values[name], list) else [values[name]]
+        problem = next((p for p in map(limit.problem, items) if p), None)
         if problem:
             shown = f", not {_shown(repr(value))}" if fields[name].repr else ""   # a secret is never shown
             raise ConfigError(f"{path}: '{_shown(dotted)}' must be {problem}{shown}")

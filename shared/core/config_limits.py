@@ -111,6 +111,11 @@ def secret_setting(default: str = "", **limit: Any) -> Any:
     return dataclasses.field(default=default, repr=False, metadata={LIMIT: Limit(**limit)})
 
 
+def list_setting(**limit: Any) -> Any:
+    """A list setting (empty by default) whose every item obeys the `Limit`."""
+    return dataclasses.field(default_factory=list, metadata={LIMIT: Limit(**limit)})
+
+
 def limit_of(field: dataclasses.Field) -> Limit:
     """The field's declared limit; a field without one gets the type-wide bounds only."""
     return field.metadata.get(LIMIT, Limit())

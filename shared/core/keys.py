@@ -6,6 +6,7 @@ own config; `KeyRing` is that map and the only place a secret lives at run time.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from shared.core.models import ApiKey, utcnow
 from shared.core.windows import anchor_for
 
 FINGERPRINT_LENGTH = 16
+MISCONFIGURED_PREFIX = "misconfigured"    # invalid_reason of a key whose base_url answered 404/405
 
 
 def fingerprint(secret: str) -> str:
@@ -39,9 +41,18 @@ class HeldKey:
     masked: str
     base_url: str
     secret: str
+    models: tuple[str, ...] = ()      # name patterns of the models it serves; empty: any
+
+    def serves(self, model: str) -> bool:
+        return serves(self.models, model)
 
     def __repr__(self) -> str:  # never show the secret
         return f"HeldKey({self.label!r}, {self.masked})"
+
+
+def serves(patterns: tuple[str, ...] | list[str], model: str) -> bool:
+    """Whether a model name matches one of `patterns` (shell-style, `gpt-4o*`); none: any model."""
+    return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 class KeyRing:
@@ -97,7 +108,10 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
     row = ApiKey.get(ApiKey.fingerprint == fp)
     if row.reset_mode != reset:
         fields.update(reset_mode=reset, window_anchor=anchor_for(reset, now))
+    if row.invalid and row.base_url != key.base_url and row.invalid_reason.startswith(MISCONFIGURED_PREFIX):
+        # The wrong base_url that made the key misconfigured has been corrected in config.
+        fields.update(invalid=False, invalid_reason="")
     if any(getattr(row, name) != value for name, value in fields.items()):
         ApiKey.update(**fields).where(ApiKey.id == row.id).execute()
     return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=fields["masked"],
-                   base_url=key.base_url, secret=key.secret)
+                   base_url=key.base_url, secret=key.secret, models=tuple(key.models))

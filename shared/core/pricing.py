@@ -50,18 +50,22 @@ class Pricer:
             return _override_cost(override, input_tokens, cached_tokens, output_tokens)
         if model in self._unknown:
             return None
-        usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
-                                   output_tokens=output_tokens)
         try:
-            return self._prices.calc_price(usage, model, provider_id="openai").total_price
-        except LookupError:
+            usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
+                                       output_tokens=output_tokens)
             try:
-                return self._prices.calc_price(usage, model).total_price
+                return self._prices.calc_price(usage, model, provider_id="openai").total_price
             except LookupError:
-                self._unknown.add(model)
-                log.warning("no price known for model %r: its calls are counted at $0 "
-                            "(add [pricing.overrides.%s] to config)", model, model)
-                return None
+                return self._prices.calc_price(usage, model).total_price
+        except LookupError:
+            self._unknown.add(model)
+            log.warning("no price known for model %r: its calls are counted at $0 "
+                        "(add [pricing.overrides.%s] to config)", model, model)
+            return None
+        except ValueError as exc:   # genai-prices refuses token counts it finds impossible
+            log.warning("cannot price %r with %d/%d/%d tokens: %s", model, input_tokens, cached_tokens,
+                        output_tokens, exc)
+            return None
 
 
 def _price_data():

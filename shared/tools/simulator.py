@@ -61,6 +61,10 @@ class Fault:
     insufficient_quota), `invalid` (401 invalid_api_key), `server_error` (`status`,
     default 500), `slow` (answer after `seconds`), `cut` (close the connection after
     `chunks` stream chunks; mid-body for a plain response).
+
+    Other OpenAI-compatible servers' dialects: `budget` (a proxy's 422 budget_exceeded),
+    `payment` (402 Payment Required), `bad_usage` (answer with impossible usage: `hint`
+    "negative", "absent" or "text"), `no_sse` (answer a stream request with one JSON body).
     """
     kind: str
     seconds: float = 1.0
@@ -97,8 +101,26 @@ class Fault:
     def cut(cls, chunks: int = 2) -> Fault:
         return cls("cut", chunks=chunks)
 
+    @classmethod
+    def budget(cls) -> Fault:
+        return cls("budget")
 
-FAULT_KINDS = ("ok", "rate_limit", "quota", "invalid", "server_error", "slow", "cut")
+    @classmethod
+    def payment(cls) -> Fault:
+        return cls("payment")
+
+    @classmethod
+    def bad_usage(cls, how: str = "negative") -> Fault:
+        return cls("bad_usage", hint=how)
+
+    @classmethod
+    def no_sse(cls) -> Fault:
+        return cls("no_sse")
+
+
+FAULT_KINDS = ("ok", "rate_limit", "quota", "invalid", "server_error", "slow", "cut", "budget", "payment",
+               "bad_usage", "no_sse")
+ANSWER_FAULTS = frozenset({"cut", "bad_usage", "no_sse"})     # faults in an answer, not instead of one
 
 
 def parse_fault(text: str) -> Fault:
@@ -115,6 +137,8 @@ def parse_fault(text: str) -> Fault:
             return Fault.cut(int(arg))
         if kind in ("rate_limit", "slow"):
             return Fault(kind, seconds=float(arg))
+        if kind == "bad_usage":
+            return Fault.bad_usage(arg)
     except ValueError:
         raise SimulatorError(f"fault '{text}': '{arg}' is not a number") from None
     raise SimulatorError(f"fault '{kind}' takes no argument")
@@ -128,6 +152,10 @@ class SimKey:
     allowance: int | None = None          # tokens until insufficient_quota; None: unlimited
     rpm: int = 5_000
     tpm: int = 2_000_000
+    rpd: int | None = None                # requests per UTC day (a free tier's limit); None: unlimited
+    models: tuple[str, ...] | None = None  # the models this key may use; None: all the server's
+    day: dt.date | None = None
+    requests_today: int = 0
     used: int = 0
     requests: int = 0                     # every request received with this key
     ok: int = 0                           # requests answered 200
@@ -163,12 +191,14 @@ class Simulator:
     # --- keys, faults and counts ------------------------------------------------------------
 
     def add_key(self, secret: str, *, label: str = "", allowance: int | None = None,
-                rpm: int | None = None, tpm: int | None = None) -> str:
-        """Register a key; returns its fingerprint."""
+                rpm: int | None = None, tpm: int | None = None, rpd: int | None = None,
+                models: tuple[str, ...] | None = None) -> str:
+        """Register a key; returns its fingerprint. `rpd`: requests per UTC day before 429;
+        `models`: the only models it may use (others answer 404 model_not_found)."""
         fp = fingerprint_of(secret)
         with self._lock:
-            self._keys[fp] = SimKey(fp, label=label, allowance=allowance,
-                                    rpm=rpm or self.rpm, tpm=tpm or self.tpm)
+            self._keys[fp] = SimKey(fp, label=label, allowance=allowance, rpm=rpm or self.rpm, tpm=tpm or self.tpm,
+                                    rpd=rpd, models=tuple(models) if models is not None else None)
         return fp
 
     def _key(self, key: str) -> SimKey:
@@ -224,6 +254,9 @@ class Simulator:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        # Any other path: the JSON 404/405 of the FastAPI-style servers (vLLM, LiteLLM) that a
+        # base_url with a wrong path reaches.
+        app.router.add_route("*", "/{path:.*}", _not_found)
         return app
 
     async def start(self) -> Simulator:
@@ -324,7 +357,7 @@ class Simulator:
             fault = None
         if fault is not None and fault.kind == "ok":
             fault = None
-        if fault is not None and fault.kind != "cut":
+        if fault is not None and fault.kind not in ANSWER_FAULTS:
             log.debug("key %s: serving fault %s", key.fingerprint, fault.kind)
             return _fault_response(fault, secret, key)
         try:
@@ -339,18 +372,26 @@ class Simulator:
         refusal = self._admit(key, body["model"], prompt_tokens)
         if refusal is not None:
             return refusal
+        bad_usage = fault.hint if fault is not None and fault.kind == "bad_usage" else None
+        no_sse = fault is not None and fault.kind == "no_sse"
+        fault = fault if fault is not None and fault.kind == "cut" else None
         if self.latency:
             await asyncio.sleep(self.latency)
         reply, finish = _reply(messages, _max_tokens(body))
         usage = self._usage(key, body["model"], messages, prompt_tokens, reply)
+        if bad_usage is not None:
+            usage = _impossible_usage(usage, bad_usage)
         headers = self._rate_headers(key)
         headers["x-request-id"] = "req_" + uuid.uuid4().hex
         headers["openai-processing-ms"] = str(int(self.latency * 1000) + 1)
-        if body.get("stream"):
+        if body.get("stream") and not no_sse:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(request, body["model"], reply, finish, usage, include_usage, headers,
                                       fault)
-        payload = json.dumps(_completion(body["model"], reply, finish, usage)).encode()
+        completion = _completion(body["model"], reply, finish, usage)
+        if usage is None:
+            del completion["usage"]
+        payload = json.dumps(completion).encode()
         if fault is not None:   # cut: a plain response that breaks off mid-body
             response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "application/json"})
             response.content_length = len(payload)
@@ -395,8 +436,16 @@ class Simulator:
         """Enforce the allowance and the per-minute limits; count the request in."""
         now = time.monotonic()
         with self._lock:
+            if key.models is not None and model not in key.models:
+                return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                              "invalid_request_error", "model_not_found")
             if key.allowance is not None and key.used >= key.allowance:
                 return _quota_response()
+            today = dt.datetime.now(dt.timezone.utc).date()
+            if key.day != today:
+                key.day, key.requests_today = today, 0
+            if key.rpd is not None and key.requests_today >= key.rpd:
+                return _requests_per_day_response(key.rpd)
             while key.recent and key.recent[0][0] <= now - MINUTE:
                 key.recent.popleft()
             requests = len(key.recent)
@@ -413,6 +462,7 @@ class Simulator:
                 return _error(429, message, "requests" if requests >= key.rpm else "tokens",
                               "rate_limit_exceeded", headers=headers)
             key.recent.append((now, prompt_tokens))
+            key.requests_today += 1
         return None
 
     def _usage(self, key: SimKey, model: str, messages: list, prompt_tokens: int, reply: str) -> dict:
@@ -518,7 +568,35 @@ def _quota_response() -> web.Response:
                   "insufficient_quota", "insufficient_quota")
 
 
+def _requests_per_day_response(limit: int) -> web.Response:
+    """A free tier's daily request limit, as Gemini's OpenAI-compatible endpoint words it."""
+    return _error(429, "You exceeded your current quota, please check your plan and billing details. Quota "
+                       f"exceeded for metric: generate_requests_per_model_per_day, limit: {limit}",
+                  "RESOURCE_EXHAUSTED", "429")
+
+
+def _impossible_usage(usage: dict, how: str) -> dict | None:
+    """Usage numbers real servers were seen to send: negative, absent, or not numbers at all."""
+    if how == "absent":
+        return None
+    if how == "text":
+        return {**usage, "prompt_tokens": "many", "completion_tokens": "12"}
+    return {**usage, "prompt_tokens": -6_839_766, "total_tokens": usage["completion_tokens"] - 6_839_766}
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    status = 405 if request.path == "/v1/chat/completions" else 404
+    return web.json_response({"detail": "Method Not Allowed" if status == 405 else "Not Found"}, status=status)
+
+
 def _fault_response(fault: Fault, secret: str, key: SimKey) -> web.Response:
+    if fault.kind == "budget":
+        # A proxy's (LiteLLM's) spend limit: its error type names the case; its code repeats the status.
+        return _error(422, "Budget has been exceeded! Current cost: 10.02, Max budget: 10.0", "budget_exceeded",
+                      "422")
+    if fault.kind == "payment":
+        return web.json_response({"error": {"message": "Insufficient credits. Add more using "
+                                                       "https://example.invalid/credits", "code": 402}}, status=402)
     if fault.kind == "quota":
         return _quota_response()
     if fault.kind == "invalid":

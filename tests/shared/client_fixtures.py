@@ -23,10 +23,13 @@ def secret(i: int) -> str:
 
 
 def sim_config(sim: Simulator, url: str, n: int = 3, *, limit: int = 1_000_000, client: dict | None = None,
-               base_urls: dict[int, str] | None = None, **sections) -> Config:
-    """A config of `n` keys (k1..kn) whose base_url is the simulator, registered with it."""
+               base_urls: dict[int, str] | None = None, key_settings: dict[int, dict] | None = None,
+               **sections) -> Config:
+    """A config of `n` keys (k1..kn) whose base_url is the simulator, registered with it.
+    `key_settings` adds settings to some keys (by number), e.g. {2: {"models": ["llama-*"]}}."""
     keys = [{"label": f"k{i}", "api_key": secret(i), "daily_token_limit": limit,
-             "base_url": (base_urls or {}).get(i, sim.base_url)} for i in range(1, n + 1)]
+             "base_url": (base_urls or {}).get(i, sim.base_url), **(key_settings or {}).get(i, {})}
+            for i in range(1, n + 1)]
     config = make_config(keys, url=url, client={**FAST_CLIENT, **(client or {})}, **sections)
     for key in config.keys:
         sim.add_key(key.secret, label=key.label)

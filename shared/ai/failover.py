@@ -1,0 +1,310 @@
+"""The failover loop: pick a key, send, classify, record, move on (DESIGN invariants 4, 12).
+
+The loop knows nothing of a provider's dialect: the `Dialect` sends and classifies, the
+loop acts on the neutral `Failure`:
+
+- RATE_LIMITED: the key cools down until the headers say (else exponential backoff);
+  next key at once.
+- QUOTA_EXHAUSTED: the key is exhausted for its window; next key at once.
+- INVALID_KEY / MISCONFIGURED: the key is unusable until fixed (the worker alerts once,
+  `doctor` names it); next key at once.
+- BAD_REQUEST: the request's fault; raised as `RequestRejected` without rotation, unless
+  it says the key does not serve the model: then the next key (another provider) is tried.
+- SERVER_ERROR, TIMEOUT, CONNECTION_ERROR: retried on the same key with backoff, then the
+  next key. A timeout after sending is recorded with an estimated prompt charge.
+
+Each model of the request's chain is tried in turn: when no key can serve the first, the
+next is used. At most `client.max_attempts` keys are tried per model. Every attempt is
+recorded through the Accountant with the model actually used; the steps are kept on the
+request for `tokenpool ask`.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
+from shared.ai.errors import NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.selection import Pick, Selector
+from shared.ai.token_estimates import estimate_text_tokens
+from shared.core.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot, Recorded
+from shared.core.config import Config
+from shared.core.keys import HeldKey, KeyRing
+from shared.core.models import utcnow
+from shared.core.pricing import format_usd, nano_to_usd
+from shared.core.usage import NO_USAGE, Usage
+from shared.core.windows import format_duration
+from shared.core.worker_nudge import notify_worker
+
+log = logging.getLogger("tokenpool.client")
+calls_log = logging.getLogger("tokenpool.calls")
+
+MAX_COOLDOWN = dt.timedelta(minutes=10)   # cap of the exponential cooldown (headers may say longer)
+ROTATING = frozenset({Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.INVALID_KEY, Outcome.MISCONFIGURED})
+RETRYING = frozenset({Outcome.SERVER_ERROR, Outcome.TIMEOUT, Outcome.CONNECTION_ERROR})
+
+
+@dataclass(frozen=True)
+class Step:
+    """One attempt of a request, as `tokenpool ask` shows it."""
+    key_label: str
+    model: str
+    outcome: str
+    error_code: str = ""
+
+
+@dataclass
+class Request:
+    """One logical call: what the caller asked for, and what its attempts did."""
+    messages: list
+    operation: str
+    models: tuple[str, ...]        # the fallback chain, first choice first
+    chat_id: int | None
+    params: dict
+    stream: bool = False
+    prompt_estimate: int = 0
+    steps: list[Step] = field(default_factory=list)
+
+
+@dataclass
+class Attempt:
+    """A request accepted by one key: the key, the model, when it went out, the reply."""
+    key: HeldKey
+    model: str
+    at: dt.datetime
+    started: float
+    sent: Sent | None = None
+    answer: Answer | None = None     # None for a stream until it ends
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a finished attempt was recorded as."""
+    usage: Usage
+    estimated: bool
+    duration_ms: int
+    recorded: Recorded
+
+
+class Failover:
+    """Sends requests across the key pool through one dialect; see the module docstring."""
+
+    def __init__(self, config: Config, keyring: KeyRing, accountant: Accountant, dialect: Dialect):
+        self.config = config
+        self.keyring = keyring
+        self.accountant = accountant
+        self.dialect = dialect
+        self.selector = Selector(config, keyring)
+        self._rate_hits: dict[int, int] = {}     # consecutive 429s per key, for the backoff
+        # Keys whose 429/401 is being recorded right now: concurrent requests skip them at once,
+        # rather than picking them from rows that do not show the failure yet.
+        self._failing: collections.Counter = collections.Counter()
+
+    async def send(self, request: Request) -> Attempt:
+        """The first attempt some key accepts, trying each model of the chain in turn.
+        Non-streamed answers are read here, so an unreadable one fails over too."""
+        errors: list[NoKeyAvailable | RequestRejected] = []
+        for i, model in enumerate(request.models):
+            try:
+                return await self._send_model(request, model)
+            except NoKeyAvailable as exc:
+                errors.append(exc)
+            except RequestRejected as exc:
+                if not exc.model_unserved:
+                    raise
+                errors.append(exc)
+            if i + 1 < len(request.models):
+                log.info("%s: no key can serve %s now (%s); falling back to %s", request.operation, model,
+                         errors[-1], request.models[i + 1])
+        raise _combined(request.models, errors)
+
+    def stream(self, attempt: Attempt) -> AsyncIterator[str | Answer]:
+        """The text deltas of a streamed attempt, then its Answer (see Dialect.stream)."""
+        return self.dialect.stream(attempt.sent)
+
+    async def settle(self, request: Request, attempt: Attempt, answer: Answer, *, outcome: Outcome = Outcome.OK,
+                     error_code: str = "") -> Settled:
+        """Record a finished attempt with the answer's usage, or an estimate when it has none
+        that can be believed (flagged `estimated`, with the reason in error_code)."""
+        duration_ms = _ms_since(attempt.started)
+        usage, estimated = answer.usage, answer.usage is None
+        if usage is None:
+            usage = Usage(request.prompt_estimate, 0, estimate_text_tokens(answer.text), 0)
+        if answer.usage_problem and not error_code:
+            error_code = answer.usage_problem
+        headers = attempt.sent.headers if attempt.sent is not None else {}
+        recorded = await self.record(request, attempt, outcome, usage=usage, estimated=estimated,
+                                     error_code=error_code, duration_ms=duration_ms,
+                                     rate_limits=self.dialect.rate_limits(headers, attempt.at))
+        if outcome is Outcome.OK:
+            self._rate_hits.pop(attempt.key.id, None)
+        return Settled(usage, estimated, duration_ms, recorded)
+
+    async def record(self, request: Request, attempt: Attempt, outcome: Outcome, *, usage: Usage = NO_USAGE,
+                     estimated: bool = False, error_code: str = "", cooldown_until: dt.datetime | None = None,
+                     rate_limits: RateLimitSnapshot | None = None, duration_ms: int | None = None) -> Recorded:
+        if duration_ms is None:
+            duration_ms = _ms_since(attempt.started)
+        call = CallRecord(key_id=attempt.key.id, bot=self.config.bot.name, operation=request.operation,
+                          model=attempt.model, outcome=outcome, input_tokens=usage.input,
+                          cached_tokens=usage.cached, output_tokens=usage.output, reasoning_tokens=usage.reasoning,
+                          duration_ms=duration_ms, error_code=error_code, chat_id=request.chat_id,
+                          estimated=estimated, at=attempt.at, cooldown_until=cooldown_until,
+                          rate_limits=rate_limits)
+        recorded = await self.accountant.arecord(call)
+        request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
+        _log_call(call, attempt.key, recorded.cost_nanousd)
+        return recorded
+
+    # --- one model ------------------------------------------------------------------------------
+
+    async def _send_model(self, request: Request, model: str) -> Attempt:
+        """Send to one key after another until one answers; record every failure."""
+        tried: set[int] = set()
+        last: Failure | None = None
+        for _ in range(self.config.client.max_attempts):
+            pick = await self._pick(model, tried)
+            if pick.key is None:
+                raise _no_key_error(pick, last)
+            key = pick.key
+            tried.add(key.id)
+            for retry in range(self.config.client.server_error_retries + 1):
+                if retry:
+                    await asyncio.sleep(self.config.client.retry_backoff_seconds * 2 ** (retry - 1))
+                    if not await self.accountant.run(self.selector.still_usable, key.id, utcnow()):
+                        break
+                attempt, failure = await self._attempt(request, key, model)
+                if failure is None:
+                    return attempt
+                last = failure
+                if failure.outcome not in RETRYING:
+                    break
+            if last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
+                raise RequestRejected(last.message, last.status or 0, last.error_code)
+        pick = await self._pick(model, tried)
+        raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
+                                                                             "none answered"), last)
+
+    async def _pick(self, model: str, tried: set[int]) -> Pick:
+        """The next key for `model`: not tried yet, not blocked here, usable by its row."""
+        while True:
+            pick = await self.accountant.run(self.selector.pick, utcnow(), tried | set(self._failing), model)
+            # A failure may have come in while the pick waited its turn on the accounting thread.
+            # (Picks and records share that thread in order, so once a failure's record is done,
+            # every later pick reads the row that shows it.)
+            if pick.key is None or pick.key.id not in self._failing:
+                return pick
+
+    async def _attempt(self, request: Request, key: HeldKey, model: str) -> tuple[Attempt | None, Failure | None]:
+        attempt = Attempt(key, model, utcnow(), time.perf_counter())
+        try:
+            attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
+                                                   stream=request.stream)
+            if not request.stream:
+                attempt.answer = await self.dialect.answer(attempt.sent)
+        except ProviderFailure as exc:
+            failure = exc.failure
+        except asyncio.CancelledError:
+            # The caller gave up mid-request; the provider may have billed the prompt.
+            await asyncio.shield(self.record(request, attempt, Outcome.INTERRUPTED,
+                                             usage=Usage(request.prompt_estimate), estimated=True,
+                                             error_code="cancelled"))
+            raise
+        else:
+            return attempt, None
+        await self._record_failure(request, attempt, failure)
+        return None, failure
+
+    async def _record_failure(self, request: Request, attempt: Attempt, failure: Failure) -> None:
+        key, headers = attempt.key, failure.headers
+        cooldown = None
+        if failure.outcome is Outcome.RATE_LIMITED:
+            cooldown = self.dialect.cooldown_ends_at(headers, attempt.at) or self._backoff_cooldown(key.id,
+                                                                                                    attempt.at)
+            self._rate_hits[key.id] = self._rate_hits.get(key.id, 0) + 1
+        rotating = failure.outcome in ROTATING
+        if rotating:
+            self._failing[key.id] += 1
+        try:
+            await self.record(request, attempt, failure.outcome,
+                              usage=Usage(request.prompt_estimate) if failure.charged else NO_USAGE,
+                              estimated=failure.charged, error_code=failure.error_code, cooldown_until=cooldown,
+                              rate_limits=self.dialect.rate_limits(headers, attempt.at))
+            if rotating:
+                await self._wake_worker()
+        finally:
+            if rotating:
+                self._failing[key.id] -= 1
+                if self._failing[key.id] <= 0:
+                    del self._failing[key.id]
+
+    async def _wake_worker(self) -> None:
+        """The key's state changed: let the worker re-rank now, not at its next tick."""
+        try:
+            await self.accountant.run(notify_worker)
+        except Exception as exc:  # a wake-up is an optimisation; the tick catches up anyway
+            log.debug("could not wake the worker: %s", exc)
+
+    def _backoff_cooldown(self, key_id: int, at: dt.datetime) -> dt.datetime:
+        hits = self._rate_hits.get(key_id, 0)
+        seconds = self.config.client.rate_limit_cooldown_seconds * 2 ** min(hits, 16)
+        return at + min(dt.timedelta(seconds=seconds), MAX_COOLDOWN)
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+def _no_key_error(pick: Pick, last: Failure | None) -> NoKeyAvailable | RequestRejected:
+    if last is not None and last.other_keys_may_serve:
+        return RequestRejected(last.message, last.status or 0, last.error_code, model_unserved=True)
+    if last is not None and last.outcome in RETRYING:
+        return ProviderUnavailable(f"The AI service is not answering right now ({last.error_code}); "
+                                   "try again later.", pick.frees_up_at)
+    message = f"No API key can take this call now: {pick.reason}."
+    if pick.frees_up_at is not None:
+        wait = format_duration(pick.frees_up_at - utcnow())
+        message += f" The first one frees up in {wait} (at {pick.frees_up_at:%H:%M} UTC)."
+    return NoKeyAvailable(message, pick.frees_up_at)
+
+
+def _combined(models: tuple[str, ...], errors: list) -> Exception:
+    """One error for a chain whose every model failed: the first model's, unless a later one
+    says more (a key that will free up)."""
+    if len(errors) == 1:
+        return errors[0]
+    waits = [e.frees_up_at for e in errors if isinstance(e, NoKeyAvailable) and e.frees_up_at is not None]
+    first = errors[0]
+    detail = "; ".join(f"{m}: {e}" for m, e in zip(models, errors))
+    if isinstance(first, RequestRejected):
+        return RequestRejected(f"No model of the chain could be served. {detail}", first.status, first.code,
+                               model_unserved=True)
+    kind = ProviderUnavailable if all(isinstance(e, ProviderUnavailable) for e in errors) else NoKeyAvailable
+    return kind(f"No model of the chain could be served now. {detail}", min(waits) if waits else None)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _log_call(call: CallRecord, key: HeldKey, cost_nanousd: int) -> None:
+    """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome` (seed 003)."""
+    if not calls_log.isEnabledFor(logging.INFO):
+        return
+    approx = "~" if call.estimated else ""
+    outcome = call.outcome.value + (f": {call.error_code}" if call.error_code else "")
+    level = logging.INFO if call.outcome in (Outcome.OK, Outcome.INTERRUPTED) else logging.WARNING
+    calls_log.log(level, "%s | %s | %s %s | in %s%d (cached %d) out %s%d | %s | %d ms | %s",
+                  call.operation, call.model, key.label, key.masked, approx, call.input_tokens,
+                  call.cached_tokens, approx, call.output_tokens, _call_cost(cost_nanousd), call.duration_ms,
+                  outcome)
+
+
+def _call_cost(nano: int) -> str:
+    """One call's cost: cents are too coarse for a single call, so small sums get 6 decimals."""
+    if nano >= 10_000_000:
+        return format_usd(nano)
+    return f"${nano_to_usd(nano):.6f}"
