@@ -251,6 +251,14 @@ def day_totals(start: dt.date, end: dt.date, *, key_id: int | None = None) -> To
     return _totals(query.dicts().get())
 
 
+def first_usage_day() -> dt.date | None:
+    """The first UTC day with any recorded usage (None on an empty database)."""
+    day = DailyRollup.select(pw.fn.MIN(DailyRollup.day)).scalar()
+    if day is None or isinstance(day, dt.date):
+        return day
+    return dt.date.fromisoformat(str(day)[:10])       # SQLite hands back text
+
+
 def key_day_totals(start: dt.date, end: dt.date) -> dict[int, Totals]:
     """Sums over the UTC days start..end, by key id (keys without rollups are left out)."""
     query = (DailyRollup.select(DailyRollup.key.alias("key_id"), *_sums(DailyRollup))

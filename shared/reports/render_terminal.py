@@ -188,7 +188,7 @@ def budget_view(report: BudgetReport) -> Group:
     p = report.projection
     pace = _table("Pace (UTC days)", [("", "left"), ("tokens", "right"), ("cost", "right")])
     for name, amount in (("today so far", p.day_so_far), ("today, projected", p.day_projected),
-                         ("7-day average per day", p.week_daily_average),
+                         ("daily pace (last 7 days and today)", p.week_daily_average),
                          ("month so far", p.month_so_far), ("month, projected", p.month_projected)):
         pace.add_row(name, f"{amount.tokens:,}", format_usd(amount.cost_nanousd))
     if not report.checks:

@@ -1,6 +1,7 @@
 """`tokenpool`: the admin CLI. Every command prints for people, or JSON with --json."""
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 import sys
@@ -11,6 +12,7 @@ from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
+from shared.core.status import Status
 from shared.core.startup import open_runtime
 from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
@@ -50,9 +52,10 @@ def cmd_migrate(args) -> int:
 
 def cmd_keys(args) -> int:
     runtime = open_runtime(config_path=args.config)
-    if args.action == "enable":
-        return _enable_key(args.label, args.json)
-    views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
+    low = runtime.config.pool.low_threshold
+    if args.action in ("enable", "disable"):
+        return _switch_key(args.action, args.label, low, args.json)
+    views = queries.key_views(utcnow(), low, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
@@ -60,16 +63,35 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def _enable_key(label: str | None, as_json: bool) -> int:
+# What `keys enable` clears: an operator's disable, a key marked invalid, a cooldown.
+BLOCKED = (Status.DISABLED, Status.INVALID, Status.RATE_LIMITED)
+
+
+def _switch_key(action: str, label: str | None, low_threshold: int, as_json: bool) -> int:
+    """`keys enable|disable LABEL`: say what changed, and say so when nothing needed to."""
     if not label:
-        print("usage: tokenpool keys enable LABEL", file=sys.stderr)
+        print(f"usage: tokenpool keys {action} LABEL", file=sys.stderr)
         return 2
-    changed = (ApiKey.update(invalid=False, invalid_reason="", cooldown_until=None)
-               .where(ApiKey.label == label).execute())
-    if not changed:
-        print(f"no key labelled '{label}'", file=sys.stderr)
+    now = utcnow()
+    view = next((v for v in queries.key_views(now, low_threshold, include_removed=True) if v.label == label), None)
+    if view is None:
+        labels = [v.label for v in queries.key_views(now, low_threshold)]
+        close = difflib.get_close_matches(label, labels, n=1)
+        print(f"no key labelled '{label}'" + (f"; did you mean '{close[0]}'?" if close else ""), file=sys.stderr)
         return 1
-    print(json.dumps({"enabled": label}) if as_json else f"key '{label}' re-enabled")
+    before = view.status.value
+    if action == "disable":
+        changed = view.status is not Status.DISABLED
+        ApiKey.update(disabled=True).where(ApiKey.label == label).execute()
+        text = (f"key '{label}' disabled (was {before}): no bot sends it requests until `tokenpool keys enable "
+                f"{label}`" if changed else f"key '{label}' was already disabled; nothing changed")
+    else:
+        changed = view.status in BLOCKED
+        ApiKey.update(disabled=False, invalid=False, invalid_reason="", cooldown_until=None).where(
+            ApiKey.label == label).execute()
+        text = (f"key '{label}' enabled (was {before}{': ' + view.invalid_reason if view.invalid_reason else ''})"
+                if changed else f"key '{label}' was not disabled, invalid or cooling down ({before}); nothing changed")
+    print(json.dumps({"key": label, "action": action, "was": before, "changed": changed}) if as_json else text)
     return 0
 
 
@@ -90,9 +112,10 @@ def build_parser() -> Parser:
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
     command("migrate", cmd_migrate, "apply pending database migrations")
-    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; re-enable a key")
-    sub.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
-    sub.add_argument("label", nargs="?", help="the key's label (for enable)")
+    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; enable or disable a key")
+    sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list",
+                     help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")
+    sub.add_argument("label", nargs="?", help="the key's label (for enable / disable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
     cli_reports.register(command)
     dashboard_command.register(command)

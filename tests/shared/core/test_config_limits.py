@@ -83,6 +83,8 @@ def test_every_setting_declares_its_limits():
             missing.append(f"{name}: needs low= and high=")
         elif kind is str and not limit.choices and limit.max_length is None:
             missing.append(f"{name}: needs max_length= or choices=")
+        elif typing.get_origin(kind) is list and limit.max_length is None and limit.high is None:
+            missing.append(f"{name}: needs list_setting(max_length=...) (or high=)")
     assert not missing, "settings without declared limits (see shared/core/config_limits.py):\n" + "\n".join(missing)
 
 
