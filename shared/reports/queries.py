@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import peewee as pw
 
-from shared.core.liveness import is_alive
+from shared.core.liveness import is_alive, is_stopped
 from shared.core.models import (
     ApiKey,
     ChatRollup,
@@ -117,6 +117,11 @@ class ProcessHealth:
     last_seen: dt.datetime
     alive: bool
     since_seen: dt.timedelta
+    stopped: bool = False           # stopped cleanly: neither up nor down
+
+    @property
+    def state(self) -> str:
+        return "up" if self.alive else "stopped" if self.stopped else "down"
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,8 @@ def process_health(now: dt.datetime, stale_after: dt.timedelta = HEALTH_STALE_AF
     rows = Heartbeat.select().order_by(Heartbeat.kind.desc(), Heartbeat.name)
     return [ProcessHealth(kind=h.kind, name=h.name, host=h.host, pid=h.pid, started_at=h.started_at,
                           last_seen=h.last_seen, alive=is_alive(h, now, stale_after),
-                          since_seen=max(dt.timedelta(0), now - h.last_seen)) for h in rows]
+                          since_seen=max(dt.timedelta(0), now - h.last_seen), stopped=is_stopped(h))
+            for h in rows]
 
 
 # --- sums over the daily rollups -----------------------------------------------------------------

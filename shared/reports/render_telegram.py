@@ -116,7 +116,9 @@ def _health_lines(processes: list[ProcessHealth]) -> list[str]:
     lines = []
     for p in processes:
         icon = "⚙️" if p.kind == "worker" else "🤖"
-        state = f"🟢 seen {ago(p.since_seen)} ago" if p.alive else f"🔴 down, last seen {ago(p.since_seen)} ago"
+        state = (f"🟢 seen {ago(p.since_seen)} ago" if p.alive
+                 else f"⚪ stopped {ago(p.since_seen)} ago" if p.stopped
+                 else f"🔴 down, last seen {ago(p.since_seen)} ago")
         lines.append(f"{icon} {escape(p.kind)} <code>{escape(p.name)}</code>: {state}")
     return lines
 

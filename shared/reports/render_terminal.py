@@ -113,7 +113,7 @@ def health_table(processes: list[ProcessHealth]) -> Table:
     table = _table("Processes", [("kind", "left"), ("name", "left"), ("host", "left"), ("pid", "right"),
                                  ("state", "left"), ("last seen", "right")], drop_order=("pid", "host"))
     for p in processes:
-        state = "[green]up[/]" if p.alive else "[bold red]down[/]"
+        state = {"up": "[green]up[/]", "stopped": "[dim]stopped[/]", "down": "[bold red]down[/]"}[p.state]
         table.add_row(p.kind, Text(p.name), Text(p.host), str(p.pid), state, f"{ago(p.since_seen)} ago")
     return table
 

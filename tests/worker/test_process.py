@@ -177,6 +177,7 @@ def test_sigterm_finishes_the_tick_exits_0_promptly_and_releases_the_lease(share
     db.close()
     released = lease()
     assert (released.holder, released.expires_at) == ("", None)
+    assert Heartbeat.get_or_none(Heartbeat.name == worker.holder) is None   # not shown green for a minute
     log = worker.output.splitlines()
     assert log and all(line.startswith("<") for line in log)                # journald priorities
     assert any(line.startswith("<6>tokenpool.worker: released the lease") for line in log)
@@ -205,6 +206,7 @@ def test_once_runs_one_tick_and_exits(shared_db, tmp_path):
     db.close()
     assert len(rankings()) == 1 and len(rankings()[0]) == 3
     assert lease().holder == ""
+    assert Heartbeat.select().count() == 0          # a host:pid run leaves no permanent DOWN row
 
 
 def test_bad_config_exits_with_a_message_naming_the_key(tmp_path):

@@ -14,6 +14,7 @@
     status: (v) => STATUS_CLASS[v] || "off",
     outcome: (v) => OUTCOME_CLASS[v] || "bad",
     alive: (v) => (v ? "up" : "down"),
+    state: (v) => (v === "up" || v === "stopped" ? v : "down"),
   };
 
   function duration(seconds) {
@@ -38,6 +39,7 @@
     clock: (v) => (v ? String(v).slice(11, 19) : "never"),
     when: (v) => (v ? String(v).slice(5, 10) + " " + String(v).slice(11, 16) : "never"),
     updown: (v) => (v ? "up" : "DOWN"),
+    state: (v) => (v === "down" ? "DOWN" : String(v)),
     text: (v) => (v == null ? "" : String(v)),
   };
 
