@@ -130,6 +130,13 @@ def text_param(request: web.Request, name: str, default: str) -> str:
     return raw
 
 
+def choice_param(request: web.Request, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = text_param(request, name, default)
+    if raw not in choices:
+        raise BadParameter(f"{name} must be one of {', '.join(choices)}, not {raw[:40]!r}")
+    return raw
+
+
 # --- pages ---------------------------------------------------------------------------------------
 
 async def page(request: web.Request) -> web.Response:
@@ -192,8 +199,10 @@ async def api_usage(request: web.Request) -> web.Response:
 
 async def chart_png(request: web.Request) -> web.Response:
     days = int_param(request, "days", payloads.CHART_DAYS, 2, payloads.MAX_CHART_DAYS)
+    metric = choice_param(request, "metric", "tokens", ("tokens", "cost"))
+    size = choice_param(request, "size", "wide", ("wide", "phone"))
     now = request.app[CLOCK_KEY]()
-    png = await _on_db(request, payloads.chart_png, now, days)
+    png = await _on_db(request, payloads.chart_png, now, days, metric, size == "phone")
     return web.Response(body=png, content_type="image/png")
 
 

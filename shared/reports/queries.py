@@ -375,16 +375,24 @@ def _day_text(value) -> str:
 
 def daily_tokens_by_key(now: dt.datetime, days: int) -> tuple[list[dt.date], dict[int, list[int]]]:
     """Tokens per UTC day and key over the last `days` days (oldest first), for charts."""
+    return daily_by_key(now, days, DailyRollup.total_tokens)
+
+
+def daily_cost_by_key(now: dt.datetime, days: int) -> tuple[list[dt.date], dict[int, list[int]]]:
+    """Cost (nano-USD) per UTC day and key over the last `days` days (oldest first), for charts."""
+    return daily_by_key(now, days, DailyRollup.cost_nanousd)
+
+
+def daily_by_key(now: dt.datetime, days: int, column) -> tuple[list[dt.date], dict[int, list[int]]]:
     end = utc_day(now)
     start = end - dt.timedelta(days=days - 1)
     series_days = [start + dt.timedelta(days=i) for i in range(days)]
     index = {day.isoformat(): i for i, day in enumerate(series_days)}
-    query = (DailyRollup.select(DailyRollup.day, DailyRollup.key.alias("key_id"),
-                                pw.fn.SUM(DailyRollup.total_tokens).alias("tokens"))
+    query = (DailyRollup.select(DailyRollup.day, DailyRollup.key.alias("key_id"), pw.fn.SUM(column).alias("amount"))
              .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.day, DailyRollup.key))
     series: dict[int, list[int]] = {}
     for row in query.dicts():
-        series.setdefault(row["key_id"], [0] * days)[index[_day_text(row["day"])]] = int(row["tokens"])
+        series.setdefault(row["key_id"], [0] * days)[index[_day_text(row["day"])]] = int(row["amount"] or 0)
     return series_days, series
 
 

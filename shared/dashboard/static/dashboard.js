@@ -144,8 +144,13 @@
       syncItems("calls", recent, (c) => "call:" + c.id);
       if (Date.now() - lastChart >= chartEveryMs) {
         lastChart = Date.now();
-        const chart = document.getElementById("chart-img");
-        if (chart) chart.src = "/chart.png?days=30&t=" + lastChart;
+        // Both charts, in both sizes (the <source> a phone uses and the <img> fallback).
+        document.querySelectorAll("picture source[srcset], picture img").forEach((el) => {
+          const attr = el.tagName === "SOURCE" ? "srcset" : "src";
+          const url = new URL(el.getAttribute(attr), window.location.href);
+          url.searchParams.set("t", String(lastChart));
+          el.setAttribute(attr, url.pathname + url.search);
+        });
       }
       body.dataset.refreshes = String(Number(body.dataset.refreshes || "0") + 1);
       if (state) { state.textContent = "· live"; state.className = "refresh-state live"; }

@@ -144,3 +144,48 @@ def test_login_in_the_browser(browser, sqlite_db, sqlite_url):
         # The one refused login is the only console message (a 401 is logged by the browser).
         problems = [entry["message"] for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
         assert all("/login" in message and "401" in message for message in problems), problems
+
+
+def test_phone_and_desktop_layouts_and_their_screenshots(browser, sqlite_db, sqlite_url):
+    """A phone (390 px): keys first, nothing wider than the screen (tables scroll inside
+    their box), the chart in its phone size. Screenshots of both widths go to tests/artifacts."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config = build_dashboard_fixture(sqlite_url, refresh_seconds=60)
+    ARTIFACTS.mkdir(exist_ok=True)
+    charts_loaded = ("return Array.from(document.querySelectorAll('picture img'))"
+                     ".every(i => i.complete && i.naturalWidth > 0);")
+    with ServerThread(create_app(config, clock=lambda: NOW)) as url:
+        browser.set_window_size(1440, 2600)
+        browser.get(url)
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script(charts_loaded))
+        assert "size=phone" not in browser.execute_script("return document.getElementById('chart-img').currentSrc;")
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-desktop.png"))
+        for section in ("chart", "cost"):
+            element = browser.find_element(By.ID, section)
+            browser.execute_script("arguments[0].scrollIntoView();", element)
+            element.screenshot(str(ARTIFACTS / f"dashboard-desktop-{section}.png"))
+
+        browser.set_window_size(390, 844)
+        browser.get(url)
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script(charts_loaded))
+        width = browser.execute_script("return window.innerWidth;")
+        assert browser.execute_script("return document.documentElement.scrollWidth;") <= width
+        top = {section: browser.find_element(By.ID, section).location["y"] for section in ("keys", "summary", "calls")}
+        assert top["keys"] < top["summary"] and top["keys"] < top["calls"]
+        assert top["keys"] < 844                                   # on the first screen
+        first_key = browser.find_element(By.CSS_SELECTOR, '[data-items="keys"] > article.key')
+        assert first_key.location["y"] < 844 and first_key.size["width"] <= width
+        assert "size=phone" in browser.execute_script("return document.getElementById('chart-img').currentSrc;")
+        assert "size=phone" in browser.execute_script("return document.getElementById('cost-img').currentSrc;")
+        table = browser.find_element(By.CSS_SELECTOR, "#calls table")
+        box = browser.find_element(By.CSS_SELECTOR, "#calls .scroll")
+        assert box.size["width"] <= width and table.size["width"] >= box.size["width"]   # scrolls in its box
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-phone.png"))
+        for section in ("summary", "calls", "chart", "cost"):        # the rest of the page, section by section
+            element = browser.find_element(By.ID, section)
+            browser.execute_script("arguments[0].scrollIntoView();", element)
+            element.screenshot(str(ARTIFACTS / f"dashboard-phone-{section}.png"))
+        problems = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        assert problems == []
