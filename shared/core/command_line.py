@@ -31,11 +31,11 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def config_options() -> argparse.ArgumentParser:
+def config_options() -> Parser:
     """A parent parser for sub-commands: `-c/--config` after the sub-command too.
 
     Its default is SUPPRESS so that a value given before the sub-command is not overwritten."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return parent
 

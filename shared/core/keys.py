@@ -73,6 +73,9 @@ class KeyRing:
     def ids(self) -> list[int]:
         return list(self._by_id)
 
+    def held(self) -> list[HeldKey]:
+        return list(self._by_id.values())
+
     def secrets(self) -> list[str]:
         return [k.secret for k in self._by_id.values()]
 
@@ -100,7 +103,8 @@ def sync_keys(config: Config, *, mark_removed: bool = False) -> KeyRing:
 def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
     fp = fingerprint(key.secret)
     reset = config.key_reset(key)
-    fields = dict(label=key.label, masked=mask(key.secret), position=position, base_url=key.base_url,
+    masked = mask(key.secret)
+    fields = dict(label=key.label, masked=masked, position=position, base_url=key.base_url,
                   daily_token_limit=config.key_limit(key), in_config=True)
     if not key.enabled:
         # A config can disable a key; only `tokenpool keys enable` re-enables one, so an operator's
@@ -117,5 +121,5 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
         fields.update(invalid=False, invalid_reason="")
     if any(getattr(row, name) != value for name, value in fields.items()):
         ApiKey.update(**fields).where(ApiKey.id == row.id).execute()
-    return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=fields["masked"],
+    return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=masked,
                    base_url=key.base_url, secret=key.secret, models=tuple(key.models))

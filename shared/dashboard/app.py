@@ -12,8 +12,8 @@ import datetime as dt
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 import peewee as pw
@@ -40,7 +40,7 @@ log = logging.getLogger("tokenpool.dashboard")
 
 HERE = Path(__file__).resolve().parent
 CONFIG_KEY = web.AppKey("config", Config)
-CLOCK_KEY = web.AppKey("clock", Callable)
+CLOCK_KEY: web.AppKey[Callable[[], dt.datetime]] = web.AppKey("clock")
 DB_THREAD_KEY = web.AppKey("db_thread", concurrent.futures.ThreadPoolExecutor)
 GUARD_KEY = web.AppKey("guard", Guard)
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
@@ -215,8 +215,8 @@ def run_dashboard(config: Config) -> None:
     listening = _listen(config.dashboard.host, config.dashboard.port)   # before saying where it serves
     app = create_app(config)
     where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"
-    print(f"tokenpool dashboard at {where} ({'token required' if config.dashboard.token else 'no token: loopback only'});"
-          " Ctrl-C stops it", flush=True)
+    access = "token required" if config.dashboard.token else "no token: loopback only"
+    print(f"tokenpool dashboard at {where} ({access}); Ctrl-C stops it", flush=True)
     web.run_app(app, sock=listening, print=None, access_log=None, handle_signals=True)
 
 
@@ -228,7 +228,8 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), reuse_port=False)
     except OSError as exc:
-        reason = "is in use (another dashboard?)" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        reason = ("is in use (another dashboard?)" if exc.errno == errno.EADDRINUSE
+                  else f"cannot be used ({exc.strerror})")
         raise PortUnavailable(f"{host}:{port} {reason}: choose another with --port or [dashboard] port") from None
 
 

@@ -21,6 +21,7 @@ from shared.core.config import Config
 from shared.core.models import ApiKey
 from shared.core.outbox import enqueue_alert
 from shared.core.pricing import format_usd, usd_to_nano
+from shared.core.query_rows import tuple_rows
 from shared.reports.queries import Totals, day_totals, first_usage_day, key_day_totals, utc_day
 
 DAY = dt.timedelta(days=1)
@@ -110,8 +111,9 @@ def key_projections(now: dt.datetime) -> dict[int, Projection]:
     sums = {name: key_day_totals(*span) for name, span in _ranges(now).items()}
     ids = set().union(*sums.values())
     week_days = _week_days(now)
-    return {key_id: project(now, *(Amount.of(sums[name].get(key_id, Totals()))
-                                   for name in ("today", "week", "month")), week_days)
+    def amount(name: str, key_id: int) -> Amount:
+        return Amount.of(sums[name].get(key_id, Totals()))
+    return {key_id: project(now, amount("today", key_id), amount("week", key_id), amount("month", key_id), week_days)
             for key_id in ids}
 
 
@@ -184,8 +186,8 @@ def budget_report(now: dt.datetime, config: Config) -> BudgetReport:
     projection = pool_projection(now)
     checks = _checks("pool", config.budgets, projection, now)
     if config.budgets.keys:
-        ids = dict(ApiKey.select(ApiKey.label, ApiKey.id).where(ApiKey.label.in_(list(config.budgets.keys)))
-                   .tuples())
+        ids = dict(tuple_rows(ApiKey.select(ApiKey.label, ApiKey.id)
+                              .where(ApiKey.label.in_(list(config.budgets.keys)))))
         by_key = key_projections(now)
         empty = project(now, Amount(), Amount(), Amount())
         for label, budget in config.budgets.keys.items():

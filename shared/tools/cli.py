@@ -12,8 +12,8 @@ from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
-from shared.core.status import Status
 from shared.core.startup import open_runtime
+from shared.core.status import Status
 from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv

@@ -184,8 +184,9 @@ def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
     detail = ", ".join(f"{b.name} {'down' if b in down else 'up'} ({_ago(now, b.last_seen)})"
                        for b in bots) or "none seen yet"
     if down:
-        return [worker, Check("bots", Level.WARN, detail,
-                              f"start {', '.join(b.name for b in down)} (`tokenpool-bot`), or ignore a bot you retired")]
+        names = ", ".join(b.name for b in down)
+        fix = f"start {names} (`tokenpool-bot`), or ignore a bot you retired"
+        return [worker, Check("bots", Level.WARN, detail, fix)]
     return [worker, Check("bots", Level.OK if bots else Level.WARN, detail,
                           "" if bots else "start `tokenpool-bot` on the host that has the Telegram session")]
 

@@ -99,7 +99,8 @@ def test_database_url_env_overrides_the_file(tmp_path):
      "'keys[0].base_url' must start with http:// or https://"),
     ('[autoreply]\nenabled = "yes"\n', {}, "'autoreply.enabled' must be true or false, not 'yes'"),
     ('[dashboard]\nport = 70000\n', {}, "'dashboard.port' must be between 1 and 65535"),
-    ('[pricing.overrides.m]\ninput_per_mtok = -1\n', {}, "'pricing.overrides.m.input_per_mtok' must be between 0 and 100000, not -1"),
+    ('[pricing.overrides.m]\ninput_per_mtok = -1\n', {},
+     "'pricing.overrides.m.input_per_mtok' must be between 0 and 100000, not -1"),
     ('keys = 5\n', {}, "'keys' must be a list"),
     ('[pool\n', {}, "not valid TOML"),
 ])

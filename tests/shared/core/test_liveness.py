@@ -3,10 +3,9 @@ import datetime as dt
 
 from shared.core.liveness import beat, heartbeats, is_alive, sign_off
 from shared.core.models import utcnow
-from shared.reports.queries import process_health
+from shared.reports.queries import process_health, stats_snapshot
 from shared.reports.render_json_csv import process_json
 from shared.reports.render_telegram import render_stats
-from shared.reports.queries import stats_snapshot
 from tests.conftest import make_config
 
 
