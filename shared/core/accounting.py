@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import peewee as pw
 
 from shared.core import windows
+from shared.core.allowances import Hold, settle
 from shared.core.db import conflict_target, database, retrying, write_transaction
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from shared.core.pricing import Pricer
@@ -74,6 +75,12 @@ class CallRecord:
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     cooldown_until: dt.datetime | None = None
     rate_limits: RateLimitSnapshot | None = None
+    hold: Hold | None = None       # the allowance reservation this call settles
+
+    @property
+    def counts_as_request(self) -> bool:
+        """Whether the provider counted the call against a requests-per-window limit."""
+        return self.outcome in (Outcome.OK, Outcome.INTERRUPTED) or self.usage.total > 0
 
     @property
     def total_tokens(self) -> int:
@@ -112,6 +119,8 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
         with write_transaction():
             for statement in statements:
                 statement.execute(db, values)
+            if call.hold is not None:
+                settle(call.hold, usage.total, int(call.counts_as_request))
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
             return Recorded(call.call_id, cost, duplicate=True)

@@ -38,10 +38,22 @@ class KeyConfig:
     reset: str | None = None
     enabled: bool = True
     models: list[str] = field(default_factory=list)   # model name patterns it serves; empty: any
+    allowances: list[str] = field(default_factory=list)   # names of the [[allowances]] it draws on
 
     @property
     def secret(self) -> str:
         return self.api_key
+
+
+@dataclass(frozen=True)
+class AllowanceConfig:
+    """What a provider grants an organization or account, shared by the keys that name it:
+    `tokens` and/or `requests` per `window`, for the models matching `models` (empty: any)."""
+    name: str = ""
+    window: str = "utc-day"         # "utc-day", "rolling" (24 h from first registration) or "minute"
+    tokens: int | None = None
+    requests: int | None = None
+    models: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ class ClientConfig:
     retry_backoff_seconds: float = 0.5      # first wait before such a retry (doubles each time)
     rate_limit_cooldown_seconds: float = 5.0  # cooldown after a 429 that names no reset (doubles)
     ranking_stale_seconds: float = 30.0    # no worker heartbeat this long: select keys ourselves
+    reserve_output_tokens: int = 1024      # output reserved against allowances when a call sets no max_tokens
+    reservation_ttl_seconds: float = 600.0  # a reservation its process never settled expires after this
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     keys: list[KeyConfig] = field(default_factory=list)
+    allowances: list[AllowanceConfig] = field(default_factory=list)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     bot: BotConfig = field(default_factory=BotConfig)
@@ -193,6 +208,7 @@ class Config:
 
 
 RESET_MODES = ("rolling", "utc-day")
+ALLOWANCE_WINDOWS = ("utc-day", "rolling", "minute")
 POLICIES = ("sticky", "round-robin", "most-remaining")
 AUTOREPLY_MODES = ("all", "allow", "deny")
 
@@ -360,6 +376,9 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "worker.retention_days", config.worker.retention_days)
     _positive(path, "worker.headroom_tokens", config.worker.headroom_tokens, allow_zero=True)
     _positive(path, "worker.rate_limit_alert_hits", config.worker.rate_limit_alert_hits, allow_zero=True)
+    _validate_allowances(config, path)
+    _positive(path, "client.reserve_output_tokens", config.client.reserve_output_tokens)
+    _positive(path, "client.reservation_ttl_seconds", config.client.reservation_ttl_seconds)
     _validate_budgets(config, path)
     _choice(path, "worker.policy", config.worker.policy, POLICIES)
     _choice(path, "autoreply.mode", config.autoreply.mode, AUTOREPLY_MODES)
@@ -390,6 +409,28 @@ WORKING_HOURS_FORMAT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):(
 def _working_hours(path, key, value):
     if value and not WORKING_HOURS_FORMAT.match(value.strip()):
         raise ConfigError(f"{path}: '{key}' must look like \"09:00-18:00\" (UTC), not {value!r}")
+
+
+def _validate_allowances(config: Config, path: str) -> None:
+    names: dict[str, int] = {}
+    for i, allowance in enumerate(config.allowances):
+        where = f"allowances[{i}]"
+        if not allowance.name.strip():
+            raise ConfigError(f"{path}: '{where}.name' must not be empty")
+        if allowance.name in names:
+            raise ConfigError(f"{path}: {where}: duplicate allowance name '{allowance.name}' "
+                              f"(also allowances[{names[allowance.name]}])")
+        names[allowance.name] = i
+        _choice(path, f"{where}.window", allowance.window, ALLOWANCE_WINDOWS)
+        if allowance.tokens is None and allowance.requests is None:
+            raise ConfigError(f"{path}: {where} ('{allowance.name}'): give 'tokens' or 'requests' (or both)")
+        _positive(path, f"{where}.tokens", allowance.tokens)
+        _positive(path, f"{where}.requests", allowance.requests)
+    for i, key in enumerate(config.keys):
+        for name in key.allowances:
+            if name not in names:
+                raise ConfigError(f"{path}: 'keys[{i}].allowances' names no allowance '{name}' "
+                                  f"(allowances: {', '.join(sorted(names)) or 'none'})")
 
 
 def _validate_budgets(config: Config, path: str) -> None:
