@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import io
 import logging
 import time
@@ -23,8 +22,9 @@ from pyrogram.types import Message
 
 from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
+from shared.core.backoff import Backoff
 from shared.core.config import Config
-from shared.core.db import retrying
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.liveness import beat
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
@@ -315,9 +315,10 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     stop = stop or asyncio.Event()
     notifier = notifier or Notifier()
     runtime = open_runtime(config)
-    accountant = Accountant(config.bot.name, Pricer(config.pricing))
-    ai = TrackedClient(config, runtime.keyring, accountant)
-    run_blocking = database_runner(accountant)
+    database = DatabaseExecutor()
+    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database)
+    ai = TrackedClient(config, runtime.keyring, accountant, database=database)
+    run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)
     client = make_client(config, credentials, client_class)
@@ -355,7 +356,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
             if client.is_connected:
                 await client.stop()
         await ai.aclose()
-        accountant.close()
+        database.close()
         notifier.close()
 
 
@@ -367,25 +368,26 @@ def _who(me) -> str:
 
 async def _start(client: Client, config: Config, stop: asyncio.Event) -> None:
     """Connect, retrying network trouble with backoff until it works or we are stopped."""
-    delay = 2.0
+    backoff = Backoff(2.0, 120.0)
     while not stop.is_set():
         try:
             await telegram_call(client.start, what="connecting to Telegram",
                                 max_flood_wait=config.bot.max_flood_wait_seconds)
             return
         except NETWORK_ERRORS as exc:
+            delay = backoff.failed()
             log.warning("cannot reach Telegram (%s); trying again in %.0f s", exc, delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 120.0)
 
 
-def database_runner(accountant: Accountant):
-    """Run blocking database work on the accounting thread, retrying outages with backoff
-    (`shared.core.db.retrying`), so the event loop never waits on the database."""
+def database_runner(database: DatabaseExecutor | Accountant):
+    """`run_blocking` for the bot's parts: blocking database work on the bot's one database
+    thread, with its retry policy, so the event loop never waits on the database."""
+    executor = database.executor if isinstance(database, Accountant) else database
+
     async def run(fn, *args, **kwargs):
-        what = getattr(fn, "__name__", "database call")
-        return await accountant.run(functools.partial(retrying, fn, *args, what=what, **kwargs))
+        return await executor.run(fn, *args, **kwargs)
     return run
 
 

@@ -12,6 +12,8 @@ import logging
 
 from pyrogram.errors import FloodWait, InternalServerError, ServiceUnavailable
 
+from shared.core.backoff import backoff_delay
+
 log = logging.getLogger("tokenpool.telegram")
 
 NETWORK_ERRORS = (OSError, asyncio.TimeoutError, InternalServerError, ServiceUnavailable)
@@ -22,7 +24,6 @@ async def telegram_call(fn, *args, what: str = "telegram call", max_flood_wait: 
                         sleep=asyncio.sleep, **kwargs):
     """`await fn(*args, **kwargs)`, waiting out FloodWaits (up to `max_flood_wait` seconds
     each) and retrying network errors with exponential backoff, `attempts` tries in all."""
-    delay = base_delay
     for attempt in range(1, attempts + 1):
         try:
             return await fn(*args, **kwargs)
@@ -37,9 +38,9 @@ async def telegram_call(fn, *args, what: str = "telegram call", max_flood_wait: 
             if attempt == attempts:
                 log.error("%s failed after %d attempts: %s", what, attempts, _describe(exc))
                 raise
+            delay = backoff_delay(attempt, base_delay, max_delay)
             log.warning("%s: %s; retrying in %.0f s", what, _describe(exc), delay)
             await sleep(delay)
-            delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")
 
 

@@ -13,7 +13,8 @@ import logging
 import signal
 import time
 
-from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database
+from shared.core.backoff import Backoff
+from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, drop_connection, first_line
 from shared.core.schema import SchemaError
 from shared.core.systemd import Notifier
 from worker.tick import Ticker, TickReport
@@ -32,15 +33,13 @@ class Trouble:
     """
 
     def __init__(self, base_seconds: float, max_seconds: float = MAX_BACKOFF_SECONDS):
-        self.base = base_seconds
-        self.max = max(max_seconds, base_seconds)
-        self.failures = 0
+        self.backoff = Backoff(base_seconds, max_seconds)
         self.since: float | None = None
         self.kind = ""
 
     @property
     def failing(self) -> bool:
-        return self.failures > 0
+        return self.backoff.failures > 0
 
     def failed(self, exc: BaseException) -> float:
         """Note a failed tick; returns the delay before the next one."""
@@ -48,21 +47,21 @@ class Trouble:
         kind = "outage" if outage else f"{type(exc).__name__}: {exc}"
         if kind != self.kind:
             if outage:
-                log.warning("database unavailable (%s); retrying with backoff", _first_line(exc))
+                log.warning("database unavailable (%s); retrying with backoff", first_line(exc))
             else:
                 log.error("tick failed; retrying with backoff", exc_info=exc)
             self.kind = kind
         if self.since is None:
             self.since = time.monotonic()
-        self.failures += 1
-        return min(self.base * 2 ** (self.failures - 1), self.max)
+        return self.backoff.failed()
 
     def succeeded(self) -> None:
-        if self.failures:
+        if self.backoff.failures:
             log.info("%s after %.1f s and %d failed tick(s)",
                      "database reachable again" if self.kind == "outage" else "ticks succeed again",
-                     time.monotonic() - self.since, self.failures)
-        self.failures, self.since, self.kind = 0, None, ""
+                     time.monotonic() - self.since, self.backoff.failures)
+        self.backoff.reset()
+        self.since, self.kind = None, ""
 
 
 class WorkerLoop:
@@ -116,8 +115,8 @@ class WorkerLoop:
         except Exception as exc:      # noqa: BLE001 -- the loop outlives any one tick
             delay = self.trouble.failed(exc)
             self.ticker.forget()
-            _drop_connection()
-            self.notifier.status(f"retrying in {delay:.0f} s: {_first_line(exc)}")
+            drop_connection()
+            self.notifier.status(f"retrying in {delay:.0f} s: {first_line(exc)}")
             return delay, False
         if self.trouble.failing:
             self.ticker.forget()      # the database may have changed under us while we could not see it
@@ -137,23 +136,10 @@ class WorkerLoop:
             if self.ticker.release():
                 log.info("released the lease")
         except Exception as exc:     # noqa: BLE001 -- the lease simply expires
-            log.warning("could not release the lease (%s); it expires by itself", _first_line(exc))
-        _drop_connection()
+            log.warning("could not release the lease (%s); it expires by itself", first_line(exc))
+        drop_connection()
         self.waker.close()
         self.notifier.close()
 
     def _status(self) -> str:
         return self.last.summary() if self.last else "starting; waiting for the database"
-
-
-def _drop_connection() -> None:
-    try:
-        if database.obj is not None and not database.obj.is_closed():
-            database.obj.close()
-    except Exception:             # noqa: BLE001 -- already broken; reopened on next use
-        pass
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

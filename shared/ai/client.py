@@ -28,6 +28,7 @@ from shared.ai.openai_dialect import OpenAICompatible
 from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.accounting import Accountant, Outcome
 from shared.core.config import Config
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
 from shared.core.usage import Usage
 
@@ -56,14 +57,15 @@ class ChatResult:
 class TrackedClient:
     """Chat completions across the key pool, every attempt accounted."""
 
-    def __init__(self, config: Config, keyring: KeyRing, accountant: Accountant, dialect: Dialect | None = None):
+    def __init__(self, config: Config, keyring: KeyRing, accountant: Accountant, dialect: Dialect | None = None,
+                 *, database: DatabaseExecutor | None = None):
         self.config = config
         self.keyring = keyring
         self.accountant = accountant
         if dialect is None:
             dialect = OpenAICompatible(config.client.timeout_seconds)
             dialect.prepare([keyring.get(i) for i in keyring.ids()])
-        self.failover = Failover(config, keyring, accountant, dialect)
+        self.failover = Failover(config, keyring, accountant, dialect, database=database)
 
     @property
     def selector(self):

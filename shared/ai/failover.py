@@ -34,8 +34,9 @@ from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot, Recorded
 from shared.core.allowances import AllowanceFull, Hold, reserve
+from shared.core.backoff import backoff_delay
 from shared.core.config import Config
-from shared.core.db import retrying
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import HeldKey, KeyRing
 from shared.core.models import utcnow
 from shared.core.pricing import format_usd, nano_to_usd
@@ -47,6 +48,7 @@ log = logging.getLogger("tokenpool.client")
 calls_log = logging.getLogger("tokenpool.calls")
 
 MAX_COOLDOWN = dt.timedelta(minutes=10)   # cap of the exponential cooldown (headers may say longer)
+MAX_RETRY_BACKOFF_SECONDS = 60.0          # cap of the wait between retries of a 5xx on one key
 ROTATING = frozenset({Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.INVALID_KEY, Outcome.MISCONFIGURED})
 RETRYING = frozenset({Outcome.SERVER_ERROR, Outcome.TIMEOUT, Outcome.CONNECTION_ERROR})
 
@@ -97,10 +99,13 @@ class Settled:
 class Failover:
     """Sends requests across the key pool through one dialect; see the module docstring."""
 
-    def __init__(self, config: Config, keyring: KeyRing, accountant: Accountant, dialect: Dialect):
+    def __init__(self, config: Config, keyring: KeyRing, accountant: Accountant, dialect: Dialect,
+                 *, database: DatabaseExecutor | None = None):
         self.config = config
         self.keyring = keyring
         self.accountant = accountant
+        # The process's database thread: picks and records go through it in order (see _pick).
+        self.database = database or accountant.executor
         self.dialect = dialect
         self.selector = Selector(config, keyring)
         self._rate_hits: dict[int, int] = {}     # consecutive 429s per key, for the backoff
@@ -179,8 +184,10 @@ class Failover:
             tried.add(key.id)
             for retry in range(self.config.client.server_error_retries + 1):
                 if retry:
-                    await asyncio.sleep(self.config.client.retry_backoff_seconds * 2 ** (retry - 1))
-                    if not await self.accountant.run(self.selector.still_usable, key.id, utcnow()):
+                    await asyncio.sleep(backoff_delay(retry, self.config.client.retry_backoff_seconds,
+                                                      MAX_RETRY_BACKOFF_SECONDS))
+                    if not await self.database.run(self.selector.still_usable, key.id, utcnow(),
+                                                   what="checking a key"):
                         break
                 try:
                     hold = await self._reserve(request, key, model)
@@ -208,14 +215,15 @@ class Failover:
             return None
         output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
         ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
-        return await self.accountant.run(lambda: retrying(reserve, refs, request.prompt_estimate + output, utcnow(),
-                                                          ttl, what="reserving against an allowance"))
+        return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
+                                       what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
         while True:
-            pick = await self.accountant.run(self.selector.pick, utcnow(), tried | set(self._failing), model)
-            # A failure may have come in while the pick waited its turn on the accounting thread.
+            pick = await self.database.run(self.selector.pick, utcnow(), tried | set(self._failing), model,
+                                          what="choosing a key")
+            # A failure may have come in while the pick waited its turn on the database thread.
             # (Picks and records share that thread in order, so once a failure's record is done,
             # every later pick reads the row that shows it.)
             if pick.key is None or pick.key.id not in self._failing:
@@ -268,14 +276,14 @@ class Failover:
     async def _wake_worker(self) -> None:
         """The key's state changed: let the worker re-rank now, not at its next tick."""
         try:
-            await self.accountant.run(notify_worker)
+            await self.database.run_once(notify_worker)
         except Exception as exc:  # a wake-up is an optimisation; the tick catches up anyway
             log.debug("could not wake the worker: %s", exc)
 
     def _backoff_cooldown(self, key_id: int, at: dt.datetime) -> dt.datetime:
-        hits = self._rate_hits.get(key_id, 0)
-        seconds = self.config.client.rate_limit_cooldown_seconds * 2 ** min(hits, 16)
-        return at + min(dt.timedelta(seconds=seconds), MAX_COOLDOWN)
+        seconds = backoff_delay(self._rate_hits.get(key_id, 0) + 1, self.config.client.rate_limit_cooldown_seconds,
+                                MAX_COOLDOWN.total_seconds())
+        return at + dt.timedelta(seconds=seconds)
 
 
 # --- pure helpers ---------------------------------------------------------------------------

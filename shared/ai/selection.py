@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from shared.core.config import Config
-from shared.core.db import database, retrying
+from shared.core.db import database
 from shared.core.keys import HeldKey, KeyRing
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
 from shared.core.status import frees_up_at, is_eligible
@@ -144,11 +144,8 @@ class Selector:
         return [KeyRow(*row) for row in statement.rows()]
 
     def pick(self, now: dt.datetime, exclude: set[int] = frozenset(), model: str | None = None) -> Pick:
-        """The first usable key not in `exclude` that serves `model` (None: any model);
-        transient database errors are retried."""
-        return retrying(self._pick, now, exclude, model, what="choosing a key")
-
-    def _pick(self, now: dt.datetime, exclude: set[int], model: str | None = None) -> Pick:
+        """The first usable key not in `exclude` that serves `model` (None: any model).
+        One attempt: the caller's DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
         generation, ranking = self.published_ranking(now)
@@ -167,7 +164,7 @@ class Selector:
 
     def still_usable(self, key_id: int, now: dt.datetime) -> bool:
         """Re-check one key's row right before sending it another request."""
-        row = retrying(ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first, what="checking a key")
+        row = ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first()
         return row is not None and is_eligible(row, now, self.low_threshold)
 
     def _note_mode(self, degraded: bool) -> None:

@@ -8,8 +8,6 @@ acknowledgement changes nothing.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import enum
 import uuid
@@ -20,6 +18,7 @@ import peewee as pw
 from shared.core import windows
 from shared.core.allowances import Hold, settle
 from shared.core.db import conflict_target, database, retrying, write_transaction
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from shared.core.pricing import Pricer
 from shared.core.usage import Usage
@@ -276,16 +275,20 @@ def _rollup_upsert(model, identity: dict):
 class Accountant:
     """Records calls for one process: knows its bot name, prices and the keys' anchors.
 
-    `arecord` runs the blocking database work on one dedicated thread so the bot's
-    event loop never waits on SQLite or the network to the database.
+    `record` is for blocking callers and retries by itself; `arecord` runs one attempt at a
+    time on the process's `DatabaseExecutor`, which owns the retry policy, so the bot's
+    event loop never waits on the database and no retries are stacked inside one another.
+    Without an executor given, the Accountant makes one of its own (and closes it).
     """
 
-    def __init__(self, bot: str, pricer: Pricer | None = None, *, retry_attempts: int = 8):
+    def __init__(self, bot: str, pricer: Pricer | None = None, *, executor: DatabaseExecutor | None = None,
+                 retry_attempts: int = 8):
         self.bot = bot
         self.pricer = pricer or Pricer()
         self.retry_attempts = retry_attempts
         self._anchors: dict[int, dt.datetime] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounting")
+        self._owns_executor = executor is None
+        self.executor = executor or DatabaseExecutor(attempts=retry_attempts)
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -296,18 +299,20 @@ class Accountant:
             self._anchors[key_id] = anchor
         return anchor
 
+    def record_once(self, call: CallRecord) -> Recorded:
+        """One attempt at recording `call` (transient errors are the caller's to retry)."""
+        return record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer)
+
     def record(self, call: CallRecord) -> Recorded:
-        return retrying(lambda: record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer),
-                        attempts=self.retry_attempts, what="recording a call")
+        return retrying(self.record_once, call, attempts=self.retry_attempts, what="recording a call")
 
     async def arecord(self, call: CallRecord) -> Recorded:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.record, call)
+        return await self.executor.run(self.record_once, call, what="recording a call")
 
     async def run(self, fn, *args):
-        """Run any other blocking database function on the accounting thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        """Run any other blocking database function on the executor's thread."""
+        return await self.executor.run(fn, *args)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self.executor.close()

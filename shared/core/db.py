@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
+from shared.core.backoff import backoff_delay
+
 log = logging.getLogger("tokenpool.db")
 
 # Every model binds to this proxy; `connect_database` points it at the real database.
@@ -89,40 +91,42 @@ def conflict_target(db: peewee.Database, columns: list) -> dict:
 
 def retrying(fn, *args, attempts: int = 8, base_delay: float = 0.1, max_delay: float = 5.0,
              what: str = "database call", **kwargs):
-    """Run `fn`, retrying transient database errors with exponential backoff.
+    """Run `fn` in this thread, retrying transient database errors with backoff.
 
-    The connection is dropped between attempts so that a restarted server is
-    reconnected to. The first failure and the recovery are logged once each.
+    For blocking callers (start-up, the CLI, the dashboard's thread); the bot's event loop
+    uses `DatabaseExecutor` instead. The connection is dropped between attempts so that a
+    restarted server is reconnected to. The first failure and the recovery are logged once each.
     """
-    delay = base_delay
     for attempt in range(1, attempts + 1):
         try:
             result = fn(*args, **kwargs)
         except TRANSIENT_ERRORS as exc:
-            _drop_connection()
+            drop_connection()
             if attempt == attempts:
-                log.error("%s failed after %d attempts: %s", what, attempts, _short(exc))
-                raise DatabaseUnavailable(f"{what}: database unavailable ({_short(exc)})") from exc
+                log.error("%s failed after %d attempts: %s", what, attempts, first_line(exc))
+                raise DatabaseUnavailable(f"{what}: database unavailable ({first_line(exc)})") from exc
             if attempt == 1:
-                log.warning("%s: database unavailable (%s); retrying", what, _short(exc))
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay)
+                log.warning("%s: database unavailable (%s); retrying", what, first_line(exc))
+            time.sleep(backoff_delay(attempt, base_delay, max_delay))
         else:
             if attempt > 1:
                 log.info("%s: database reachable again after %d attempts", what, attempt)
             return result
+    raise AssertionError("unreachable")
 
 
-def _drop_connection() -> None:
+def drop_connection() -> None:
+    """Close this thread's connection (if any); the next query opens a fresh one."""
     try:
         target = database.obj
         if target is not None and not target.is_closed():
             target.close()
-    except Exception:  # the connection is already broken; a new one is opened on next use
+    except Exception:  # noqa: BLE001 -- the connection is already broken; reopened on next use
         pass
 
 
-def _short(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for one-line log messages."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
