@@ -18,7 +18,7 @@ from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
 from shared.reports.render_terminal import keys_table
-from shared.tools import cli_reports, demo, doctor, simulator
+from shared.tools import ask, cli_reports, demo, doctor, simulator
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable)
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_command.register(command)
     simulator.register(command)
     doctor.register(command)
+    ask.register(command)
     demo.register(command)
     return parser
 
