@@ -32,7 +32,13 @@ from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
 from shared.ai.errors import NoKeyAvailable, ProviderUnavailable, RequestRejected
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
-from shared.core.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot, Recorded
+from shared.core.accounting import (
+    Accountant,
+    CallRecord,
+    Outcome,
+    RateLimitSnapshot,
+    Recorded,
+)
 from shared.core.allowances import AllowanceFull, Hold, reserve
 from shared.core.backoff import backoff_delay
 from shared.core.config import Config

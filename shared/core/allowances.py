@@ -25,7 +25,13 @@ import peewee as pw
 from shared.core import windows
 from shared.core.config import Config
 from shared.core.db import locking, write_transaction
-from shared.core.models import Allowance, AllowanceHold, AllowanceWindow, KeyAllowance, utcnow
+from shared.core.models import (
+    Allowance,
+    AllowanceHold,
+    AllowanceWindow,
+    KeyAllowance,
+    utcnow,
+)
 
 MINUTE = dt.timedelta(minutes=1)
 

@@ -6,13 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
+import textwrap
+import tomllib
+from pathlib import Path
 
 import peewee as pw
 import pytest
 
 from shared.ai.client import NoKeyAvailable
-from shared.core.allowances import AllowanceFull, AllowanceRef, allowance_usage, members, reserve, settle
-from shared.core.models import Allowance, AllowanceHold, AllowanceWindow, UsageEvent, utcnow
+from shared.core.allowances import (
+    AllowanceFull,
+    AllowanceRef,
+    allowance_usage,
+    members,
+    reserve,
+    settle,
+)
+from shared.core.config import parse_config
+from shared.core.models import (
+    Allowance,
+    AllowanceHold,
+    AllowanceWindow,
+    UsageEvent,
+    utcnow,
+)
 from shared.core.windows import EPOCH
 from shared.tools.simulator import Simulator
 from tests.shared.client_fixtures import close_harness, open_harness
@@ -181,3 +199,14 @@ async def test_eight_clients_racing_a_nearly_used_allowance_do_not_pass_it(db, d
     assert row.tokens_used == limit - room + event_tokens(LARGE)
     assert row.tokens_used <= limit                           # no overshoot (the simulator counts as we estimate)
     assert AllowanceHold.select().where(AllowanceHold.expires_at > utcnow()).count() == 0
+
+
+def test_the_readme_mixed_free_tier_pool_is_a_valid_config():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if 'name = "org-mini"' in b)
+    raw = tomllib.loads(textwrap.dedent(block))
+    env = {k["api_key_env"]: f"sk-readme-{i:02d}-" + "x" * 24 for i, k in enumerate(raw["keys"])}
+    config = parse_config(raw, "README.md", env=env)
+    assert [a.name for a in config.allowances][:2] == ["org-mini", "org-large"]
+    assert config.autoreply.models[-1] == "llama-3.3-70b-versatile"
+    assert {k.label: k.allowances for k in config.keys}["gemini"] == ["gemini-free", "gemini-rpm"]

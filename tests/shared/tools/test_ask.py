@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,9 +91,8 @@ def test_doctor_live_checks_each_key_serves_its_configured_models(tmp_path, sim)
     checks = {c.name: c for c in run_checks(path, live=True)}
     assert checks["key k1"].level is Level.OK
     assert checks["key k2"].level is Level.WARN and "gemini-*" in checks["key k2"].detail
-    wrong = write_config(tmp_path, sim)
-    text = open(wrong).read().replace(f'base_url = "{sim.base_url}"\n\n[[keys]]',
-                                      f'base_url = "{sim.base_url}/wrong"\n\n[[keys]]', 1)
-    open(wrong, "w").write(text)
-    checks = {c.name: c for c in run_checks(wrong, live=True)}
+    wrong = Path(write_config(tmp_path, sim))
+    wrong.write_text(wrong.read_text().replace(f'base_url = "{sim.base_url}"\n\n[[keys]]',
+                                               f'base_url = "{sim.base_url}/wrong"\n\n[[keys]]', 1))
+    checks = {c.name: c for c in run_checks(str(wrong), live=True)}
     assert checks["key k1"].level is Level.FAIL and "404" in checks["key k1"].detail
