@@ -25,7 +25,7 @@ import collections
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
@@ -137,8 +137,10 @@ class Failover:
                          errors[-1], request.models[i + 1])
         raise _combined(request.models, errors)
 
-    def stream(self, attempt: Attempt) -> AsyncIterator[str | Answer]:
+    def stream(self, attempt: Attempt) -> AsyncGenerator[str | Answer, None]:
         """The text deltas of a streamed attempt, then its Answer (see Dialect.stream)."""
+        if attempt.sent is None:
+            raise RuntimeError("streaming an attempt that was never sent")   # send() always sets it
         return self.dialect.stream(attempt.sent)
 
     async def settle(self, request: Request, attempt: Attempt, answer: Answer, *, outcome: Outcome = Outcome.OK,
@@ -201,11 +203,11 @@ class Failover:
                     full.append(exc)
                     request.steps.append(Step(key.label, model, "allowance_full", exc.allowance.name))
                     break
-                attempt, failure = await self._attempt(request, key, model, hold)
-                if failure is None:
-                    return attempt
-                last = failure
-                if failure.outcome not in RETRYING:
+                answer = await self._attempt(request, key, model, hold)
+                if isinstance(answer, Attempt):
+                    return answer
+                last = answer
+                if answer.outcome not in RETRYING:
                     break
             if last is not None and last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
@@ -236,7 +238,8 @@ class Failover:
                 return pick
 
     async def _attempt(self, request: Request, key: HeldKey, model: str,
-                       hold: Hold | None = None) -> tuple[Attempt | None, Failure | None]:
+                       hold: Hold | None = None) -> Attempt | Failure:
+        """One request to one key: the accepted attempt, or the failure (already recorded)."""
         attempt = Attempt(key, model, utcnow(), time.perf_counter(), hold=hold)
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
@@ -252,9 +255,9 @@ class Failover:
                                              error_code="cancelled"))
             raise
         else:
-            return attempt, None
+            return attempt
         await self._record_failure(request, attempt, failure)
-        return None, failure
+        return failure
 
     async def _record_failure(self, request: Request, attempt: Attempt, failure: Failure) -> None:
         key, headers = attempt.key, failure.headers

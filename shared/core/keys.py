@@ -73,6 +73,9 @@ class KeyRing:
     def ids(self) -> list[int]:
         return list(self._by_id)
 
+    def held(self) -> list[HeldKey]:
+        return list(self._by_id.values())
+
     def secrets(self) -> list[str]:
         return [k.secret for k in self._by_id.values()]
 
@@ -103,7 +106,8 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now,
                 allowances: tuple[AllowanceRef, ...] = ()) -> HeldKey:
     fp = fingerprint(key.secret)
     reset = config.key_reset(key)
-    fields = dict(label=key.label, masked=mask(key.secret), position=position, base_url=key.base_url,
+    masked = mask(key.secret)
+    fields = dict(label=key.label, masked=masked, position=position, base_url=key.base_url,
                   daily_token_limit=config.key_limit(key), in_config=True, disabled=not key.enabled)
     # Several processes may register the same key at once: insert-or-ignore, then read.
     ApiKey.insert(fingerprint=fp, reset_mode=reset, window_anchor=anchor_for(reset, now),
@@ -116,5 +120,5 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now,
         fields.update(invalid=False, invalid_reason="")
     if any(getattr(row, name) != value for name, value in fields.items()):
         ApiKey.update(**fields).where(ApiKey.id == row.id).execute()
-    return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=fields["masked"],
+    return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=masked,
                    base_url=key.base_url, secret=key.secret, models=tuple(key.models), allowances=allowances)
