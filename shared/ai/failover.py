@@ -298,7 +298,7 @@ class Failover:
 # --- pure helpers ---------------------------------------------------------------------------
 
 def _no_key_error(pick: Pick, last: Failure | None,
-                  full: list[AllowanceFull] = ()) -> NoKeyAvailable | RequestRejected:
+                  full: list[AllowanceFull] | None = None) -> NoKeyAvailable | RequestRejected:
     if full and (last is None or last.outcome not in RETRYING):
         names = ", ".join(dict.fromkeys(f"'{f.allowance.name}'" for f in full))
         frees = min([f.frees_up_at for f in full] + ([pick.frees_up_at] if pick.frees_up_at else []))

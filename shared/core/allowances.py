@@ -32,6 +32,7 @@ from shared.core.models import (
     KeyAllowance,
     utcnow,
 )
+from shared.core.query_rows import one_tuple, tuple_rows
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -117,8 +118,9 @@ def sync_allowances(config: Config, now: dt.datetime | None = None) -> dict[str,
     refs = {}
     for allowance in config.allowances:
         mode = "utc-day" if allowance.window == "utc-day" else "rolling"
-        fields = dict(window=allowance.window, token_limit=allowance.tokens, request_limit=allowance.requests,
-                      models=" ".join(allowance.models), in_config=True)
+        fields: dict[str, object] = {"window": allowance.window, "token_limit": allowance.tokens,
+                                     "request_limit": allowance.requests, "models": " ".join(allowance.models),
+                                     "in_config": True}
         Allowance.insert(name=allowance.name, anchor=windows.anchor_for(mode, now), **fields) \
             .on_conflict_ignore().execute()
         row = Allowance.get(Allowance.name == allowance.name)
@@ -190,19 +192,18 @@ def _locked_window(allowance_id: int, start: dt.datetime) -> tuple[int, int]:
     existing row takes a shared lock on it, and two reservers upgrading that lock deadlock."""
     query = locking(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
                     .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)))
-    row = query.tuples().first()
-    if row is None:
+    rows = list(tuple_rows(query))
+    if not rows:
         AllowanceWindow.insert(allowance=allowance_id, window_start=start).on_conflict_ignore().execute()
-        row = query.tuples().first()
-    return row
+        rows = list(tuple_rows(query))
+    return int(rows[0][0]), int(rows[0][1])
 
 
 def _live_holds(allowance_id: int, start: dt.datetime, now: dt.datetime) -> tuple[int, int]:
-    tokens, requests = (AllowanceHold.select(pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.tokens), 0),
-                                             pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.requests), 0))
-                        .where((AllowanceHold.allowance == allowance_id) & (AllowanceHold.window_start == start)
-                               & (AllowanceHold.expires_at > now))
-                        .tuples().get())
+    tokens, requests = one_tuple(AllowanceHold.select(pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.tokens), 0),
+                                                      pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.requests), 0))
+                                 .where((AllowanceHold.allowance == allowance_id)
+                                        & (AllowanceHold.window_start == start) & (AllowanceHold.expires_at > now)))
     return int(tokens), int(requests)
 
 
@@ -217,9 +218,9 @@ def allowance_usage(now: dt.datetime, names: list[str] | None = None) -> list[Al
     for row in query:
         ref = _ref(row)
         start = ref.window_start(now)
-        used = (AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
-                .where((AllowanceWindow.allowance == ref.id) & (AllowanceWindow.window_start == start))
-                .tuples().first()) or (0, 0)
+        used = next(tuple_rows(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
+                               .where((AllowanceWindow.allowance == ref.id)
+                                      & (AllowanceWindow.window_start == start))), (0, 0))
         held = _live_holds(ref.id, start, now)
         result.append(AllowanceUsage(ref, start, ref.window_end(now), int(used[0]), int(used[1]), *held))
     return result
@@ -227,9 +228,8 @@ def allowance_usage(now: dt.datetime, names: list[str] | None = None) -> list[Al
 
 def members(allowance_ids: list[int] | None = None) -> dict[int, list[int]]:
     """Key ids by allowance id."""
-    query = KeyAllowance.select(KeyAllowance.allowance, KeyAllowance.key).tuples()
     result: dict[int, list[int]] = {}
-    for allowance_id, key_id in query:
+    for allowance_id, key_id in tuple_rows(KeyAllowance.select(KeyAllowance.allowance, KeyAllowance.key)):
         if allowance_ids is None or allowance_id in allowance_ids:
             result.setdefault(allowance_id, []).append(key_id)
     return result

@@ -269,6 +269,7 @@ class ChatState(BaseModel):
 class Allowance(BaseModel):
     """What a provider grants, shared by the keys that join it (DESIGN invariant 9):
     a limit in tokens and/or requests per window, for the models matching `models`."""
+    id = pw.AutoField()
     name = pw.CharField(max_length=100, unique=True)
     window = pw.CharField(max_length=16)               # "utc-day", "rolling" (24 h from anchor) or "minute"
     token_limit = pw.BigIntegerField(null=True)
@@ -280,6 +281,7 @@ class Allowance(BaseModel):
 
 class AllowanceWindow(BaseModel):
     """What one allowance used in one window: tokens and requests of recorded calls."""
+    id = pw.AutoField()
     allowance = pw.ForeignKeyField(Allowance, backref="windows", on_delete="CASCADE")
     window_start = pw.DateTimeField()
     tokens_used = pw.BigIntegerField(default=0)
@@ -306,6 +308,7 @@ class AllowanceHold(BaseModel):
 
 class KeyAllowance(BaseModel):
     """Which keys draw on which allowance (from config), for reports."""
+    id = pw.AutoField()
     key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE")
     allowance = pw.ForeignKeyField(Allowance, on_delete="CASCADE")
 

@@ -17,6 +17,7 @@ from shared.core.startup import open_runtime
 from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
+from shared.reports.allowance_views import allowance_json, allowance_views, allowances_table
 from shared.reports.render_terminal import keys_table
 from shared.tools import ask, cli_reports, demo, doctor, simulator
 
@@ -51,11 +52,28 @@ def cmd_keys(args) -> int:
     runtime = open_runtime(config_path=args.config)
     if args.action == "enable":
         return _enable_key(args.label, args.json)
-    views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
+    now = utcnow()
+    views = queries.key_views(now, runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
         Console().print(keys_table(views))
+        shared_pools = allowance_views(now)
+        if shared_pools:
+            Console().print(allowances_table(shared_pools, now))
+    return 0
+
+
+def cmd_allowances(args) -> int:
+    open_runtime(config_path=args.config)
+    now = utcnow()
+    views = allowance_views(now)
+    if args.json:
+        print(json.dumps([allowance_json(v) for v in views], indent=2))
+    elif views:
+        Console().print(allowances_table(views, now))
+    else:
+        print("no [[allowances]] in config (keys are limited by their own daily_token_limit)")
     return 0
 
 
@@ -90,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
     sub.add_argument("label", nargs="?", help="the key's label (for enable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
+    command("allowances", cmd_allowances, "list the allowances keys share: used, held, limit and resets-in per window")
     cli_reports.register(command)
     dashboard_command.register(command)
     simulator.register(command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 import textwrap
 import tomllib
@@ -32,6 +33,10 @@ from shared.core.models import (
     utcnow,
 )
 from shared.core.windows import EPOCH
+from shared.reports.queries import stats_snapshot
+from shared.reports.render_json_csv import stats_json
+from shared.reports.render_telegram import render_stats
+from shared.tools import cli
 from shared.tools.simulator import Simulator
 from tests.shared.client_fixtures import close_harness, open_harness
 
@@ -210,3 +215,35 @@ def test_the_readme_mixed_free_tier_pool_is_a_valid_config():
     assert [a.name for a in config.allowances][:2] == ["org-mini", "org-large"]
     assert config.autoreply.models[-1] == "llama-3.3-70b-versatile"
     assert {k.label: k.allowances for k in config.keys}["gemini"] == ["gemini-free", "gemini-rpm"]
+
+
+async def test_stats_group_the_keys_sharing_an_allowance(db, db_url):
+    async with Simulator() as sim:
+        h = await open_harness(sim, db_url, allowances=ORG, key_settings=ORG_KEYS)
+        try:
+            await h.client.chat(HELLO, operation="t", model="gpt-4o-mini")
+        finally:
+            await close_harness(h)
+    snapshot = stats_snapshot(utcnow(), h.config)
+    panel = render_stats(snapshot)
+    assert "🏢 <b>org-mini</b> 🟢" in panel and "🏢 <b>org-large</b>" in panel
+    assert panel.count("🔑 Keys: k1, k2, k3") == 2
+    used = window_row("org-mini").tokens_used
+    assert f"📊 {used:,} / 2,500,000 tokens" in panel
+    data = stats_json(snapshot)
+    (mini,) = [a for a in data["allowances"] if a["name"] == "org-mini"]
+    assert (mini["tokens_used"], mini["tokens_left"], mini["keys"]) == (used, 2_500_000 - used, ["k1", "k2", "k3"])
+
+
+def test_tokenpool_allowances_lists_each_pool_with_its_keys(tmp_path, capsys):
+    path = tmp_path / "config.toml"
+    path.write_text('data_dir = "state"\n'
+                    '[[allowances]]\nname = "gemini-free"\nrequests = 1500\n'
+                    '[[keys]]\nlabel = "g1"\napi_key = "sk-allow-cli-000000000001"\nallowances = ["gemini-free"]\n'
+                    '[[keys]]\nlabel = "g2"\napi_key = "sk-allow-cli-000000000002"\nallowances = ["gemini-free"]\n')
+    assert cli.main(["--config", str(path), "allowances", "--json"]) == 0
+    (pool,) = json.loads(capsys.readouterr().out)
+    assert (pool["name"], pool["request_limit"], pool["requests_left"], pool["keys"]) == \
+        ("gemini-free", 1500, 1500, ["g1", "g2"])
+    assert cli.main(["--config", str(path), "keys"]) == 0
+    assert "gemini-free" in capsys.readouterr().out
