@@ -83,7 +83,7 @@ class KeyConfig:
 class AllowanceConfig:
     """What a provider grants an organization or account, shared by the keys that name it:
     `tokens` and/or `requests` per `window`, for the models matching `models` (empty: any)."""
-    name: str = setting("", max_length=ALLOWANCE_NAME_MAX, non_empty=True)
+    name: str = setting("", max_length=ALLOWANCE_NAME_MAX)     # required: checked in _validate_allowances
     window: str = setting("utc-day", choices=ALLOWANCE_WINDOWS)   # "rolling": 24 h from first registration
     tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     requests: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
@@ -438,6 +438,8 @@ def _validate_allowances(config: Config, path: str) -> None:
     names: dict[str, int] = {}
     for i, allowance in enumerate(config.allowances):
         where = f"allowances[{i}]"
+        if not allowance.name.strip():
+            raise ConfigError(f"{path}: '{where}.name' must not be empty")
         if allowance.name in names:
             raise ConfigError(f"{path}: {where}: duplicate allowance name '{_shown(allowance.name)}' "
                               f"(also allowances[{names[allowance.name]}])")
