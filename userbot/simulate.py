@@ -65,6 +65,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     runtime = open_runtime(config)
     accountant = Accountant(config.bot.name, Pricer(config.pricing))
     ai = TrackedClient(config, runtime.keyring, accountant)
+    await ai.warm_up()
     run_blocking = database_runner(accountant)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     transport = LoggingTransport(config.bot.name)
