@@ -22,7 +22,7 @@ from pyrogram.types import Message
 
 from shared.core.backoff import Backoff
 from shared.core.config import Config
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.startup import open_runtime
 from shared.core.systemd import Notifier
@@ -437,6 +437,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     runtime = open_runtime(config)
     core = build_core(config, runtime.keyring)
     run_blocking, replier = core.run_blocking, core.replier
+    await core.ai.warm_up()        # the first message does not pay for lazy imports and compiling
     bot = BotApp(config, replier, core.registry, run_blocking=run_blocking)
     client = make_client(config, credentials, client_class)
     for handler in bot.handlers():
@@ -470,6 +471,8 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):     # otherwise the heartbeat simply goes stale
+            await run_blocking(sign_off, "bot", config.bot.name)
     finally:
         with contextlib.suppress(ConnectionError, RPCError, OSError):
             if client.is_connected:

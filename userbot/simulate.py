@@ -15,7 +15,7 @@ import random
 import time
 
 from shared.core.config import Config
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.startup import open_runtime
 from userbot.alert_delivery import claimer_name, deliver_forever
@@ -74,6 +74,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     runtime = open_runtime(config)
     core = build_core(config, runtime.keyring, commands=False)     # no one types commands here
     run_blocking, replier = core.run_blocking, core.replier
+    await core.ai.warm_up()
     transport = LoggingTransport(config.bot.name)
     stop = asyncio.Event()
     counts: dict[str, int] = {}
@@ -117,6 +118,8 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await run_blocking(sign_off, "bot", config.bot.name)
         await core.aclose()
     return counts
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from shared.core.pricing import nano_to_usd
+from shared.reports.allowance_views import allowance_json
 from shared.reports.budgets import Amount, BudgetReport
 from shared.reports.forecast import KeyForecast, PoolForecast
 from shared.reports.queries import (
@@ -71,7 +72,8 @@ def key_json(view: KeyView) -> dict:
 def process_json(process: ProcessHealth) -> dict:
     return {"kind": process.kind, "name": process.name, "host": process.host, "pid": process.pid,
             "started_at": iso(process.started_at), "last_seen": iso(process.last_seen),
-            "seconds_since_seen": seconds(process.since_seen), "alive": process.alive}
+            "seconds_since_seen": seconds(process.since_seen), "alive": process.alive,
+            "state": process.state}
 
 
 def stats_json(snapshot: StatsSnapshot) -> dict:
@@ -94,6 +96,7 @@ def stats_json(snapshot: StatsSnapshot) -> dict:
         "keys": [{**key_json(view), "forecast": key_forecast_json(snapshot.forecasts[view.id])}
                  for view in snapshot.keys],
         "processes": [process_json(p) for p in snapshot.processes],
+        "allowances": [allowance_json(a) for a in snapshot.allowances],
     }
 
 

@@ -14,6 +14,7 @@ from html import escape
 from shared.core.pricing import format_usd
 from shared.core.status import Status
 from shared.core.windows import format_duration
+from shared.reports.allowance_views import telegram_block
 from shared.reports.budgets import Amount, BudgetCheck, BudgetReport
 from shared.reports.forecast import KeyForecast, Outlook
 from shared.reports.humanize import ago, compact, percent
@@ -88,6 +89,9 @@ def render_stats(snapshot: StatsSnapshot) -> str:
     ]
     items = ["\n" + _key_block(view, snapshot.now, snapshot.forecasts.get(view.id))
              for view in snapshot.keys] or ["\nNo keys configured."]
+    if snapshot.allowances:     # keys that share a provider's allowance, grouped under it
+        items = ["\n🏢 <b>Shared allowances:</b>"] + ["\n" + telegram_block(a, snapshot.now)
+                                                     for a in snapshot.allowances] + items
     tail = ["", RULE, "🩺 <b>Health</b>"] + _health_lines(snapshot.processes)
     return fit(head, items, tail, "keys")
 
@@ -116,7 +120,9 @@ def _health_lines(processes: list[ProcessHealth]) -> list[str]:
     lines = []
     for p in processes:
         icon = "⚙️" if p.kind == "worker" else "🤖"
-        state = f"🟢 seen {ago(p.since_seen)} ago" if p.alive else f"🔴 down, last seen {ago(p.since_seen)} ago"
+        state = (f"🟢 seen {ago(p.since_seen)} ago" if p.alive
+                 else f"⚪ stopped {ago(p.since_seen)} ago" if p.stopped
+                 else f"🔴 down, last seen {ago(p.since_seen)} ago")
         lines.append(f"{icon} {escape(p.kind)} <code>{escape(p.name)}</code>: {state}")
     return lines
 
@@ -190,8 +196,8 @@ def render_budget(report: BudgetReport) -> str:
             f"📅 Today so far: {amount_text(p.day_so_far)}",
             f"  ↳ at today's pace: {amount_text(p.day_projected)}",
             f"🗓 This month so far: {amount_text(p.month_so_far)}",
-            f"  ↳ at the last 7 days' pace: {amount_text(p.month_projected)}",
-            f"  <i>(7-day average: {amount_text(p.week_daily_average)} per day)</i>",
+            f"  ↳ at the pace of the last 7 days and today: {amount_text(p.month_projected)}",
+            f"  <i>(daily pace, last 7 days and today: {amount_text(p.week_daily_average)})</i>",
             "", RULE]
     items = [_budget_line(check) for check in report.checks]
     if not items:

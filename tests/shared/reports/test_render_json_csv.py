@@ -78,7 +78,7 @@ def test_stats_json_field_names_are_stable_and_hold_no_secret(sqlite_db, sqlite_
     config = build_panel(sqlite_url)
     data = stats_json(stats_snapshot(NOW, config))
     assert list(data) == ["generated_at", "keys_total", "key_in_use", "daily_limit_per_key",
-                          "ranking_generation", "today", "forecast", "keys", "processes"]
+                          "ranking_generation", "today", "forecast", "keys", "processes", "allowances"]
     assert list(data["today"]) == ["used", "left", "limit", "calls", "errors", "rate_hits", "success_rate",
                                    "cost_nanousd", "cost_usd", "lifetime_tokens", "lifetime_calls",
                                    "lifetime_cost_nanousd", "lifetime_cost_usd"]
@@ -101,4 +101,4 @@ def test_budget_json(sqlite_db, sqlite_url):
     assert check == {"scope": "pool", "period": "day", "metric": "tokens", "unit": "tokens",
                      "period_start": "2026-03-10", "limit": 10_000, "used": 17_114, "projected": 34_228,
                      "fraction": 1.7114, "state": "over"}
-    assert data["projection"]["month_projected"]["tokens"] == 424_990
+    assert data["projection"]["month_projected"]["tokens"] == 604_836   # 117,294 + 17,114 + 21 days × 22,401
