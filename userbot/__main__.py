@@ -12,8 +12,8 @@ from pyrogram.errors import Unauthorized
 
 from shared.core.config import ConfigError, load_config
 from shared.core.db import DatabaseUnavailable
+from shared.core.logs import setup_logging
 from shared.core.schema import SchemaError
-from shared.core.systemd import setup_logging
 from userbot.app import run_bot
 from userbot.session import SetupError, login, telegram_credentials
 from userbot.simulate import simulate

@@ -79,7 +79,6 @@ class ClientConfig:
     server_error_retries: int = 1   # retries on the same key after a 5xx / timeout
     retry_backoff_seconds: float = 0.5      # first wait before such a retry (doubles each time)
     rate_limit_cooldown_seconds: float = 5.0  # cooldown after a 429 that names no reset (doubles)
-    ranking_stale_seconds: float = 30.0    # no worker heartbeat this long: select keys ourselves
 
 
 @dataclass(frozen=True)
@@ -355,7 +354,6 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "client.server_error_retries", config.client.server_error_retries, allow_zero=True)
     _positive(path, "client.retry_backoff_seconds", config.client.retry_backoff_seconds, allow_zero=True)
     _positive(path, "client.rate_limit_cooldown_seconds", config.client.rate_limit_cooldown_seconds)
-    _positive(path, "client.ranking_stale_seconds", config.client.ranking_stale_seconds)
     _positive(path, "worker.tick_seconds", config.worker.tick_seconds)
     _positive(path, "worker.lease_seconds", config.worker.lease_seconds)
     _positive(path, "worker.retention_days", config.worker.retention_days)

@@ -1,4 +1,12 @@
-"""Liveness of every process: a row per (kind, name), upserted on each beat."""
+"""Liveness of every process: a row per (kind, name), upserted on each beat, and the one
+rule that says whether a process is alive (docs/design.md invariant 13).
+
+A process is alive while its last heartbeat is at most `ALIVE_WITHIN` old. Bots beat every
+15 s and the worker on every tick (2 s by default), so a minute is four missed beats of a
+bot: long enough for a slow database, short enough for a report to tell the truth. Reports,
+`doctor`, the worker's count of live bots and the bots' trust in the worker's ranking all
+use this rule and nothing else.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +16,13 @@ import socket
 
 from shared.core.db import conflict_target, database
 from shared.core.models import Heartbeat, utcnow
+
+ALIVE_WITHIN = dt.timedelta(seconds=60)
+
+
+def is_alive(last_seen: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a process that last beat at `last_seen` (None: never) counts as alive at `now`."""
+    return last_seen is not None and now - last_seen <= ALIVE_WITHIN
 
 
 def beat(kind: str, name: str, info: dict | None = None, *, now: dt.datetime | None = None) -> None:
@@ -29,5 +44,6 @@ def heartbeats(kind: str | None = None) -> list[Heartbeat]:
     return list(query)
 
 
-def is_alive(heartbeat: Heartbeat, now: dt.datetime, threshold: dt.timedelta) -> bool:
-    return now - heartbeat.last_seen <= threshold
+def count_alive(kind: str, now: dt.datetime) -> int:
+    """How many processes of `kind` ("worker" or "bot") are alive at `now`."""
+    return sum(1 for h in heartbeats(kind) if is_alive(h.last_seen, now))

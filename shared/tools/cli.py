@@ -11,10 +11,11 @@ from rich.console import Console
 
 from shared.core.config import ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, connect_database
+from shared.core.keys import sync_keys
+from shared.core.logs import setup_logging
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
-from shared.core.startup import open_runtime
-from shared.core.systemd import setup_logging
+from shared.core.startup import open_readonly, open_runtime
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
 from shared.reports.render_terminal import keys_table
@@ -31,7 +32,7 @@ def cmd_init(args) -> int:
         return 1
     shutil.copyfile(EXAMPLE_CONFIG, target)
     target.chmod(0o600)
-    print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
+    print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool migrate` and `tokenpool keys`")
     return 0
 
 
@@ -39,6 +40,7 @@ def cmd_migrate(args) -> int:
     config = load_config(args.config)
     db = connect_database(config.database_url)
     done = migrate(db)
+    sync_keys(config)                   # the keys of the config, registered for the reports
     applied, _pending, _unknown = schema_status(db)
     if args.json:
         print(json.dumps({"applied_now": done, "schema": applied}))
@@ -48,9 +50,10 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    runtime = open_runtime(config_path=args.config)
     if args.action == "enable":
+        open_runtime(config_path=args.config)
         return _enable_key(args.label, args.json)
+    runtime = open_readonly(config_path=args.config)
     views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
-    command("migrate", cmd_migrate, "apply pending database migrations")
+    command("migrate", cmd_migrate, "apply pending database migrations and register the config's keys")
     sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; re-enable a key")
     sub.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
     sub.add_argument("label", nargs="?", help="the key's label (for enable)")

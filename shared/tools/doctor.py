@@ -142,9 +142,8 @@ def _telegram_check(config: Config) -> Check:
 
 
 def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
-    threshold = dt.timedelta(seconds=max(30.0, 5 * config.worker.tick_seconds))
     workers = heartbeats("worker")
-    alive = [w for w in workers if is_alive(w, now, threshold)]
+    alive = [w for w in workers if is_alive(w.last_seen, now)]
     if alive:
         worker = Check("worker", Level.OK, ", ".join(f"{w.name} seen {_ago(now, w.last_seen)}" for w in alive))
     elif workers:
@@ -155,7 +154,7 @@ def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
         worker = Check("worker", Level.WARN, "never ran against this database",
                        "start `tokenpool-worker` (bots fall back to a slower degraded mode without it)")
     bots = heartbeats("bot")
-    detail = ", ".join(f"{b.name} {'up' if is_alive(b, now, threshold) else 'down'} ({_ago(now, b.last_seen)})"
+    detail = ", ".join(f"{b.name} {'up' if is_alive(b.last_seen, now) else 'down'} ({_ago(now, b.last_seen)})"
                        for b in bots) or "none seen yet"
     return [worker, Check("bots", Level.OK, detail)]
 

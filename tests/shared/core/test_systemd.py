@@ -4,7 +4,8 @@ import os
 import socket
 import sys
 
-from shared.core.systemd import JournalFormatter, Notifier
+from shared.core.logs import JournalFormatter
+from shared.core.systemd import Notifier
 
 
 def test_notifier_sends_datagrams_to_the_notify_socket(tmp_path):
