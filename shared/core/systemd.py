@@ -37,7 +37,8 @@ class Notifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._socket.sendto("\n".join(lines).encode("utf-8"), self.address)
+            # Never wait: a full queue (systemd busy or gone) must not freeze the caller's loop.
+            self._socket.sendto("\n".join(lines).encode("utf-8"), socket.MSG_DONTWAIT, self.address)
             return True
         except OSError as exc:   # systemd went away or the socket is wrong: keep working regardless
             log.debug("sd_notify failed: %s", exc)
