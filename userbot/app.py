@@ -25,7 +25,7 @@ from shared.core.accounting import Accountant
 from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
@@ -324,6 +324,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     database = DatabaseExecutor()
     accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database)
     ai = TrackedClient(config, runtime.keyring, accountant, database=database)
+    await ai.warm_up()             # the first message does not pay for lazy imports and compiling
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)
@@ -357,6 +358,8 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):     # otherwise the heartbeat simply goes stale
+            await run_blocking(sign_off, "bot", config.bot.name)
     finally:
         with contextlib.suppress(ConnectionError, RPCError, OSError):
             if client.is_connected:

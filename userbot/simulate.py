@@ -16,7 +16,7 @@ import time
 from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
@@ -65,6 +65,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     runtime = open_runtime(config)
     accountant = Accountant(config.bot.name, Pricer(config.pricing))
     ai = TrackedClient(config, runtime.keyring, accountant)
+    await ai.warm_up()
     run_blocking = database_runner(accountant)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     transport = LoggingTransport(config.bot.name)
@@ -100,6 +101,8 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await run_blocking(sign_off, "bot", config.bot.name)
         await ai.aclose()
         accountant.close()
     return counts

@@ -8,6 +8,7 @@ the same URL syntax through `playhouse.db_url`.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ TRANSIENT_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached after all retries."""
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL the user must fix (unsupported scheme, a folder that does not exist)."""
 
 
 def backend_of(db: peewee.Database) -> str:
@@ -56,11 +61,11 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         if read_only:
             file = Path(path).expanduser()
             if path == ":memory:" or not file.is_file():
-                raise DatabaseUnavailable(f"no database at {path} (`tokenpool migrate` creates it)")
+                raise DatabaseUrlError(f"no database at {path} (`tokenpool migrate` creates it)")
             options.update(database=f"file:{quote(str(file.resolve()))}?mode=ro", uri=True)
         else:
             if path != ":memory:":
-                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                prepare_sqlite_file(Path(path).expanduser())
             options["pragmas"].update(journal_mode="wal", synchronous="normal")
         options["timeout"] = busy_timeout_seconds
     elif scheme.startswith("postgres"):
@@ -80,12 +85,28 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         if read_only:
             options["init_command"] = "SET SESSION TRANSACTION READ ONLY"
     else:
-        raise ValueError(f"unsupported database URL scheme '{scheme}' "
-                         "(use sqlite:///path, postgresql://… or mysql://…)")
+        raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
+                               "(use sqlite:///path, postgresql://… or mysql://…)")
     db = db_url.connect(url, **options)
     if bind:
         database.initialize(db)
     return db
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Owner-only folder and file: the database holds chat texts.
+
+    Only the file's own folder is created (mode 0700), and only inside a folder that exists:
+    a mistyped path is an error, not a tree of new folders. The file is created 0600 before
+    SQLite opens it (its -wal and -shm files take the same mode)."""
+    folder = path.parent
+    if not folder.is_dir():
+        if not folder.parent.is_dir():
+            raise DatabaseUrlError(f"the folder {folder.parent} does not exist: create it, or correct "
+                                   "database.url / data_dir")
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
@@ -94,6 +115,12 @@ def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
     if isinstance(target, peewee.SqliteDatabase):
         return target.atomic("IMMEDIATE")
     return target.atomic()
+
+
+def begin_write(db: peewee.Database) -> str:
+    """The statement that opens a write transaction, as `write_transaction` opens it
+    (for code that runs BEGIN … COMMIT itself on one cursor)."""
+    return "BEGIN IMMEDIATE" if isinstance(db, peewee.SqliteDatabase) else "BEGIN"
 
 
 def conflict_target(db: peewee.Database, columns: list) -> dict:

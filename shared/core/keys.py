@@ -105,7 +105,11 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
     reset = config.key_reset(key)
     masked = mask(key.secret)
     fields = dict(label=key.label, masked=masked, position=position, base_url=key.base_url,
-                  daily_token_limit=config.key_limit(key), in_config=True, disabled=not key.enabled)
+                  daily_token_limit=config.key_limit(key), in_config=True)
+    if not key.enabled:
+        # A config can disable a key; only `tokenpool keys enable` re-enables one, so an operator's
+        # `keys disable` is not undone by the next process that starts with `enabled = true`.
+        fields["disabled"] = True
     # Several processes may register the same key at once: insert-or-ignore, then read.
     ApiKey.insert(fingerprint=fp, reset_mode=reset, window_anchor=anchor_for(reset, now),
                   created_at=now, **fields).on_conflict_ignore().execute()

@@ -1,45 +1,30 @@
-"""One liveness rule (docs/design.md invariant 13): the same heartbeat is alive or down for
-every reader at once — reports, doctor, the worker's count of bots, and selection."""
-from __future__ import annotations
-
+"""A clean stop is shown as "stopped", not as alive nor as down; a host:pid run leaves no row."""
 import datetime as dt
-import json
 
-import pytest
-
-from shared.ai.selection import Selector
-from shared.core.keys import sync_keys
-from shared.core.liveness import ALIVE_WITHIN, beat, count_alive, is_alive
-from shared.core.models import ApiKey, KeyRanking, utcnow
-from shared.reports.queries import process_health
-from shared.tools.doctor import Level, _process_checks
+from shared.core.liveness import beat, heartbeats, is_alive, sign_off
+from shared.core.models import utcnow
+from shared.reports.queries import process_health, stats_snapshot
+from shared.reports.render_json_csv import process_json
+from shared.reports.render_telegram import render_stats
 from tests.conftest import make_config
 
-T0 = dt.datetime(2026, 3, 1, 12, 0)
 
-
-def test_alive_up_to_and_including_the_threshold():
-    assert is_alive(T0 - ALIVE_WITHIN, T0)
-    assert not is_alive(T0 - ALIVE_WITHIN - dt.timedelta(microseconds=1), T0)
-    assert is_alive(T0, T0)
-    assert not is_alive(None, T0)
-
-
-@pytest.mark.parametrize("age, alive", [(ALIVE_WITHIN - dt.timedelta(seconds=1), True),
-                                        (ALIVE_WITHIN + dt.timedelta(seconds=1), False)])
-def test_every_reader_agrees(sqlite_db, age, alive):
-    config = make_config(2)
-    ring = sync_keys(config)
-    ids = {k.label: k.id for k in ApiKey.select()}
+def test_a_signed_off_process_is_stopped_until_it_beats_again(db):
     now = utcnow()
-    beat("worker", "w1", now=now - age)
-    beat("bot", "b1", now=now - age)
-    KeyRanking.create(generation=1, key_ids=json.dumps([ids["k2"]]), policy="sticky", published_by="w1")
+    beat("worker", "w1", now=now)
+    beat("bot", "b1", now=now)
+    sign_off("worker", "w1", now=now)
+    (worker,) = [p for p in process_health(now) if p.name == "w1"]
+    assert (worker.alive, worker.stopped, worker.state) == (False, True, "stopped")
+    assert process_json(worker)["state"] == "stopped"
+    assert not is_alive(heartbeats("worker")[0], now)
+    panel = render_stats(stats_snapshot(now, make_config(1)))
+    assert "⚪ stopped" in panel and "🔴" not in panel
+    beat("worker", "w1", now=now + dt.timedelta(seconds=5))          # started again
+    assert [p.state for p in process_health(now + dt.timedelta(seconds=5)) if p.name == "w1"] == ["up"]
 
-    assert {p.name: p.alive for p in process_health(now)} == {"w1": alive, "b1": alive}
-    worker_check, bots_check = _process_checks(config, now)
-    assert (worker_check.level is Level.OK) == alive
-    assert ("b1 up" in bots_check.detail) == alive
-    assert count_alive("bot", now) == int(alive)                # the worker's count (worker/tick.py)
-    pick = Selector(config, ring).pick(now)
-    assert (pick.key.label, pick.degraded) == (("k2", False) if alive else ("k1", True))
+
+def test_an_ephemeral_process_forgets_its_row(db):
+    beat("worker", "host:123")
+    sign_off("worker", "host:123", forget=True)
+    assert heartbeats("worker") == []
