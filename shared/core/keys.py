@@ -6,10 +6,10 @@ own config; `KeyRing` is that map and the only place a secret lives at run time.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from dataclasses import dataclass
 
+from shared.core.allowances import AllowanceRef, join, matches, sync_allowances
 from shared.core.config import Config, KeyConfig
 from shared.core.db import write_transaction
 from shared.core.models import ApiKey, utcnow
@@ -42,17 +42,17 @@ class HeldKey:
     base_url: str
     secret: str
     models: tuple[str, ...] = ()      # name patterns of the models it serves; empty: any
+    allowances: tuple[AllowanceRef, ...] = ()     # what it draws on (with other keys, maybe)
 
     def serves(self, model: str) -> bool:
-        return serves(self.models, model)
+        return matches(self.models, model)
+
+    def allowances_for(self, model: str) -> list[AllowanceRef]:
+        """The allowances a call of `model` with this key draws on."""
+        return [a for a in self.allowances if a.covers(model)]
 
     def __repr__(self) -> str:  # never show the secret
         return f"HeldKey({self.label!r}, {self.masked})"
-
-
-def serves(patterns: tuple[str, ...] | list[str], model: str) -> bool:
-    """Whether a model name matches one of `patterns` (shell-style, `gpt-4o*`); none: any model."""
-    return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 class KeyRing:
@@ -90,9 +90,11 @@ def sync_keys(config: Config, *, mark_removed: bool = False) -> KeyRing:
     now = utcnow()
     held = []
     with write_transaction():
+        allowances = sync_allowances(config, now)
         seen = set()
         for position, key in enumerate(config.keys):
-            held.append(_upsert_key(config, key, position, now))
+            held.append(_upsert_key(config, key, position, now, tuple(allowances[n] for n in key.allowances)))
+            join(held[-1].id, list(held[-1].allowances))
             seen.add(held[-1].id)
         if mark_removed and seen:
             (ApiKey.update(in_config=False)
@@ -100,7 +102,8 @@ def sync_keys(config: Config, *, mark_removed: bool = False) -> KeyRing:
     return KeyRing(held)
 
 
-def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
+def _upsert_key(config: Config, key: KeyConfig, position: int, now,
+                allowances: tuple[AllowanceRef, ...] = ()) -> HeldKey:
     fp = fingerprint(key.secret)
     reset = config.key_reset(key)
     masked = mask(key.secret)
@@ -122,4 +125,4 @@ def _upsert_key(config: Config, key: KeyConfig, position: int, now) -> HeldKey:
     if any(getattr(row, name) != value for name, value in fields.items()):
         ApiKey.update(**fields).where(ApiKey.id == row.id).execute()
     return HeldKey(id=row.id, fingerprint=fp, label=key.label, masked=masked,
-                   base_url=key.base_url, secret=key.secret, models=tuple(key.models))
+                   base_url=key.base_url, secret=key.secret, models=tuple(key.models), allowances=allowances)

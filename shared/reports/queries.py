@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import peewee as pw
@@ -36,6 +36,7 @@ from shared.core.status import (
     key_status,
     window_usage,
 )
+from shared.reports.allowance_views import AllowanceView, allowance_views
 from shared.reports.forecast import (
     KeyForecast,
     PoolForecast,
@@ -160,6 +161,7 @@ class StatsSnapshot:
     ranking_generation: int | None
     forecasts: dict[int, KeyForecast]       # by key id, at the pace of the last hour
     pool_forecast: PoolForecast
+    allowances: list[AllowanceView] = field(default_factory=list)   # shared pools, with their keys
 
     @property
     def daily_limit(self) -> int | None:
@@ -184,7 +186,7 @@ def stats_snapshot(now: dt.datetime, config) -> StatsSnapshot:
     forecasts, pool_forecast = forecast_views(keys, recent_tokens_by_key(now), now)
     return StatsSnapshot(now=now, keys=keys, in_use=_key_in_use(keys, ranking), today=today,
                          processes=process_health(now), ranking_generation=ranking and ranking.generation,
-                         forecasts=forecasts, pool_forecast=pool_forecast)
+                         forecasts=forecasts, pool_forecast=pool_forecast, allowances=allowance_views(now))
 
 
 def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | None:

@@ -18,8 +18,9 @@ from shared.core.startup import open_readonly, open_runtime
 from shared.core.status import Status
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
+from shared.reports.allowance_views import allowance_json, allowance_views, allowances_table
 from shared.reports.render_terminal import keys_table
-from shared.tools import cli_reports, demo, doctor, simulator
+from shared.tools import ask, cli_reports, demo, doctor, simulator
 from shared.tools.terminal import show
 
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError)
@@ -58,11 +59,28 @@ def cmd_keys(args) -> int:
         low = open_runtime(config_path=args.config).config.pool.low_threshold
         return _switch_key(args.action, args.label, low, args.json)
     runtime = open_readonly(config_path=args.config)
-    views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
+    now = utcnow()
+    views = queries.key_views(now, runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
         show(keys_table(views))
+        shared_pools = allowance_views(now)
+        if shared_pools:
+            show(allowances_table(shared_pools, now))
+    return 0
+
+
+def cmd_allowances(args) -> int:
+    open_runtime(config_path=args.config)
+    now = utcnow()
+    views = allowance_views(now)
+    if args.json:
+        print(json.dumps([allowance_json(v) for v in views], indent=2))
+    elif views:
+        show(allowances_table(views, now))
+    else:
+        print("no [[allowances]] in config (keys are limited by their own daily_token_limit)")
     return 0
 
 
@@ -120,10 +138,12 @@ def build_parser() -> Parser:
                      help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")
     sub.add_argument("label", nargs="?", help="the key's label (for enable / disable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
+    command("allowances", cmd_allowances, "list the allowances keys share: used, held, limit and resets-in per window")
     cli_reports.register(command)
     dashboard_command.register(command)
     simulator.register(command)
     doctor.register(command)
+    ask.register(command)
     demo.register(command)
     return parser
 
