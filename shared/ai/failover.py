@@ -1,4 +1,4 @@
-"""The failover loop: pick a key, send, classify, record, move on (DESIGN invariants 4, 12).
+"""The failover loop: pick a key, send, classify, record, move on (docs/design.md invariants 4 and 12).
 
 The loop knows nothing of a provider's dialect: the `Dialect` sends and classifies, the
 loop acts on the neutral `Failure`:
@@ -336,7 +336,7 @@ def _ms_since(started: float) -> int:
 
 
 def _log_call(call: CallRecord, key: HeldKey, cost_nanousd: int) -> None:
-    """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome` (seed 003)."""
+    """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome`."""
     if not calls_log.isEnabledFor(logging.INFO):
         return
     approx = "~" if call.estimated else ""

@@ -1,4 +1,4 @@
-"""Exact accounting of every call (DESIGN invariants 1, 2 and 6).
+"""Exact accounting of every call (docs/design.md invariants 1, 2 and 6).
 
 `record_call` writes the event, the key's counters and the daily rollup (and, for a call
 made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no

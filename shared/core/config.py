@@ -126,8 +126,6 @@ class ClientConfig:
     server_error_retries: int = setting(1, low=0, high=100)     # retries on the same key after a 5xx / timeout
     retry_backoff_seconds: float = setting(0.5, low=0, high=HOUR)   # first wait before such a retry (doubles)
     rate_limit_cooldown_seconds: float = setting(5.0, low=0, above=True, high=DAY)  # after a 429 naming no reset
-    # No worker heartbeat this long: bots select keys themselves.
-    ranking_stale_seconds: float = setting(30.0, low=0, above=True, high=DAY)
     # Output tokens reserved against allowances for a call that sets no max_tokens.
     reserve_output_tokens: int = setting(1024, low=1, high=TOKENS_MAX)
     # A reservation its process never settled (it died mid-call) stops counting after this.

@@ -50,7 +50,6 @@ from shared.reports.forecast import (
 SPENT = frozenset({Status.DISABLED, Status.INVALID, Status.EXHAUSTED})
 
 # A process whose last heartbeat is older than this is shown as down.
-HEALTH_STALE_AFTER = dt.timedelta(seconds=60)
 
 
 class ReportError(ValueError):
@@ -202,11 +201,11 @@ def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | No
     return next((k for k in keys if k.status in ELIGIBLE), None)
 
 
-def process_health(now: dt.datetime, stale_after: dt.timedelta = HEALTH_STALE_AFTER) -> list[ProcessHealth]:
+def process_health(now: dt.datetime) -> list[ProcessHealth]:
     """Workers first, then bots, each by name."""
     rows = Heartbeat.select().order_by(Heartbeat.kind.desc(), Heartbeat.name)
     return [ProcessHealth(kind=h.kind, name=h.name, host=h.host, pid=h.pid, started_at=h.started_at,
-                          last_seen=h.last_seen, alive=is_alive(h, now, stale_after),
+                          last_seen=h.last_seen, alive=is_alive(h, now),
                           since_seen=max(dt.timedelta(0), now - h.last_seen), stopped=is_stopped(h))
             for h in rows]
 

@@ -65,7 +65,7 @@ def key_name(view: KeyView) -> str:
 # --- .stats ------------------------------------------------------------------------------------
 
 def render_stats(snapshot: StatsSnapshot) -> str:
-    """Seed 000's panel: the pool today, each key, then the health of worker and bots."""
+    """The `.stats` panel: the pool today, each key, then the health of worker and bots."""
     today = snapshot.today
     limit = snapshot.daily_limit
     head = [

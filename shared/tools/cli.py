@@ -10,11 +10,12 @@ from pathlib import Path
 from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
+from shared.core.keys import sync_keys
+from shared.core.logs import setup_logging
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
-from shared.core.startup import open_runtime
+from shared.core.startup import open_readonly, open_runtime
 from shared.core.status import Status
-from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
 from shared.reports.allowance_views import allowance_json, allowance_views, allowances_table
@@ -35,7 +36,8 @@ def cmd_init(args) -> int:
     if args.json:
         print(json.dumps({"wrote": str(target)}))
     else:
-        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
+        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), "
+              "then run `tokenpool migrate` and `tokenpool keys`")
     return 0
 
 
@@ -43,6 +45,7 @@ def cmd_migrate(args) -> int:
     config = load_config(args.config)
     db = connect_database(config.database_url)
     done = migrate(db)
+    sync_keys(config)                   # the keys of the config, registered for the reports
     applied, _pending, _unknown = schema_status(db)
     if args.json:
         print(json.dumps({"applied_now": done, "schema": applied}))
@@ -52,12 +55,12 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    runtime = open_runtime(config_path=args.config)
-    low = runtime.config.pool.low_threshold
     if args.action in ("enable", "disable"):
+        low = open_runtime(config_path=args.config).config.pool.low_threshold
         return _switch_key(args.action, args.label, low, args.json)
+    runtime = open_readonly(config_path=args.config)
     now = utcnow()
-    views = queries.key_views(now, low, include_removed=args.all)
+    views = queries.key_views(now, runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
@@ -129,7 +132,7 @@ def build_parser() -> Parser:
 
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
-    command("migrate", cmd_migrate, "apply pending database migrations")
+    command("migrate", cmd_migrate, "apply pending database migrations and register the config's keys")
     sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; enable or disable a key")
     sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list",
                      help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")

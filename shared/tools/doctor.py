@@ -182,9 +182,8 @@ def _session_check(config: Config) -> Check:
 
 
 def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
-    threshold = dt.timedelta(seconds=max(30.0, 5 * config.worker.tick_seconds))
     workers = heartbeats("worker")
-    alive = [w for w in workers if is_alive(w, now, threshold)]
+    alive = [w for w in workers if is_alive(w, now)]
     if alive:
         worker = Check("worker", Level.OK, ", ".join(f"{w.name} seen {_ago(now, w.last_seen)}" for w in alive))
     elif workers:
@@ -195,7 +194,7 @@ def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
         worker = Check("worker", Level.WARN, "never ran against this database",
                        "start `tokenpool-worker` (bots fall back to a slower degraded mode without it)")
     bots = heartbeats("bot")
-    down = [b for b in bots if not is_alive(b, now, threshold)]
+    down = [b for b in bots if not is_alive(b, now)]
     detail = ", ".join(f"{b.name} {'down' if b in down else 'up'} ({_ago(now, b.last_seen)})"
                        for b in bots) or "none seen yet"
     if down:
