@@ -49,8 +49,8 @@ def cmd_migrate(args) -> int:
 
 def cmd_keys(args) -> int:
     runtime = open_runtime(config_path=args.config)
-    if args.action == "enable":
-        return _enable_key(args.label, args.json)
+    if args.action in ("enable", "disable"):
+        return _set_key_enabled(args.label, args.action == "enable", args.json)
     views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
@@ -59,16 +59,27 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def _enable_key(label: str | None, as_json: bool) -> int:
+def _set_key_enabled(label: str | None, enable: bool, as_json: bool) -> int:
+    """The operator's word on a key, kept in the database: no process's config overrides it."""
+    action = "enable" if enable else "disable"
     if not label:
-        print("usage: tokenpool keys enable LABEL", file=sys.stderr)
+        print(f"usage: tokenpool keys {action} LABEL", file=sys.stderr)
         return 2
-    changed = (ApiKey.update(invalid=False, invalid_reason="", cooldown_until=None)
-               .where(ApiKey.label == label).execute())
-    if not changed:
+    if enable:
+        update = ApiKey.update(operator_disabled=False, disabled=ApiKey.config_disabled, invalid=False,
+                               invalid_reason="", cooldown_until=None)
+    else:
+        update = ApiKey.update(operator_disabled=True, disabled=True)
+    if not update.where(ApiKey.label == label).execute():
         print(f"no key labelled '{label}'", file=sys.stderr)
         return 1
-    print(json.dumps({"enabled": label}) if as_json else f"key '{label}' re-enabled")
+    still_off = enable and ApiKey.select().where((ApiKey.label == label) & ApiKey.config_disabled).exists()
+    if as_json:
+        print(json.dumps({"enabled" if enable else "disabled": label, "disabled_by_config": bool(still_off)}))
+    elif still_off:
+        print(f"key '{label}' re-enabled by you, but the pool's config (the worker's) has `enabled = false`")
+    else:
+        print(f"key '{label}' {action}d")
     return 0
 
 
@@ -86,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
     command("migrate", cmd_migrate, "apply pending database migrations")
-    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; re-enable a key")
-    sub.add_argument("action", nargs="?", choices=["list", "enable"], default="list")
-    sub.add_argument("label", nargs="?", help="the key's label (for enable)")
+    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; disable or re-enable a key")
+    sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list")
+    sub.add_argument("label", nargs="?", help="the key's label (for enable and disable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
     cli_reports.register(command)
     dashboard_command.register(command)
