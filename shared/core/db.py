@@ -41,8 +41,15 @@ def backend_of(db: peewee.Database) -> str:
     raise ValueError(f"unsupported database {type(db).__name__}")
 
 
-def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True) -> peewee.Database:
-    """Open the database named by `url` and (by default) bind the models to it."""
+def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True,
+                     idle_transaction_seconds: float | None = None) -> peewee.Database:
+    """Open the database named by `url` and (by default) bind the models to it.
+
+    No lock outlives its holder for long: on PostgreSQL a statement waits for a lock at most
+    `busy_timeout_seconds` (then fails, and is retried like any outage), and the server
+    ends a session left idle inside a transaction for `idle_transaction_seconds` (default:
+    the busy timeout), so a frozen process's locks (and its advisory lock) are released.
+    """
     scheme = urlparse(url).scheme
     options: dict = {}
     if scheme.startswith("sqlite"):
@@ -58,6 +65,11 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         options["timeout"] = busy_timeout_seconds
     elif scheme.startswith("postgres"):
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
+        idle = busy_timeout_seconds if idle_transaction_seconds is None else idle_transaction_seconds
+        given = db_url.parse(url).get("options", "")       # e.g. a search_path in the URL
+        options["options"] = " ".join(filter(None, (
+            given, f"-c lock_timeout={_milliseconds(busy_timeout_seconds)}",
+            f"-c idle_in_transaction_session_timeout={_milliseconds(idle)}")))
     elif scheme.startswith("mysql"):
         # Keep microseconds: window boundaries are compared to the microsecond.
         options["field_types"] = {"DATETIME": "DATETIME(6)"}
@@ -74,6 +86,10 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
     if bind:
         database.initialize(db)
     return db
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, min(int(seconds * 1000), 2**31 - 1))
 
 
 def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
