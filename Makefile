@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tokenpool demo
 
+# RUNNER lets CI run the same tests under coverage: make test RUNNER="$(BIN)/coverage run"
+RUNNER ?= $(BIN)/python
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(RUNNER) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .coverage .coverage.* .mypy_cache .ruff_cache

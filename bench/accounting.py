@@ -33,14 +33,20 @@ MODELS = ["gpt-4o-mini", "gpt-4o"]
 OPS = ["autoreply", "summary"]
 
 RAW_UPDATE = """UPDATE api_key SET
- used_today = CASE WHEN window_start = :ws THEN used_today + :total WHEN window_start > :ws THEN used_today ELSE :total END,
- input_today = CASE WHEN window_start = :ws THEN input_today + :inp WHEN window_start > :ws THEN input_today ELSE :inp END,
- cached_today = CASE WHEN window_start = :ws THEN cached_today + :cached WHEN window_start > :ws THEN cached_today ELSE :cached END,
- output_today = CASE WHEN window_start = :ws THEN output_today + :out WHEN window_start > :ws THEN output_today ELSE :out END,
+ used_today = CASE WHEN window_start = :ws THEN used_today + :total
+   WHEN window_start > :ws THEN used_today ELSE :total END,
+ input_today = CASE WHEN window_start = :ws THEN input_today + :inp
+   WHEN window_start > :ws THEN input_today ELSE :inp END,
+ cached_today = CASE WHEN window_start = :ws THEN cached_today + :cached
+   WHEN window_start > :ws THEN cached_today ELSE :cached END,
+ output_today = CASE WHEN window_start = :ws THEN output_today + :out
+   WHEN window_start > :ws THEN output_today ELSE :out END,
  calls_today = CASE WHEN window_start = :ws THEN calls_today + 1 WHEN window_start > :ws THEN calls_today ELSE 1 END,
- rate_hits_today = CASE WHEN window_start = :ws THEN rate_hits_today WHEN window_start > :ws THEN rate_hits_today ELSE 0 END,
+ rate_hits_today = CASE WHEN window_start = :ws THEN rate_hits_today
+   WHEN window_start > :ws THEN rate_hits_today ELSE 0 END,
  errors_today = CASE WHEN window_start = :ws THEN errors_today WHEN window_start > :ws THEN errors_today ELSE 0 END,
- cost_today_nanousd = CASE WHEN window_start = :ws THEN cost_today_nanousd + :cost WHEN window_start > :ws THEN cost_today_nanousd ELSE :cost END,
+ cost_today_nanousd = CASE WHEN window_start = :ws THEN cost_today_nanousd + :cost
+   WHEN window_start > :ws THEN cost_today_nanousd ELSE :cost END,
  window_start = CASE WHEN window_start > :ws THEN window_start ELSE :ws END,
  total_tokens = total_tokens + :total, total_input = total_input + :inp, total_cached = total_cached + :cached,
  total_output = total_output + :out, total_calls = total_calls + 1, total_cost_nanousd = total_cost_nanousd + :cost,
@@ -105,7 +111,8 @@ def raw_worker(path, calls, seed, queue):
     conn.execute("PRAGMA journal_mode=wal")
     conn.execute("PRAGMA synchronous=normal")
     conn.execute("PRAGMA busy_timeout=10000")
-    anchors = {row[0]: dt.datetime.fromisoformat(row[1]) for row in conn.execute("SELECT id, window_anchor FROM api_key")}
+    anchors = {row[0]: dt.datetime.fromisoformat(row[1])
+               for row in conn.execute("SELECT id, window_anchor FROM api_key")}
     pricer = Pricer()  # the raw loop prices calls too, so both do the same work
     rng = random.Random(seed)
     latencies = []
@@ -114,7 +121,7 @@ def raw_worker(path, calls, seed, queue):
         c = _random_call(rng)
         key = rng.choice(list(anchors))
         t = time.perf_counter()
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         cost = pricer.cost_nanousd(c["model"], c["inp"], c["cached"], c["out"])
         params = dict(c, key=key, total=c["inp"] + c["out"], cost=cost, at=str(now), day=str(now.date()),
                       ws=str(window_start(anchors[key], now)), call_id=uuid.uuid4().hex, bot=f"bot{seed}")

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -170,7 +171,7 @@ async def timed_calls(call, count: int) -> dict:
     began = time.monotonic()
     for i in range(count):
         try:
-            wall, http = await timed(lambda: call(i))
+            wall, http = await timed(functools.partial(call, i))
         except ClientError as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             continue
@@ -185,7 +186,7 @@ async def solo_pairs(tracked, bare_call, pairs: int) -> dict:
     for i in range(pairs):
         order = [("tracked", tracked), ("bare", bare_call)]
         for name, call in (order if i % 2 else order[::-1]):
-            wall, http = await timed(lambda: call(10_000 + i))
+            wall, http = await timed(functools.partial(call, 10_000 + i))
             over[name].append(wall - http)
     return over
 
@@ -612,7 +613,7 @@ def report_load(title: str, url: str, args, result: dict) -> None:
     print(f"answered == ok events       {answered:,} calls answered, {ok:,} ok events: "
           f"{'yes' if answered == ok else 'NO'}")
     bad = {name: code for name, code in result["codes"].items() if code != 0}
-    print(f"exit codes                  {'all 0' if not bad else bad}")
+    print(f"exit codes                  {bad if bad else 'all 0'}")
     print(f"exactness                   {'EXACT' if books['exact'] else 'NOT EXACT: ' + books['problem']}: "
           f"every key counter (today and lifetime) == sum of its events; every daily rollup == its events")
 
@@ -650,7 +651,7 @@ def report_history(sizes: list[int], naive: dict[int, float], ours: dict[str, di
     print(header)
     for size in sizes:
         line = f"{size:>9,} {naive[size] * 1000:>14.2f}"
-        for name, medians in ours.items():
+        for medians in ours.values():
             line += f" {medians[size] * 1000:>26.3f} {naive[size] / medians[size]:>9.0f}x"
         print(line)
     if len(sizes) < 2:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from shared.core.outbox import claim_alerts, mark_delivered, release_claim
 
@@ -57,5 +57,5 @@ async def deliver_forever(send: Send, claimer: str, *, interval: float, stop: as
             log.exception("alert delivery failed; retrying in %.0f s", interval)
         try:
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

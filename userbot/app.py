@@ -67,7 +67,7 @@ def to_utc(moment: dt.datetime | None) -> dt.datetime:
     """Pyrogram's message dates (naive local time, or aware) as naive UTC."""
     if moment is None:
         return utcnow()
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessage:
@@ -75,7 +75,7 @@ def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessag
     user = message.from_user
     chat = message.chat
     return IncomingMessage(
-        chat_id=chat.id if chat else 0,
+        chat_id=(chat.id or 0) if chat else 0,
         message_id=message.id,
         sender_id=user.id if user else None,
         date=to_utc(message.date),
@@ -157,7 +157,7 @@ class BotApp:
 
     async def on_own_message(self, client: Client, message: Message) -> None:
         text = message.text or ""
-        if not text or is_forwarded(message) or message.chat is None:
+        if not text or is_forwarded(message) or message.chat is None or message.chat.id is None:
             return
         me = client.me
         if me is not None and message.chat.id == me.id:
@@ -183,7 +183,9 @@ class BotApp:
     async def answer_in_place(self, client: Client, message: Message, reply: Reply) -> None:
         """Edit the command message into the answer; long answers continue below, or go as a file."""
         pieces, attachment = _layout(reply)
-        chat_id = message.chat.id
+        chat_id = message.chat.id if message.chat else None
+        if chat_id is None:
+            return                                  # Pyrogram types it optional; an answered command has a chat
         await self._call(client.edit_message_text, chat_id, message.id, pieces[0],
                          parse_mode=_mode(reply), what="answering a command")
         for piece in pieces[1:]:
@@ -231,7 +233,10 @@ class BotApp:
         if cached is not None and time.monotonic() - cached[0] < MUTE_CACHE_SECONDS:
             return cached[1]
         try:
-            peer = raw.types.InputNotifyPeer(peer=await client.resolve_peer(chat_id))
+            resolved = await client.resolve_peer(chat_id)
+            if resolved is None:
+                raise KeyError(chat_id)
+            peer = raw.types.InputNotifyPeer(peer=resolved)
             settings = await telegram_call(client.invoke, raw.functions.account.GetNotifySettings(peer=peer),
                                            what=f"notification settings of chat {chat_id}")
             muted = bool(settings.silent) or (settings.mute_until or 0) > time.time()
@@ -253,7 +258,7 @@ class BotApp:
         async for dialog in client.get_dialogs(limit=limit):
             chat = dialog.chat
             unread = dialog.unread_messages_count or 0
-            if (chat.type != enums.ChatType.PRIVATE or not unread or chat.id == guards.TELEGRAM_SERVICE_ID
+            if (chat.type != enums.ChatType.PRIVATE or not unread or chat.id in (None, guards.TELEGRAM_SERVICE_ID)
                     or (client.me is not None and chat.id == client.me.id)):
                 continue
             messages = [m async for m in client.get_chat_history(chat.id, limit=min(unread, 20))]
@@ -292,7 +297,8 @@ def _layout(reply: Reply):
         document = document or Attachment(text.encode("utf-8"), f"answer.{extension}")
         pieces = ["📄 The answer is long; it is in the file below."]
     if not pieces:
-        caption = (reply.document or reply.photo).caption if (reply.document or reply.photo) else ""
+        attached = reply.document or reply.photo
+        caption = attached.caption if attached else ""
         pieces = [caption or "📎 Sent below."]
     return pieces, document
 

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, Awaitable, Callable, Protocol
+from typing import Protocol
 
 from shared.ai.client import ClientError, NoKeyAvailable, TrackedClient
 from shared.core.config import Config
@@ -38,7 +40,7 @@ class Transport(Protocol):
     async def send_text(self, chat_id: int, text: str) -> int:
         """Send `text` (at most 4096 characters) to the chat; return the new message's id."""
 
-    def typing(self, chat_id: int) -> AsyncContextManager:
+    def typing(self, chat_id: int) -> AbstractAsyncContextManager:
         """Show "typing…" in the chat while the block runs."""
 
 
@@ -149,7 +151,8 @@ class AutoReplier:
         lines = await self._blocking(self.store.context, msg.chat_id, settings.context_messages)
         result = await self.client.chat(build_prompt(settings.system_prompt, lines, msg),
                                         operation=OPERATION, model=settings.model or None,
-                                        models=settings.models or None, chat_id=msg.chat_id, max_tokens=settings.max_output_tokens)
+                                        models=settings.models or None, chat_id=msg.chat_id,
+                                        max_tokens=settings.max_output_tokens)
         return result.text
 
     async def _send(self, msg: IncomingMessage, pieces: list[str], transport: Transport,

@@ -16,9 +16,9 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Awaitable, Callable
 
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable
@@ -175,6 +175,7 @@ async def _with_target(context: CommandContext, resolve: Resolver | None) -> Com
     args = context.args
     if args:
         who, rest = args[0], args[1:]
+        target: Target | None
         if re.fullmatch(r"-?\d{1,19}", who):
             target = Target(int(who))
         elif re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{4,31}", who):
@@ -282,7 +283,7 @@ def _minutes(delta: dt.timedelta) -> str:
 
 def _set_rule(rule: str, done: str) -> Handler:
     def handler(ctx: CommandContext) -> Reply:
-        if ctx.args:
+        if ctx.args or ctx.target is None:      # the target comes from _with_target
             raise UsageError("")
         ctx.store.set_rule(ctx.target.chat_id, rule, ctx.target.label)
         note = ""

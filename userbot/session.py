@@ -11,9 +11,9 @@ import contextlib
 import inspect
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from pyrogram import Client
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from shared.core.models import Alert
 from shared.core.outbox import enqueue_alert
+from shared.core.query_rows import tuple_rows
 from shared.core.status import Status
 from shared.core.windows import WINDOW, format_duration
 from worker.keytable import KeyName, KeyState
@@ -106,7 +107,7 @@ def write_alerts(specs: list[AlertSpec], now: dt.datetime) -> int:
     fresh = {s.dedupe_key[:200]: s for s in specs}
     keys = list(fresh)
     for i in range(0, len(keys), _CHUNK):
-        for (known,) in Alert.select(Alert.dedupe_key).where(Alert.dedupe_key.in_(keys[i:i + _CHUNK])).tuples():
+        for (known,) in tuple_rows(Alert.select(Alert.dedupe_key).where(Alert.dedupe_key.in_(keys[i:i + _CHUNK]))):
             fresh.pop(known, None)
     rows = [(now, s.kind, key, s.text, s.key_id) for key, s in fresh.items()]
     for i in range(0, len(rows), _CHUNK):

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import namedtuple
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import NamedTuple
+
+import peewee as pw
 
 from shared.core import windows
 from shared.core.db import row_version
@@ -23,11 +26,34 @@ from shared.core.status import ELIGIBLE, Status, key_status, window_usage
 from worker.ranking import Candidate
 
 # What status, resets and ranking need. Names (label, masked, reason) are read only for alerts.
-COLUMNS = (ApiKey.id, ApiKey.position, ApiKey.in_config, ApiKey.disabled, ApiKey.invalid,
-           ApiKey.daily_token_limit, ApiKey.window_anchor, ApiKey.window_start, ApiKey.used_today,
-           ApiKey.calls_today, ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window,
-           ApiKey.cooldown_until, ApiKey.last_used_at, ApiKey.status)
-KeyRow = namedtuple("KeyRow", [c.name for c in COLUMNS])
+COLUMNS: tuple[pw.Field, ...] = (
+    ApiKey.id, ApiKey.position, ApiKey.in_config, ApiKey.disabled, ApiKey.invalid,
+    ApiKey.daily_token_limit, ApiKey.window_anchor, ApiKey.window_start, ApiKey.used_today,
+    ApiKey.calls_today, ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window,
+    ApiKey.cooldown_until, ApiKey.last_used_at, ApiKey.status)
+
+
+class KeyRow(NamedTuple):
+    """The COLUMNS of one key, in that order."""
+    id: int
+    position: int
+    in_config: bool
+    disabled: bool
+    invalid: bool
+    daily_token_limit: int
+    window_anchor: dt.datetime
+    window_start: dt.datetime | None
+    used_today: int
+    calls_today: int
+    rate_hits_today: int
+    errors_today: int
+    exhausted_window: dt.datetime | None
+    cooldown_until: dt.datetime | None
+    last_used_at: dt.datetime | None
+    status: str
+
+
+assert KeyRow._fields == tuple(c.name for c in COLUMNS)
 KeyName = namedtuple("KeyName", "label masked invalid_reason")
 _DATETIMES = [i for i, c in enumerate(COLUMNS)
               if c.name in ("window_anchor", "window_start", "exhausted_window", "cooldown_until", "last_used_at")]

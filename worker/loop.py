@@ -56,7 +56,7 @@ class Trouble:
         return self.backoff.failed()
 
     def succeeded(self) -> None:
-        if self.backoff.failures:
+        if self.backoff.failures and self.since is not None:
             log.info("%s after %.1f s and %d failed tick(s)",
                      "database reachable again" if self.kind == "outage" else "ticks succeed again",
                      time.monotonic() - self.since, self.backoff.failures)

@@ -11,8 +11,8 @@ is not ranked first while another key has room: it goes behind every key that ha
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 POLICIES = ("sticky", "round-robin", "most-remaining")
 _NEVER = dt.datetime.min

@@ -10,6 +10,7 @@ import datetime as dt
 
 from shared.core.db import write_transaction
 from shared.core.models import UsageEvent
+from shared.core.query_rows import tuple_rows
 
 BATCH = 2_000
 
@@ -20,8 +21,8 @@ def prune_events(now: dt.datetime, retention_days: int, *, max_batches: int = 10
     deleted = 0
     for _ in range(max_batches):
         # Ids first, then delete by id: MySQL cannot LIMIT a subquery inside IN.
-        ids = [i for (i,) in UsageEvent.select(UsageEvent.id).where(UsageEvent.at < cutoff)
-               .order_by(UsageEvent.id).limit(BATCH).tuples()]
+        ids = [i for (i,) in tuple_rows(UsageEvent.select(UsageEvent.id).where(UsageEvent.at < cutoff)
+                                        .order_by(UsageEvent.id).limit(BATCH))]
         if not ids:
             return deleted, False
         with write_transaction():

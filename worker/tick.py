@@ -238,7 +238,7 @@ class Ticker:
         except BaseException:
             self.forget()        # whatever we planned may or may not be in; re-read everything
             raise
-        if generation is not None:
+        if generation is not None and changes.ranking is not None:     # published just now
             self.published = Published(generation, changes.ranking)
             report.generation, report.published = generation, True
             log.info("published ranking generation %d: %d key(s)", generation, len(changes.ranking))

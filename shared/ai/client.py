@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from shared.ai.dialect import Answer, Dialect, StreamCut
@@ -64,7 +65,7 @@ class TrackedClient:
         self.accountant = accountant
         if dialect is None:
             dialect = OpenAICompatible(config.client.timeout_seconds)
-            dialect.prepare([keyring.get(i) for i in keyring.ids()])
+            dialect.prepare(keyring.held())
         self.failover = Failover(config, keyring, accountant, dialect, database=database)
 
     @property
@@ -79,6 +80,8 @@ class TrackedClient:
         `models` is a fallback chain (used when no key can serve the first); `model` one model."""
         request = self._request(messages, operation, model, models, chat_id, max_tokens, extra, stream=False)
         attempt = await self.failover.send(request)
+        if attempt.answer is None:
+            raise RuntimeError("a chat attempt without its answer")    # send() reads it for non-streams
         settled = await self.failover.settle(request, attempt, attempt.answer)
         return _result(request, attempt, attempt.answer, settled)
 
@@ -115,7 +118,7 @@ class ChatStream:
     def __init__(self, failover: Failover, request: Request):
         self._failover = failover
         self._request = request
-        self._deltas = None
+        self._deltas: AsyncGenerator[str, None] | None = None
         self.result: ChatResult | None = None
 
     def __aiter__(self) -> ChatStream:
@@ -136,7 +139,7 @@ class ChatStream:
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
-    async def _run(self):
+    async def _run(self) -> AsyncGenerator[str, None]:
         failover, request = self._failover, self._request
         attempt = await failover.send(request)
         parts: list[str] = []

@@ -8,9 +8,9 @@ records never sees a provider's exception types, status codes or body shapes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.core.accounting import Outcome, RateLimitSnapshot
 from shared.core.keys import HeldKey
@@ -64,7 +64,7 @@ class Sent:
     key: HeldKey
     model: str
     headers: Mapping[str, str]
-    handle: object          # the dialect's own response object
+    handle: Any             # the dialect's own response object
 
 
 class Dialect(Protocol):
@@ -80,7 +80,7 @@ class Dialect(Protocol):
         """Read a whole (non-streamed) answer; raise ProviderFailure when it cannot be read."""
         ...
 
-    def stream(self, sent: Sent) -> AsyncIterator[str | Answer]:
+    def stream(self, sent: Sent) -> AsyncGenerator[str | Answer, None]:
         """Text deltas, then one final Answer; raise StreamCut when the stream breaks.
         An endpoint that answers a stream request with a plain body yields it as one delta."""
         ...

@@ -25,7 +25,7 @@ import collections
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
@@ -129,8 +129,10 @@ class Failover:
                          errors[-1], request.models[i + 1])
         raise _combined(request.models, errors)
 
-    def stream(self, attempt: Attempt) -> AsyncIterator[str | Answer]:
+    def stream(self, attempt: Attempt) -> AsyncGenerator[str | Answer, None]:
         """The text deltas of a streamed attempt, then its Answer (see Dialect.stream)."""
+        if attempt.sent is None:
+            raise RuntimeError("streaming an attempt that was never sent")   # send() always sets it
         return self.dialect.stream(attempt.sent)
 
     async def settle(self, request: Request, attempt: Attempt, answer: Answer, *, outcome: Outcome = Outcome.OK,
@@ -186,13 +188,13 @@ class Failover:
                     if not await self.database.run(self.selector.still_usable, key.id, utcnow(),
                                                    what="checking a key"):
                         break
-                attempt, failure = await self._attempt(request, key, model)
-                if failure is None:
-                    return attempt
-                last = failure
-                if failure.outcome not in RETRYING:
+                answer = await self._attempt(request, key, model)
+                if isinstance(answer, Attempt):
+                    return answer
+                last = answer
+                if answer.outcome not in RETRYING:
                     break
-            if last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
+            if last is not None and last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
         pick = await self._pick(model, tried)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
@@ -209,7 +211,8 @@ class Failover:
             if pick.key is None or pick.key.id not in self._failing:
                 return pick
 
-    async def _attempt(self, request: Request, key: HeldKey, model: str) -> tuple[Attempt | None, Failure | None]:
+    async def _attempt(self, request: Request, key: HeldKey, model: str) -> Attempt | Failure:
+        """One request to one key: the accepted attempt, or the failure (already recorded)."""
         attempt = Attempt(key, model, utcnow(), time.perf_counter())
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
@@ -225,9 +228,9 @@ class Failover:
                                              error_code="cancelled"))
             raise
         else:
-            return attempt, None
+            return attempt
         await self._record_failure(request, attempt, failure)
-        return None, failure
+        return failure
 
     async def _record_failure(self, request: Request, attempt: Attempt, failure: Failure) -> None:
         key, headers = attempt.key, failure.headers

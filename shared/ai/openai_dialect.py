@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from typing import TypeGuard
 
 import openai
 
@@ -94,7 +95,7 @@ class OpenAICompatible:
             raise ProviderFailure(Failure(Outcome.SERVER_ERROR, f"unreadable response: {type(exc).__name__}",
                                           "The AI service sent an answer that could not be read.")) from exc
 
-    async def stream(self, sent: Sent) -> AsyncIterator[str | Answer]:
+    async def stream(self, sent: Sent) -> AsyncGenerator[str | Answer, None]:
         raw = sent.handle
         if "text/event-stream" not in raw.http_response.headers.get("content-type", ""):
             # A server that ignores `stream: true` and answers with one JSON body.
@@ -177,9 +178,9 @@ def answer_from_json(data) -> Answer:
         raise ValueError("not a JSON object")
     choices = data.get("choices") or []
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = first.get("message") if isinstance(first.get("message"), dict) else {}
-    text = message.get("content") if isinstance(message.get("content"), str) else ""
-    finish = first.get("finish_reason") if isinstance(first.get("finish_reason"), str) else ""
+    message = m if isinstance(m := first.get("message"), dict) else {}
+    text = t if isinstance(t := message.get("content"), str) else ""
+    finish = f if isinstance(f := first.get("finish_reason"), str) else ""
     usage, problem = read_usage(data.get("usage"))
     return Answer(text, finish, usage, problem)
 
@@ -191,16 +192,16 @@ def read_usage(raw) -> tuple[Usage | None, str]:
         return None, ""
     get = raw.get if isinstance(raw, Mapping) else (lambda name: getattr(raw, name, None))
     prompt, completion = get("prompt_tokens"), get("completion_tokens")
-    bad = [f"{name}={value!r}" for name, value in (("prompt_tokens", prompt), ("completion_tokens", completion))
-           if not _count(value)]
-    if bad:
+    if not (_count(prompt) and _count(completion)):
+        bad = [f"{name}={value!r}" for name, value in (("prompt_tokens", prompt), ("completion_tokens", completion))
+               if not _count(value)]
         return None, "impossible usage: " + ", ".join(bad)[:80]
     cached = _detail(get("prompt_tokens_details"), "cached_tokens")
     reasoning = _detail(get("completion_tokens_details"), "reasoning_tokens")
     return Usage(prompt, min(cached, prompt), completion, min(reasoning, completion)), ""
 
 
-def _count(value) -> bool:
+def _count(value) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_PER_CALL
 
 

@@ -89,7 +89,7 @@ def retry_after(headers: Mapping[str, str], now: dt.datetime) -> dt.datetime | N
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
     return max(when, now)
 
 

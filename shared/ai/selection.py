@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import peewee as pw
@@ -75,7 +77,7 @@ def ranked_order(key_ids_json: str) -> list[int]:
     return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
 
-def order_candidates(rows: list, ranking: list[int] | None, exclude: set[int], now: dt.datetime,
+def order_candidates(rows: list, ranking: list[int] | None, exclude: AbstractSet[int], now: dt.datetime,
                      low_threshold: int) -> list:
     """Rows usable now, best first: in ranking order, or config order when ranking is None."""
     if ranking is None:
@@ -116,7 +118,7 @@ class Selector:
         self._statements: dict = {}
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
 
-    def _statement(self, name: str, build) -> _Statement:
+    def _statement(self, name: Hashable, build) -> _Statement:
         key = (name, type(database.obj))
         statement = self._statements.get(key)
         if statement is None:
@@ -143,7 +145,7 @@ class Selector:
             ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
         return [KeyRow(*row) for row in statement.rows()]
 
-    def pick(self, now: dt.datetime, exclude: set[int] = frozenset(), model: str | None = None) -> Pick:
+    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None) -> Pick:
         """The first usable key not in `exclude` that serves `model` (None: any model).
         One attempt: the caller's DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
@@ -152,7 +154,7 @@ class Selector:
         self._note_mode(degraded=ranking is None)
         rows = self.held_rows()
         if model is not None:
-            rows = [r for r in rows if self.keyring.get(r.id).serves(model)]
+            rows = [r for r in rows if (held := self.keyring.get(r.id)) is not None and held.serves(model)]
             if not rows:
                 return Pick(None, degraded=ranking is None, generation=generation,
                             reason=f"no key of this process serves the model {model!r} (see `models` of [[keys]])")

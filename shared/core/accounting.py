@@ -1,8 +1,8 @@
 """Exact accounting of every call (DESIGN invariants 1, 2 and 6).
 
 `record_call` writes the event, the key's counters and the daily rollup (and, for a call
-made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no read-modify-write in Python), so any
-number of processes can record at once and every counter still equals the sum of
+made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no
+read-modify-write in Python), so any number of processes can record at once and every counter still equals the sum of
 the events behind it. Recording is idempotent per `call_id`: a retry after a lost
 acknowledgement changes nothing.
 """
@@ -102,9 +102,10 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     db = database.obj
     # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
     # event's foreign key, and two writers upgrading that lock deadlock each other.
-    statements = (_compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
-                  _compiled(db, "event", _event_statement),
-                  _compiled(db, "rollup", _rollup_statement))
+    statements: tuple[_Compiled, ...] = (
+        _compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+        _compiled(db, "event", _event_statement),
+        _compiled(db, "rollup", _rollup_statement))
     if call.chat_id is not None:
         statements += (_compiled(db, "chat_rollup", _chat_rollup_statement),)
     try:

@@ -333,7 +333,8 @@ def _validate(config: Config, path: str) -> None:
     _positive(path, "pool.daily_token_limit", config.pool.daily_token_limit)
     _positive(path, "pool.low_threshold", config.pool.low_threshold, allow_zero=True)
     _choice(path, "pool.reset", config.pool.reset, RESET_MODES)
-    labels, secrets = {}, {}
+    labels: dict[str, int] = {}
+    secrets: dict[str, int] = {}
     for i, key in enumerate(config.keys):
         where = f"keys[{i}]"
         _positive(path, f"{where}.daily_token_limit", key.daily_token_limit)
@@ -394,7 +395,7 @@ def _working_hours(path, key, value):
 
 def _validate_budgets(config: Config, path: str) -> None:
     labels = {key.label for key in config.keys}
-    scopes = [("budgets", config.budgets)]
+    scopes: list[tuple[str, BudgetConfig | KeyBudget]] = [("budgets", config.budgets)]
     scopes += [(f"budgets.keys.{label}", budget) for label, budget in config.budgets.keys.items()]
     for where, budget in scopes:
         for name in ("daily_cost_usd", "monthly_cost_usd", "daily_tokens", "monthly_tokens"):

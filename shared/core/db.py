@@ -216,7 +216,8 @@ def take_notifications(db=database) -> int:
     if not isinstance(target, peewee.PostgresqlDatabase) or target.is_closed():
         return 0
     conn = target.connection()
-    with peewee.__exception_wrapper__:     # driver errors become peewee's, as for queries
+    # Driver errors become peewee's, as for queries.
+    with peewee.__exception_wrapper__:  # type: ignore[attr-defined]  # in peewee, not in its stubs
         conn.poll()
     count = len(conn.notifies)
     conn.notifies.clear()

@@ -47,7 +47,7 @@ class DatabaseExecutor:
     async def run(self, fn, *args, what: str | None = None, attempts: int | None = None, **kwargs):
         """`fn(*args, **kwargs)` on the database thread; transient errors are retried with
         backoff, and after the last attempt raised as DatabaseUnavailable."""
-        what = what or getattr(fn, "__name__", "database call")
+        what = what or str(getattr(fn, "__name__", "database call"))
         attempts = attempts or self.attempts
         for attempt in range(1, attempts + 1):
             try:

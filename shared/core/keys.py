@@ -78,6 +78,9 @@ class KeyRing:
     def ids(self) -> list[int]:
         return list(self._by_id)
 
+    def held(self) -> list[HeldKey]:
+        return list(self._by_id.values())
+
     def secrets(self) -> list[str]:
         return [k.secret for k in self._by_id.values()]
 

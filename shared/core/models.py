@@ -14,7 +14,7 @@ from shared.core.db import database
 
 def utcnow() -> dt.datetime:
     """Now, as the naive UTC datetime every table stores."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class BaseModel(pw.Model):
@@ -25,6 +25,7 @@ class BaseModel(pw.Model):
 
 class ApiKey(BaseModel):
     """One key of the pool, with its counters for the current window and for all time."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     fingerprint = pw.CharField(max_length=32, unique=True)
     label = pw.CharField(max_length=100)
     masked = pw.CharField(max_length=32)
@@ -113,6 +114,7 @@ class UsageEvent(BaseModel):
 
 class RollupSums(BaseModel):
     """The sums every rollup keeps (a base for the rollup tables; it has no table itself)."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     calls = pw.BigIntegerField(default=0)
     ok_calls = pw.BigIntegerField(default=0)
     error_calls = pw.BigIntegerField(default=0)
@@ -149,6 +151,7 @@ class KeyRanking(BaseModel):
 
 class KeyReset(BaseModel):
     """A persisted reset of one key's window; unique, so no window is reset twice."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE")
     window_start = pw.DateTimeField()
     reset_at = pw.DateTimeField(default=utcnow)
@@ -170,6 +173,7 @@ class Lease(BaseModel):
 
 class Heartbeat(BaseModel):
     """Liveness of every process (worker or bot), for `.stats` and `doctor`."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     kind = pw.CharField(max_length=16)                    # "worker" or "bot"
     name = pw.CharField(max_length=128)
     host = pw.CharField(max_length=128, default="")
@@ -184,6 +188,7 @@ class Heartbeat(BaseModel):
 
 class Alert(BaseModel):
     """The outbox: the worker writes, one bot claims and delivers each row once."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     created_at = pw.DateTimeField(default=utcnow, index=True)
     kind = pw.CharField(max_length=32)
     dedupe_key = pw.CharField(max_length=200, unique=True)
@@ -196,6 +201,7 @@ class Alert(BaseModel):
 
 class Setting(BaseModel):
     """Small runtime switches shared by processes (scope "global" or a bot's name)."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     scope = pw.CharField(max_length=64)
     name = pw.CharField(max_length=64)
     value = pw.TextField()
@@ -248,6 +254,7 @@ class HandledMessage(BaseModel):
 
 class ChatState(BaseModel):
     """Per bot and chat: the owner's allow/deny rule and the auto-reply pacing state."""
+    id = pw.AutoField()                               # the key peewee would add, made explicit
     bot = pw.CharField(max_length=64)
     chat_id = pw.BigIntegerField()
     rule = pw.CharField(max_length=8, default="")         # "", "allow" or "deny"

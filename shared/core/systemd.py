@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 log = logging.getLogger("tokenpool.systemd")
 

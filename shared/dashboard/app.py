@@ -10,8 +10,8 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 import peewee as pw
@@ -38,7 +38,7 @@ log = logging.getLogger("tokenpool.dashboard")
 
 HERE = Path(__file__).resolve().parent
 CONFIG_KEY = web.AppKey("config", Config)
-CLOCK_KEY = web.AppKey("clock", Callable)
+CLOCK_KEY: web.AppKey[Callable[[], dt.datetime]] = web.AppKey("clock")
 DB_THREAD_KEY = web.AppKey("db_thread", concurrent.futures.ThreadPoolExecutor)
 GUARD_KEY = web.AppKey("guard", Guard)
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
@@ -203,8 +203,8 @@ def run_dashboard(config: Config) -> None:
     open_runtime(config, sync=False)
     app = create_app(config)
     where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"
-    print(f"tokenpool dashboard at {where} ({'token required' if config.dashboard.token else 'no token: loopback only'});"
-          " Ctrl-C stops it", flush=True)
+    access = "token required" if config.dashboard.token else "no token: loopback only"
+    print(f"tokenpool dashboard at {where} ({access}); Ctrl-C stops it", flush=True)
     web.run_app(app, host=config.dashboard.host, port=config.dashboard.port, print=None,
                 access_log=None, handle_signals=True)
 

@@ -78,7 +78,8 @@ def blanks(now: dt.datetime) -> dict:
     forecast = forecast_views([key], {}, now)[0][0]
     call = queries.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
     process = queries.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
-    return {"key": {**_with_extras(render_json_csv.key_json(key), key, forecast), "top_operations": [], "top_chats": []},
+    return {"key": {**_with_extras(render_json_csv.key_json(key), key, forecast),
+                    "top_operations": [], "top_chats": []},
             "call": render_json_csv.call_json(call),
             "process": render_json_csv.process_json(process)}
 

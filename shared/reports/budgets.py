@@ -19,6 +19,7 @@ from shared.core.config import Config
 from shared.core.models import ApiKey
 from shared.core.outbox import enqueue_alert
 from shared.core.pricing import format_usd, usd_to_nano
+from shared.core.query_rows import tuple_rows
 from shared.reports.queries import Totals, day_totals, key_day_totals, utc_day
 
 DAY = dt.timedelta(days=1)
@@ -167,8 +168,8 @@ def budget_report(now: dt.datetime, config: Config) -> BudgetReport:
     projection = pool_projection(now)
     checks = _checks("pool", config.budgets, projection, now)
     if config.budgets.keys:
-        ids = dict(ApiKey.select(ApiKey.label, ApiKey.id).where(ApiKey.label.in_(list(config.budgets.keys)))
-                   .tuples())
+        ids = dict(tuple_rows(ApiKey.select(ApiKey.label, ApiKey.id)
+                              .where(ApiKey.label.in_(list(config.budgets.keys)))))
         by_key = key_projections(now)
         empty = project(now, Amount(), Amount(), Amount())
         for label, budget in config.budgets.keys.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -60,7 +61,7 @@ def daily_tokens_chart(days: list[dt.date], series: list[KeySeries], *, title: s
     palette = [f"C{i}" if len(series) <= 10 else colormaps["tab20"](i) for i in range(len(series))]
     positions = list(range(len(days)))
     base = [0] * len(days)
-    limits = []
+    limits: list[tuple[int, Any]] = []          # (stacked limit, colour of its key)
     for s, colour in zip(series, palette):
         axes.bar(positions, s.tokens, bottom=base, width=0.8, color=colour, linewidth=0,
                  label=f"{s.label} · limit {_tokens_axis(s.limit, None)}")
@@ -69,7 +70,7 @@ def daily_tokens_chart(days: list[dt.date], series: list[KeySeries], *, title: s
     peak = max(base, default=0)
     # Usage far below every limit: zoom to the bars and say where the limits are.
     zoomed = bool(limits) and peak < ZOOM_BELOW * limits[0][0]
-    top = peak * 1.15 if zoomed else max([peak] + [l for l, _ in limits]) * 1.08
+    top = peak * 1.15 if zoomed else max([peak] + [limit for limit, _ in limits]) * 1.08
     for limit, colour in limits:
         if limit <= top:
             axes.axhline(limit, color=colour, linestyle="--", linewidth=1.2, alpha=0.9)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from typing import TextIO
 
 from shared.reports.queries import ReportError, calls_between, rollups_between, utc_day
 from shared.reports.render_json_csv import write_csv, write_json
@@ -16,7 +17,7 @@ FORMATS = {"csv": write_csv, "json": write_json}
 KINDS = ("calls", "daily")
 
 
-def export(out: io.TextIOBase, fmt: str, kind: str, start: dt.date, end: dt.date) -> int:
+def export(out: TextIO, fmt: str, kind: str, start: dt.date, end: dt.date) -> int:
     """Write the UTC days start..end (both included) to `out`; returns the number of rows."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format '{fmt}' (use csv or json)")

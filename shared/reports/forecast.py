@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from shared.core.models import UsageEvent
+from shared.core.query_rows import dict_rows
 from shared.core.status import Status
 
 PACE_PERIOD = dt.timedelta(hours=1)
@@ -43,7 +44,7 @@ class KeyForecast:
 
     @property
     def text(self) -> str:
-        if self.outlook is Outlook.RUNS_OUT:
+        if self.outlook is Outlook.RUNS_OUT and self.runs_out_at is not None:
             return f"runs out ~{clock_time(self.runs_out_at)}"
         if self.outlook is Outlook.EXHAUSTED:
             return f"exhausted until {clock_time(self.window_end)}"
@@ -65,10 +66,10 @@ class PoolForecast:
 
     @property
     def text(self) -> str:
-        if self.outlook is Outlook.UNUSABLE:
+        if self.outlook is Outlook.UNUSABLE or self.next_reset_at is None:
             return "no usable key"
         reset = clock_time(self.next_reset_at)
-        if self.outlook is Outlook.RUNS_OUT:
+        if self.outlook is Outlook.RUNS_OUT and self.runs_out_at is not None:
             reset = clock_time(self.next_reset_at, same_day_as=self.runs_out_at)
             return f"pool runs out ~{clock_time(self.runs_out_at)}, before the next reset at {reset}"
         if self.outlook is Outlook.EXHAUSTED:
@@ -141,7 +142,7 @@ def recent_tokens_by_key(now: dt.datetime, period: dt.timedelta = PACE_PERIOD) -
     query = (UsageEvent.select(UsageEvent.key.alias("key_id"), pw.fn.SUM(UsageEvent.total_tokens).alias("tokens"))
              .where((UsageEvent.at > now - period) & (UsageEvent.at <= now))
              .group_by(UsageEvent.key))
-    return {row["key_id"]: int(row["tokens"] or 0) for row in query.dicts()}
+    return {row["key_id"]: int(row["tokens"] or 0) for row in dict_rows(query)}
 
 
 def _per_hour(tokens: int, period: dt.timedelta) -> int:

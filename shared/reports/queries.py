@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, fields
+from typing import Any
 
 import peewee as pw
 
@@ -26,6 +27,7 @@ from shared.core.models import (
     KeyRanking,
     UsageEvent,
 )
+from shared.core.query_rows import dict_rows, one_dict, one_tuple, tuple_rows
 from shared.core.status import (
     ELIGIBLE,
     Status,
@@ -165,8 +167,8 @@ class StatsSnapshot:
 def stats_snapshot(now: dt.datetime, config) -> StatsSnapshot:
     """Gather the `.stats` panel: keys in config, key in use, pool totals, process health."""
     keys = key_views(now, config.pool.low_threshold)
-    lifetime = ApiKey.select(pw.fn.SUM(ApiKey.total_tokens), pw.fn.SUM(ApiKey.total_calls),
-                             pw.fn.SUM(ApiKey.total_cost_nanousd)).tuples().get()
+    lifetime = one_tuple(ApiKey.select(pw.fn.SUM(ApiKey.total_tokens), pw.fn.SUM(ApiKey.total_calls),
+                                       pw.fn.SUM(ApiKey.total_cost_nanousd)))
     today = PoolToday(
         used=sum(k.usage.used for k in keys), left=sum(k.usage.left for k in keys if k.status not in SPENT),
         limit=sum(k.usage.limit for k in keys), calls=sum(k.usage.calls for k in keys),
@@ -248,14 +250,14 @@ def day_totals(start: dt.date, end: dt.date, *, key_id: int | None = None) -> To
     query = DailyRollup.select(*_sums(DailyRollup)).where(DailyRollup.day.between(start, end))
     if key_id is not None:
         query = query.where(DailyRollup.key == key_id)
-    return _totals(query.dicts().get())
+    return _totals(one_dict(query))
 
 
 def key_day_totals(start: dt.date, end: dt.date) -> dict[int, Totals]:
     """Sums over the UTC days start..end, by key id (keys without rollups are left out)."""
     query = (DailyRollup.select(DailyRollup.key.alias("key_id"), *_sums(DailyRollup))
              .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.key))
-    return {row["key_id"]: _totals(row) for row in query.dicts()}
+    return {row["key_id"]: _totals(row) for row in dict_rows(query)}
 
 
 # --- usage: last N days, grouped -----------------------------------------------------------------
@@ -323,30 +325,32 @@ def usage_report(now: dt.datetime, days: int = 30, by: str = "day", *, top: int 
 
 
 def _grouped(by: str, start: dt.date, end: dt.date) -> list[UsageRow]:
+    query: pw.ModelSelect[Any]
     if by == "chat":
         query = (ChatRollup.select(ChatRollup.chat_id.alias("g"), *_sums(ChatRollup))
                  .where(ChatRollup.day.between(start, end)).group_by(ChatRollup.chat_id))
-        return [UsageRow(str(row["g"]), _totals(row)) for row in query.dicts()]
+        return [UsageRow(str(row["g"]), _totals(row)) for row in dict_rows(query)]
     if by == "key":
         query = (DailyRollup.select(DailyRollup.key.alias("g"), *_sums(DailyRollup))
                  .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.key))
         keys = {k.id: k for k in ApiKey.select(ApiKey.id, ApiKey.label, ApiKey.masked)}
-        return [UsageRow(keys[row["g"]].label, _totals(row), keys[row["g"]].masked) for row in query.dicts()]
+        return [UsageRow(keys[row["g"]].label, _totals(row), keys[row["g"]].masked) for row in dict_rows(query)]
     column = getattr(DailyRollup, by)
     query = (DailyRollup.select(column.alias("g"), *_sums(DailyRollup))
              .where(DailyRollup.day.between(start, end)).group_by(column))
-    return [UsageRow(_day_text(row["g"]) if by == "day" else row["g"], _totals(row)) for row in query.dicts()]
+    return [UsageRow(_day_text(row["g"]) if by == "day" else row["g"], _totals(row)) for row in dict_rows(query)]
 
 
 def key_top_groups(now: dt.datetime, by: str, top: int = 3) -> dict[int, list[UsageRow]]:
     """Per key id, today's (UTC day) top `top` operations or chats by tokens, from the rollups."""
     by = grouping(by)
-    model, column = {"operation": (DailyRollup, DailyRollup.operation),
-                     "chat": (ChatRollup, ChatRollup.chat_id)}[by]
+    sources: dict[str, tuple[type[DailyRollup] | type[ChatRollup], pw.Field]] = {
+        "operation": (DailyRollup, DailyRollup.operation), "chat": (ChatRollup, ChatRollup.chat_id)}
+    model, column = sources[by]
     query = (model.select(model.key.alias("key_id"), column.alias("g"), *_sums(model))
              .where(model.day == utc_day(now)).group_by(model.key, column))
     groups: dict[int, list[UsageRow]] = {}
-    for row in query.dicts():
+    for row in dict_rows(query):
         groups.setdefault(row["key_id"], []).append(UsageRow(str(row["g"]), _totals(row)))
     for rows in groups.values():
         rows.sort(key=lambda r: (-r.totals.total_tokens, -r.totals.calls, r.group))
@@ -369,7 +373,7 @@ def daily_tokens_by_key(now: dt.datetime, days: int) -> tuple[list[dt.date], dic
                                 pw.fn.SUM(DailyRollup.total_tokens).alias("tokens"))
              .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.day, DailyRollup.key))
     series: dict[int, list[int]] = {}
-    for row in query.dicts():
+    for row in dict_rows(query):
         series.setdefault(row["key_id"], [0] * days)[index[_day_text(row["day"])]] = int(row["tokens"])
     return series_days, series
 
@@ -432,7 +436,7 @@ _CALL_COLUMNS = (UsageEvent.id, UsageEvent.call_id, UsageEvent.at, UsageEvent.bo
 
 
 def _call_views(query) -> list[CallView]:
-    return [CallView(*row[:-1], bool(row[-1])) for row in query.tuples()]
+    return [CallView(*row[:-1] + (bool(row[-1]),)) for row in tuple_rows(query)]
 
 
 MAX_RECENT = 1000

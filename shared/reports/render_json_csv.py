@@ -13,6 +13,8 @@ import dataclasses
 import datetime as dt
 import io
 import json
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from shared.core.pricing import nano_to_usd
 from shared.reports.budgets import Amount, BudgetReport
@@ -168,10 +170,11 @@ DAILY_COLUMNS = {
     **{name: int for name in Totals.__dataclass_fields__}, "cost_usd": str, "success_rate": float,
     "avg_ms": int,
 }
-EXPORTS = {"calls": (CALL_COLUMNS, call_json), "daily": (DAILY_COLUMNS, rollup_json)}
+EXPORTS: dict[str, tuple[dict[str, type], Callable[[Any], dict]]] = {
+    "calls": (CALL_COLUMNS, call_json), "daily": (DAILY_COLUMNS, rollup_json)}
 
 
-def write_csv(rows, kind: str, out: io.TextIOBase) -> int:
+def write_csv(rows, kind: str, out: TextIO) -> int:
     """Write the header and one line per row (CallView or RollupView); returns the row count."""
     columns, to_json = EXPORTS[kind]
     writer = csv.writer(out, lineterminator="\n")
@@ -209,7 +212,7 @@ def _csv_value(kind, text: str):
     return kind(text)
 
 
-def write_json(rows, kind: str, out: io.TextIOBase) -> int:
+def write_json(rows, kind: str, out: TextIO) -> int:
     """Write a JSON array, one object per row, streamed (a day of calls may be large)."""
     _, to_json = EXPORTS[kind]
     out.write("[")

@@ -1,7 +1,7 @@
 """Terminal rendering with rich: tables for people (the --json forms are for scripts)."""
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -53,9 +53,10 @@ def keys_table(views: list[KeyView], *, bars: bool = False,
     table = _table("API keys", columns)
     for view in views:
         usage = view.usage
-        cells = [str(view.number), Text(view.label), view.masked, f"[{STATUS_STYLE[view.status]}]{view.status}[/]",
-                 f"{usage.used:,} / {usage.limit:,}", f"{usage.left:,}", f"{usage.calls:,}",
-                 f"{usage.rate_hits:,}", format_duration(usage.resets_in)]
+        cells: list[RenderableType] = [
+            str(view.number), Text(view.label), view.masked, f"[{STATUS_STYLE[view.status]}]{view.status}[/]",
+            f"{usage.used:,} / {usage.limit:,}", f"{usage.left:,}", f"{usage.calls:,}",
+            f"{usage.rate_hits:,}", format_duration(usage.resets_in)]
         if bars:
             cells.insert(5, usage_bar(usage.used, usage.limit))
         if forecasts is not None:
@@ -94,7 +95,7 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
             ("cost today", format_usd(today.cost_nanousd)),
             ("forecast", snapshot.pool_forecast.text)):
         summary.add_row(name, Text(value))
-    parts = [summary, keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
+    parts: list[RenderableType] = [summary, keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
     parts.append(health_table(snapshot.processes) if snapshot.processes
                  else Text("No worker or bot has reported yet.", style="dim"))
     return Group(*parts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
@@ -32,7 +32,8 @@ def monitor_view(config, now, *, calls: int = 10) -> Group:
         ("today ", "bold"), f"{today.used:,} used, {today.left:,} left, {today.calls:,} calls, "
                             f"{format_usd(today.cost_nanousd)}   ",
         ("in use ", "bold"), f"#{in_use.number} {in_use.label}" if in_use else "none")
-    parts = [header, keys_table(snapshot.keys, bars=True), recent_table(recent_calls(calls), "Newest calls")]
+    parts: list[RenderableType] = [header, keys_table(snapshot.keys, bars=True),
+                                   recent_table(recent_calls(calls), "Newest calls")]
     parts.append(health_table(snapshot.processes) if snapshot.processes
                  else Text("No worker or bot has reported yet.", style="dim"))
     return Group(*parts)

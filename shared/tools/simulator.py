@@ -311,7 +311,7 @@ class Simulator:
         return self.base_url
 
     def stop(self) -> None:
-        if self._thread is None:
+        if self._thread is None or self._loop is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -319,11 +319,12 @@ class Simulator:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    def _authenticate(self, request: web.Request) -> tuple[SimKey | None, web.Response | None]:
+    def _authenticate(self, request: web.Request) -> SimKey | web.Response:
+        """The request's key, or the refusal to send when it has none we know."""
         auth = request.headers.get("Authorization", "")
         secret = auth[7:].strip() if auth.startswith("Bearer ") else ""
         if not secret:
-            return None, _error(401, "You didn't provide an API key. You need to provide your API key in an "
+            return _error(401, "You didn't provide an API key. You need to provide your API key in an "
                                      "Authorization header using Bearer auth.", "invalid_request_error", None)
         fp = fingerprint_of(secret)
         with self._lock:
@@ -335,20 +336,20 @@ class Simulator:
             key.requests += 1
         if fp not in self._keys:
             log.debug("request with unknown key %s", fp)
-            return None, _invalid_key(secret)
-        return key, None
+            return _invalid_key(secret)
+        return key
 
     async def _models(self, request: web.Request) -> web.Response:
-        key, refusal = self._authenticate(request)
-        if refusal is not None:
-            return refusal
+        key = self._authenticate(request)
+        if isinstance(key, web.Response):
+            return key
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for m in self.models]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        key, refusal = self._authenticate(request)
-        if refusal is not None:
-            return refusal
+        key = self._authenticate(request)
+        if isinstance(key, web.Response):
+            return key
         secret = request.headers["Authorization"][7:].strip()
         with self._lock:
             fault = key.faults.popleft() if key.faults else key.standing_fault
@@ -378,8 +379,8 @@ class Simulator:
         if self.latency:
             await asyncio.sleep(self.latency)
         reply, finish = _reply(messages, _max_tokens(body))
-        usage = self._usage(key, body["model"], messages, prompt_tokens, reply)
-        if bad_usage is not None:
+        usage: dict | None = self._usage(key, body["model"], messages, prompt_tokens, reply)
+        if bad_usage is not None and usage is not None:
             usage = _impossible_usage(usage, bad_usage)
         headers = self._rate_headers(key)
         headers["x-request-id"] = "req_" + uuid.uuid4().hex
@@ -397,7 +398,8 @@ class Simulator:
             response.content_length = len(payload)
             await response.prepare(request)
             await response.write(payload[: len(payload) // 2])
-            request.transport.abort()
+            if request.transport is not None:
+                request.transport.abort()
             return response
         return web.Response(body=payload, content_type="application/json", headers=headers)
 
@@ -441,7 +443,7 @@ class Simulator:
                               "invalid_request_error", "model_not_found")
             if key.allowance is not None and key.used >= key.allowance:
                 return _quota_response()
-            today = dt.datetime.now(dt.timezone.utc).date()
+            today = dt.datetime.now(dt.UTC).date()
             if key.day != today:
                 key.day, key.requests_today = today, 0
             if key.rpd is not None and key.requests_today >= key.rpd:
@@ -650,7 +652,7 @@ def _pieces(text: str) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
-def _completion(model: str, reply: str, finish: str, usage: dict) -> dict:
+def _completion(model: str, reply: str, finish: str, usage: dict | None) -> dict:
     return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion", "created": int(time.time()),
             "model": model, "system_fingerprint": "fp_sim", "service_tier": "default",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply, "refusal": None,

@@ -24,7 +24,7 @@ class Call:
 
 def local_time(utc: dt.datetime) -> dt.datetime:
     """A naive UTC time as Pyrogram gives dates: naive local time."""
-    return utc.replace(tzinfo=dt.timezone.utc).astimezone().replace(tzinfo=None)
+    return utc.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
 
 
 class RecordingClient(Client):
@@ -174,7 +174,7 @@ def _forwarded() -> dict:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 async def deliver(client: Client, handlers, message: Message) -> bool:

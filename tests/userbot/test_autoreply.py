@@ -265,7 +265,8 @@ async def test_owner_replies_are_part_of_the_context(make_bot, sqlite_url):
 async def test_context_is_trimmed_to_the_last_messages(make_bot, sqlite_url):
     received = []
     async with scripted_openai(received, "ok") as base_url:
-        bot = await make_bot(config=scripted_config(sqlite_url, base_url, context_messages=4, loop_max_fast_exchanges=100))
+        config = scripted_config(sqlite_url, base_url, context_messages=4, loop_max_fast_exchanges=100)
+        bot = await make_bot(config=config)
         for i in range(12):
             await bot.send(incoming(ALICE, f"message {i}", client=bot.client))
     prompt = [(m["role"], m["content"]) for m in received[-1]["messages"]]

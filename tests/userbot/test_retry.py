@@ -1,5 +1,4 @@
 """FloodWait and network errors: waited out, retried within limits, logged."""
-import asyncio
 
 import pytest
 from pyrogram.errors import BadRequest, FloodWait, InternalServerError
@@ -46,7 +45,7 @@ async def test_a_flood_wait_over_the_limit_is_raised():
 
 async def test_network_errors_back_off_then_give_up(caplog):
     sleeps = Sleeps()
-    send = Flaky(OSError("reset"), asyncio.TimeoutError(), InternalServerError(), OSError("reset"))
+    send = Flaky(OSError("reset"), TimeoutError(), InternalServerError(), OSError("reset"))
     assert (await telegram_call(send, what="reply", sleep=sleeps, attempts=5))[0] == "sent"
     assert sleeps.waits == [1.0, 2.0, 4.0, 8.0]
     failing = Flaky(*[OSError("down")] * 3)

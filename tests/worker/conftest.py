@@ -13,7 +13,7 @@ from shared.core.models import Alert, ApiKey, KeyRanking
 from shared.core.pricing import Pricer
 from worker.tick import Ticker
 
-T0 = dt.datetime(2026, 3, 1, 9, 30, 15, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 1, 9, 30, 15, tzinfo=dt.UTC)
 
 
 class ThreadedTicker:

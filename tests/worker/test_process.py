@@ -160,7 +160,7 @@ def test_sigterm_finishes_the_tick_exits_0_promptly_and_releases_the_lease(share
     def heard(line: str) -> bool:
         try:
             messages.extend(systemd.recv(4096).decode().splitlines())
-        except socket.timeout:
+        except TimeoutError:
             pass
         return any(m.startswith(line) for m in messages)
 

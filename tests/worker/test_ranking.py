@@ -63,7 +63,8 @@ def test_signature_ignores_what_the_policy_does_not_look_at():
 
 candidates = st.lists(st.builds(Candidate, id=st.integers(1, 10_000), position=st.integers(0, 50),
                                 left=st.integers(0, 5_000),
-                                last_used_at=st.none() | st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2027, 1, 1))),
+                                last_used_at=st.none() | st.datetimes(dt.datetime(2026, 1, 1),
+                                                                      dt.datetime(2027, 1, 1))),
                       unique_by=lambda c: c.id, max_size=30)
 
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from shared.ai.client import NoKeyAvailable, RequestRejected
+from shared.ai.client import NoKeyAvailable
 from shared.ai.openai_dialect import classify_status, read_usage
 from shared.ai.token_estimates import estimate_prompt_tokens, estimate_text_tokens
 from shared.core.accounting import Outcome

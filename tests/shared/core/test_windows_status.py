@@ -27,7 +27,8 @@ def test_now_is_inside_its_window(anchor, now):
     assert (start - anchor) % WINDOW == dt.timedelta(0)
 
 
-@given(anchor=times, k=st.integers(-1000, 1000), offset=st.timedeltas(dt.timedelta(0), WINDOW - dt.timedelta(microseconds=1)))
+@given(anchor=times, k=st.integers(-1000, 1000),
+       offset=st.timedeltas(dt.timedelta(0), WINDOW - dt.timedelta(microseconds=1)))
 def test_window_k_covers_exactly_its_24_hours(anchor, k, offset):
     assert window_start(anchor, anchor + k * WINDOW + offset) == anchor + k * WINDOW
 
@@ -120,7 +121,7 @@ def test_clock_travel_across_a_rolling_window(pool):
     accountant = Accountant("b1")
 
     def call_at(moment, tokens):
-        with time_machine.travel(moment.replace(tzinfo=dt.timezone.utc), tick=False):
+        with time_machine.travel(moment.replace(tzinfo=dt.UTC), tick=False):
             accountant.record(CallRecord(key_id=key_id, bot="b1", operation="op", model="m",
                                          input_tokens=tokens, output_tokens=0))
             return window_usage(ApiKey.get_by_id(key_id), utcnow()), key_status(ApiKey.get_by_id(key_id), utcnow())
@@ -131,7 +132,7 @@ def test_clock_travel_across_a_rolling_window(pool):
     usage, status = call_at(anchor + WINDOW, 1_000)
     assert usage.used == 1_000 and status is Status.ACTIVE
     assert usage.resets_in == WINDOW
-    with time_machine.travel((anchor + 2 * WINDOW).replace(tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel((anchor + 2 * WINDOW).replace(tzinfo=dt.UTC), tick=False):
         key = ApiKey.get_by_id(key_id)
         assert key_status(key, utcnow()) is Status.FRESH
         assert window_usage(key, utcnow()).used == 0

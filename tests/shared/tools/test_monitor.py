@@ -59,7 +59,8 @@ def test_monitor_refreshes_shows_new_calls_and_exits_0_on_sigint(tmp_path):
     config_path = write_config(tmp_path)
     runtime = open_runtime(config_path=str(config_path))
     beat("worker", "w-monitor")
-    terminal = Terminal([sys.executable, "-m", "shared.tools.cli", "-c", str(config_path), "monitor", "--interval", "0.3"],
+    terminal = Terminal([sys.executable, "-m", "shared.tools.cli", "-c", str(config_path),
+                         "monitor", "--interval", "0.3"],
                         cwd=tmp_path)
     try:
         assert terminal.read_until(lambda out: out.count("tokenpool monitor") >= 2, timeout=30), terminal.output

@@ -26,7 +26,7 @@ def cli_config(tmp_path, sqlite_db, sqlite_url):
     path.write_text("\n".join(lines))
     config = load_config(path)
     record_history(config)
-    with time_machine.travel(NOW.replace(tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(NOW.replace(tzinfo=dt.UTC), tick=False):
         yield str(path), config
 
 
