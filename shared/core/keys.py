@@ -119,7 +119,8 @@ def sync_keys(config: Config, *, owner: bool = False) -> KeyRing:
 def _sync_key(config: Config, key: KeyConfig, position: int, now, *, owner: bool) -> HeldKey:
     fp = fingerprint(key.secret)
     reset = config.key_reset(key)
-    fields = dict(label=key.label, masked=mask(key.secret), position=position, base_url=key.base_url,
+    masked = mask(key.secret)
+    fields = dict(label=key.label, masked=masked, position=position, base_url=key.base_url,
                   daily_token_limit=config.key_limit(key), in_config=True, config_disabled=not key.enabled)
     # Several processes may register the same key at once: insert-or-ignore, then read.
     ApiKey.insert(fingerprint=fp, reset_mode=reset, window_anchor=anchor_for(reset, now), created_at=now,
@@ -132,7 +133,7 @@ def _sync_key(config: Config, key: KeyConfig, position: int, now, *, owner: bool
     else:
         _warn_if_different(row, fields, reset, config)
         label, base_url = row.label, row.base_url    # the pool's, not this file's
-    return HeldKey(id=row.id, fingerprint=fp, label=label, masked=fields["masked"],
+    return HeldKey(id=row.id, fingerprint=fp, label=label, masked=masked,
                    base_url=base_url, secret=key.secret, models=tuple(key.models))
 
 

@@ -11,11 +11,11 @@ from peewee import fn
 
 from shared.core.accounting import Accountant, CallRecord
 from shared.core.models import ApiKey, KeyReset, utcnow
+from tests.backends import fresh_database_url
+from tests.conftest import open_test_db
 from tests.reliability.test_kill_worker import KEYS, _keys_due_for_reset
 from tests.shared.books import assert_books_exact
 from tests.worker.test_process import LEASE, lease, wait_for, workers, write_config  # noqa: F401
-from tests.backends import fresh_database_url
-from tests.conftest import open_test_db
 
 
 def _tcp_ports(pid: int) -> set[int]:
@@ -72,7 +72,8 @@ def test_a_leader_frozen_in_its_commit_is_cut_off_and_replaced(pg_db, tmp_path, 
         recorded_after = time.monotonic() - frozen_at
         started = time.monotonic()
         standby = workers(config, tmp_path / "b.log")
-        led_after = wait_for(lambda: getattr(lease(), "holder", None) == standby.holder, 60, "the standby to lead", db) - started
+        led_after = wait_for(lambda: getattr(lease(), "holder", None) == standby.holder, 60,
+                             "the standby to lead", db) - started
         bulk = ApiKey.select().where(ApiKey.label.startswith("bulk"))
         wait_for(lambda: bulk.where(ApiKey.window_start == current).count() == KEYS, 60, "every reset", db)
         assert leader.proc.poll() is None                  # all of it while the leader is still stopped
