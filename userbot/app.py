@@ -25,6 +25,7 @@ from shared.core.accounting import Accountant
 from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
+from shared.core.journal import CallJournal, journal_path
 from shared.core.liveness import beat
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
@@ -322,7 +323,8 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     notifier = notifier or Notifier()
     runtime = open_runtime(config)
     database = DatabaseExecutor()
-    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database)
+    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database,
+                            journal=CallJournal(journal_path(config.data_dir, config.bot.name)))
     ai = TrackedClient(config, runtime.keyring, accountant, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
@@ -335,6 +337,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         if stop.is_set():
             return
         secure_session(config)
+        await accountant.settle_journal()      # calls a previous run served but could not book
         me = client.me
         log.info("bot %s running as %s; %d key(s) held", config.bot.name, _who(me), len(runtime.keyring))
         notifier.ready(f"running as {_who(me)}")

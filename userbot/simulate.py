@@ -16,6 +16,7 @@ import time
 from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
+from shared.core.journal import CallJournal, journal_path
 from shared.core.liveness import beat
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
@@ -63,7 +64,9 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     (faster looks like another bot to the loop guard); returns counts of what happened."""
     rng = random.Random(seed)
     runtime = open_runtime(config)
-    accountant = Accountant(config.bot.name, Pricer(config.pricing))
+    accountant = Accountant(config.bot.name, Pricer(config.pricing),
+                            journal=CallJournal(journal_path(config.data_dir, config.bot.name)))
+    await accountant.settle_journal()
     ai = TrackedClient(config, runtime.keyring, accountant)
     run_blocking = database_runner(accountant)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)

@@ -141,10 +141,32 @@ def drop_connection() -> None:
         pass
 
 
+# What the database said, and the same in plain words for the log.
+_PLAIN_WORDS = (
+    ("database or disk is full", "the disk is full"),
+    ("attempt to write a readonly database", "the database file is read-only"),
+    ("readonly database", "the database file is read-only"),
+    ("unable to open database file", "the database file (or its folder) is missing or cannot be opened"),
+    ("disk i/o error", "disk I/O error (the database file may have been deleted or its disk failed)"),
+    ("no space left on device", "the disk is full"),
+    ("read-only file system", "the file system is read-only"),
+)
+
+
 def first_line(exc: BaseException) -> str:
-    """An exception's first line, for one-line log messages."""
+    """An exception's first line, for one-line log messages, in plain words where the cause
+    is the disk or the file (SQLite's "cannot rollback" after a failed write hides the real
+    cause, which is then taken from the exception it replaced)."""
+    seen = 0
+    while "cannot rollback" in str(exc) and exc.__context__ is not None and seen < 8:
+        exc, seen = exc.__context__, seen + 1
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    lowered = line.lower()
+    for said, plain in _PLAIN_WORDS:
+        if said in lowered:
+            return f"{plain} ({line})"
+    return line
 
 
 # --- coordination between processes: row locks, advisory locks, wake-ups ----------------------
