@@ -90,6 +90,6 @@ def demo_run(tmp_path_factory) -> DemoRun:
     work = home / "demo"
     result = subprocess.run([sys.executable, "-m", "shared.tools.cli", "demo", "--seconds", "15", "--no-live",
                              "--dir", str(work)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                            text=True, timeout=180, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
+                            text=True, timeout=1800, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
                                                          "COLUMNS": "140"})
     return DemoRun(work, result.stdout, result.stderr, result.returncode)

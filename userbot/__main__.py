@@ -10,8 +10,9 @@ import sys
 
 from pyrogram.errors import Unauthorized
 
+from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import ConfigError, load_config
-from shared.core.db import DatabaseUnavailable
+from shared.core.db import DatabaseUnavailable, DatabaseUrlError
 from shared.core.schema import SchemaError
 from shared.core.systemd import setup_logging
 from userbot.app import run_bot
@@ -19,20 +20,23 @@ from userbot.session import SetupError, login, telegram_credentials
 from userbot.simulate import simulate
 
 log = logging.getLogger("tokenpool.bot")
-USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, SetupError)
+USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError, SetupError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenpool-bot", description=__doc__)
-    parser.add_argument("--config", help="config file (default: $TOKENPOOL_CONFIG or ./config.toml)")
+    parser = Parser(prog="tokenpool-bot", description=__doc__)
+    add_common(parser)
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the bot (the default)")
+    config_option = config_options()
+    run = sub.add_parser("run", help="run the bot (the default)", parents=[config_option])
     run.set_defaults(command="run")
-    log_in = sub.add_parser("login", help="log in to Telegram interactively and save the session")
+    log_in = sub.add_parser("login", help="log in to Telegram interactively and save the session",
+                            parents=[config_option])
     log_in.add_argument("--print-session-string", action="store_true",
                         help="also print a session string, for running with TOKENPOOL_SESSION_STRING")
     sim = sub.add_parser("simulate", help="offline: feed simulated private messages to the auto-reply logic "
-                                          "(what `tokenpool demo` runs); no Telegram account needed")
+                                          "(what `tokenpool demo` runs); no Telegram account needed",
+                         parents=[config_option])
     sim.add_argument("--name", help="bot name for the usage rows (default: [bot] name)")
     sim.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
     sim.add_argument("--seed", type=int, default=0, help="random seed: which chats and messages")

@@ -26,7 +26,7 @@ from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.journal import CallJournal, journal_path
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
@@ -360,6 +360,8 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):     # otherwise the heartbeat simply goes stale
+            await run_blocking(sign_off, "bot", config.bot.name)
     finally:
         with contextlib.suppress(ConnectionError, RPCError, OSError):
             if client.is_connected:

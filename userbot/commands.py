@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import difflib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,7 @@ class Command:
     help: str
     handler: Handler
     takes_user: bool = False                # typed inside a chat, or given a user id / @username
+    example: str = ""                       # e.g. "cooldown 10" (without the prefix), shown by `.help <name>`
 
 
 class Registry:
@@ -199,7 +201,8 @@ def default_registry() -> Registry:
         report_commands,  # it builds on this module's types; imported once they exist
     )
     registry = Registry()
-    registry.add(Command("help", "help", "this list", _help_of(registry)))
+    registry.add(Command("help", "help [command]", "this list, or one command's usage and an example",
+                         _help_of(registry), example="help usage"))
     registry.extend(CORE_COMMANDS)
     registry.extend(report_commands.COMMANDS)
     return registry
@@ -207,13 +210,34 @@ def default_registry() -> Registry:
 
 def _help_of(registry: Registry) -> Handler:
     def help_(ctx: CommandContext) -> Reply:
+        if len(ctx.args) > 1:
+            raise UsageError("")
+        if ctx.args:
+            return _help_for(registry, ctx.args[0], ctx.prefix)
         lines = ["🤖 <b>tokenpool commands</b>", ""]
         for command in registry:
             lines.append(f"<code>{escape(ctx.prefix + command.usage)}</code> — {escape(command.help)}")
         lines += ["", f"<i>{escape(ctx.prefix)}allow, {escape(ctx.prefix)}deny and "
-                      f"{escape(ctx.prefix)}unlist also work inside a chat, about that chat.</i>"]
+                      f"{escape(ctx.prefix)}unlist also work inside a chat, about that chat. "
+                      f"{escape(ctx.prefix)}help &lt;command&gt; shows its usage and an example.</i>"]
         return Reply("\n".join(lines))
     return help_
+
+
+def _help_for(registry: Registry, name: str, prefix: str) -> Reply:
+    """`.help usage`: the command's usage line, what it does, and an example to copy."""
+    name = name.removeprefix(prefix).lower()
+    command = registry.get(name)
+    if command is None:
+        close = difflib.get_close_matches(name, [c.name for c in registry], n=1)
+        hint = f" Did you mean <code>{escape(prefix)}help {escape(close[0])}</code>?" if close else ""
+        return Reply(f"❓ No command <code>{escape(prefix + name)}</code>.{hint}")
+    lines = [f"<b>{escape(prefix + command.name)}</b> — {escape(command.help)}",
+             f"Usage: <code>{escape(prefix + command.usage)}</code>",
+             f"Example: <code>{escape(prefix + (command.example or command.name))}</code>"]
+    if command.takes_user:
+        lines.append("<i>Inside a private chat it is about that chat; elsewhere give a user id or @username.</i>")
+    return Reply("\n".join(lines))
 
 
 def stats(ctx: CommandContext) -> Reply:
@@ -311,12 +335,14 @@ def cooldown(ctx: CommandContext) -> Reply:
 
 CORE_COMMANDS = (
     Command("stats", "stats", "keys, tokens used and left today, worker and bots", stats),
-    Command("autoreply", "autoreply on|off|status", "switch auto-replies, or show their settings", autoreply),
+    Command("autoreply", "autoreply on|off|status", "switch auto-replies, or show their settings", autoreply,
+            example="autoreply off"),
     Command("allow", "allow [user id|@username]", "auto-reply in this chat (allow-list)",
-            _set_rule("allow", "✅ Auto-replies allowed for"), takes_user=True),
+            _set_rule("allow", "✅ Auto-replies allowed for"), takes_user=True, example="allow @alice_smith"),
     Command("deny", "deny [user id|@username]", "never auto-reply in this chat",
-            _set_rule("deny", "🚫 No auto-replies for"), takes_user=True),
+            _set_rule("deny", "🚫 No auto-replies for"), takes_user=True, example="deny 123456789"),
     Command("unlist", "unlist [user id|@username]", "remove a chat from the allow/deny lists",
-            _set_rule("", "↩️ Default rules again for"), takes_user=True),
-    Command("cooldown", "cooldown <minutes>", "least time between two auto-replies in one chat", cooldown),
+            _set_rule("", "↩️ Default rules again for"), takes_user=True, example="unlist @alice_smith"),
+    Command("cooldown", "cooldown <minutes>", "least time between two auto-replies in one chat", cooldown,
+            example="cooldown 10"),
 )

@@ -58,9 +58,10 @@ def budget(ctx: CommandContext) -> Reply:
 
 COMMANDS = (
     Command("usage", "usage [days] [by day|key|model|op|bot|chat]",
-            "tokens, calls and cost of the last N UTC days (default 30, by day)", usage),
-    Command("recent", "recent [n]", "the newest calls (default 20)", recent),
-    Command("export", "export csv|json [days]", "the calls of the last N UTC days as a file (default 1)", export),
-    Command("chart", "chart [days]", "a chart of tokens per day by key (default 30 days)", chart),
+            "tokens, calls and cost of the last N UTC days (default 30, by day)", usage, example="usage 7 by key"),
+    Command("recent", "recent [n]", "the newest calls (default 20)", recent, example="recent 5"),
+    Command("export", "export csv|json [days]", "the calls of the last N UTC days as a file (default 1)", export,
+            example="export csv 7"),
+    Command("chart", "chart [days]", "a chart of tokens per day by key (default 30 days)", chart, example="chart 14"),
     Command("budget", "budget", "budgets and where today's and this week's pace lead", budget),
 )

@@ -17,10 +17,8 @@ from pathlib import Path
 
 from pyrogram import Client
 
-from shared.core.config import SESSION_STRING_ENV, Config
+from shared.core.config import API_HASH_ENV, API_ID_ENV, SESSION_STRING_ENV, Config
 
-API_ID_ENV = "TOKENPOOL_API_ID"
-API_HASH_ENV = "TOKENPOOL_API_HASH"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

@@ -17,7 +17,7 @@ from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.journal import CallJournal, journal_path
-from shared.core.liveness import beat
+from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
 from shared.core.startup import open_runtime
@@ -103,6 +103,8 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await run_blocking(sign_off, "bot", config.bot.name)
         await ai.aclose()
         accountant.close()
     return counts

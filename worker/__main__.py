@@ -1,6 +1,6 @@
 """`tokenpool-worker` / `python -m worker`: the rotation worker.
 
-    tokenpool-worker [--config PATH] [--once]
+    tokenpool-worker [-c/--config PATH] [--once] [--version]
 
 Run one per deployment (more are standbys). `--once` runs a single tick and exits, for cron.
 """
@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 
+from shared.core.command_line import Parser, add_common
 from shared.core.config import ConfigError, load_config
 from shared.core.db import connect_database
 from shared.core.systemd import Notifier, setup_logging
@@ -19,11 +20,9 @@ from worker.tick import Ticker
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenpool-worker",
-                                     description="Resets, statuses, key ranking, alerts and retention "
-                                                 "for a tokenpool database.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: $TOKENPOOL_CONFIG or ./config.toml)")
+    parser = Parser(prog="tokenpool-worker",
+                    description="Resets, statuses, key ranking, alerts and retention for a tokenpool database.")
+    add_common(parser)
     parser.add_argument("--once", action="store_true", help="run one tick, then exit (for cron)")
     return parser
 

@@ -137,6 +137,10 @@ class WorkerLoop:
                 log.info("released the lease")
         except Exception as exc:     # noqa: BLE001 -- the lease simply expires
             log.warning("could not release the lease (%s); it expires by itself", first_line(exc))
+        try:
+            self.ticker.sign_off(ephemeral=not self.ticker.config.worker.name)
+        except Exception as exc:     # noqa: BLE001 -- the heartbeat simply goes stale
+            log.warning("could not record the clean stop (%s)", first_line(exc))
         drop_connection()
         self.waker.close()
         self.notifier.close()

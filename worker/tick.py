@@ -278,6 +278,10 @@ class Ticker:
     def release(self) -> bool:
         return self.leadership.release()
 
+    def sign_off(self, ephemeral: bool) -> None:
+        """A clean stop: shown as stopped, not alive; a host:pid-named run leaves no row behind."""
+        liveness.sign_off("worker", self.name, forget=ephemeral)
+
     def _latest_published(self) -> Published | None:
         row = KeyRanking.select().order_by(KeyRanking.generation.desc()).first()
         return Published(row.generation, json.loads(row.key_ids)) if row else None

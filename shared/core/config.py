@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -17,10 +18,40 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from shared.core.config_limits import (
+    BASE_URL_COLUMN,
+    BOT_COLUMN,
+    DAY,
+    HOUR,
+    LABEL_COLUMN,
+    MODEL_COLUMN,
+    PRICE_MAX,
+    TOKENS_MAX,
+    USD_MAX,
+    WORKER_NAME_MAX,
+    YEAR_DAYS,
+    limit_of,
+    list_setting,
+    secret_setting,
+    setting,
+)
+
+log = logging.getLogger("tokenpool.config")
+
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "TOKENPOOL_CONFIG"
 DATABASE_ENV = "TOKENPOOL_DATABASE_URL"
 SESSION_STRING_ENV = "TOKENPOOL_SESSION_STRING"   # a Telegram session string, when no file is used
+API_ID_ENV = "TOKENPOOL_API_ID"                   # Telegram api_id / api_hash when [bot] has none
+API_HASH_ENV = "TOKENPOOL_API_HASH"
+# The commented example `tokenpool init` copies; shipped in the wheel (the top-level copy is checked equal).
+EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
+
+
+RESET_MODES = ("rolling", "utc-day")
+POLICIES = ("sticky", "round-robin", "most-remaining")
+AUTOREPLY_MODES = ("all", "allow", "deny")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -30,14 +61,14 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class KeyConfig:
     """One API key of the pool. `secret` is never shown; use `masked` instead."""
-    label: str = ""
-    api_key: str = dataclasses.field(default="", repr=False)
-    api_key_env: str = ""
-    daily_token_limit: int | None = None
-    base_url: str = ""
-    reset: str | None = None
+    label: str = setting("", max_length=LABEL_COLUMN)
+    api_key: str = secret_setting("", max_length=1_000)
+    api_key_env: str = setting("", max_length=200)
+    daily_token_limit: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
+    base_url: str = setting("", max_length=BASE_URL_COLUMN)
+    reset: str | None = setting(None, choices=RESET_MODES)
     enabled: bool = True
-    models: list[str] = field(default_factory=list)   # model name patterns it serves; empty: any
+    models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)   # model patterns it serves; empty: any
 
     @property
     def secret(self) -> str:
@@ -46,24 +77,24 @@ class KeyConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = ""
+    url: str = setting("", max_length=2_000)
     # Seconds a call waits for the database before it is retried.
-    busy_timeout_seconds: float = 10.0
+    busy_timeout_seconds: float = setting(10.0, low=0, above=True, high=HOUR)
 
 
 @dataclass(frozen=True)
 class PoolConfig:
-    daily_token_limit: int = 2_500_000
-    low_threshold: int = 500_000
-    reset: str = "rolling"          # "rolling" (24 h from the key's anchor) or "utc-day"
+    daily_token_limit: int = setting(2_500_000, low=0, above=True, high=TOKENS_MAX)
+    low_threshold: int = setting(500_000, low=0, high=TOKENS_MAX)
+    reset: str = setting("rolling", choices=RESET_MODES)   # "rolling" (24 h from the key's anchor) or "utc-day"
 
 
 @dataclass(frozen=True)
 class ModelPrice:
     """USD per million tokens, for models genai-prices does not know (or to override it)."""
-    input_per_mtok: Decimal = Decimal(0)
-    cached_input_per_mtok: Decimal | None = None
-    output_per_mtok: Decimal = Decimal(0)
+    input_per_mtok: Decimal = setting(Decimal(0), low=0, high=PRICE_MAX)
+    cached_input_per_mtok: Decimal | None = setting(None, low=0, high=PRICE_MAX)
+    output_per_mtok: Decimal = setting(Decimal(0), low=0, high=PRICE_MAX)
 
 
 @dataclass(frozen=True)
@@ -73,91 +104,93 @@ class PricingConfig:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    default_model: str = "gpt-4o-mini"
-    timeout_seconds: float = 60.0
-    max_attempts: int = 4           # keys tried per request before giving up
-    server_error_retries: int = 1   # retries on the same key after a 5xx / timeout
-    retry_backoff_seconds: float = 0.5      # first wait before such a retry (doubles each time)
-    rate_limit_cooldown_seconds: float = 5.0  # cooldown after a 429 that names no reset (doubles)
-    ranking_stale_seconds: float = 30.0    # no worker heartbeat this long: select keys ourselves
+    default_model: str = setting("gpt-4o-mini", max_length=MODEL_COLUMN, non_empty=True)
+    timeout_seconds: float = setting(60.0, low=0, above=True, high=HOUR)
+    max_attempts: int = setting(4, low=1, high=100)             # keys tried per request before giving up
+    server_error_retries: int = setting(1, low=0, high=100)     # retries on the same key after a 5xx / timeout
+    retry_backoff_seconds: float = setting(0.5, low=0, high=HOUR)   # first wait before such a retry (doubles)
+    rate_limit_cooldown_seconds: float = setting(5.0, low=0, above=True, high=DAY)  # after a 429 naming no reset
+    # No worker heartbeat this long: bots select keys themselves.
+    ranking_stale_seconds: float = setting(30.0, low=0, above=True, high=DAY)
 
 
 @dataclass(frozen=True)
 class BotConfig:
-    name: str = "main"
-    api_id: int = 0
-    api_hash: str = dataclasses.field(default="", repr=False)
-    api_hash_env: str = ""
-    session_string_env: str = ""
-    command_prefix: str = "."
+    name: str = setting("main", max_length=BOT_COLUMN, non_empty=True)
+    api_id: int = setting(0, low=0, high=2**31 - 1)
+    api_hash: str = secret_setting("", max_length=200)
+    api_hash_env: str = setting("", max_length=200)
+    session_string_env: str = setting("", max_length=200)
+    command_prefix: str = setting(".", max_length=8, non_empty=True)
     deliver_alerts: bool = True
-    alert_poll_seconds: float = 5.0         # how often this bot looks for undelivered alerts
-    catch_up_dialogs: int = 30              # recent private chats scanned for unread messages at start
-    max_flood_wait_seconds: int = 300       # longer FloodWaits give up the call instead of waiting
+    alert_poll_seconds: float = setting(5.0, low=0, above=True, high=HOUR)  # how often this bot looks for alerts
+    catch_up_dialogs: int = setting(30, low=0, high=10_000)      # recent private chats scanned for unread at start
+    max_flood_wait_seconds: int = setting(300, low=0, high=DAY)  # longer FloodWaits give up the call instead
 
 
 @dataclass(frozen=True)
 class AutoReplyConfig:
     enabled: bool = True
-    model: str = ""                 # empty: client.default_model
-    models: list[str] = field(default_factory=list)   # a fallback chain; overrides `model` when set
-    system_prompt: str = "You are a friendly assistant replying on the owner's behalf. Keep answers short."
-    context_messages: int = 12
-    cooldown_seconds: int = 30
-    mode: str = "all"               # "all", "allow" (only allow-listed chats) or "deny"
+    model: str = setting("", max_length=MODEL_COLUMN)       # empty: client.default_model
+    models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)   # a fallback chain; overrides `model`
+    system_prompt: str = setting("You are a friendly assistant replying on the owner's behalf. Keep answers short.",
+                                 max_length=20_000)
+    context_messages: int = setting(12, low=0, high=1_000)
+    cooldown_seconds: int = setting(30, low=0, high=7 * DAY)
+    mode: str = setting("all", choices=AUTOREPLY_MODES)     # "all", "allow" (only allow-listed chats) or "deny"
     contacts_only: bool = False
-    working_hours: str = ""         # e.g. "09:00-18:00" (UTC); empty means always
-    max_message_age_minutes: int = 720
-    fallback_text: str = ""
-    max_output_tokens: int = 400
-    skip_muted: bool = True                 # no replies in chats whose notifications the owner muted
-    loop_fast_reply_seconds: float = 5.0    # an answer to our reply faster than this looks automated
-    loop_max_fast_exchanges: int = 3       # that many in a row: we stop replying in the chat ...
-    loop_pause_minutes: int = 360           # ... for this long
+    working_hours: str = setting("", max_length=11)          # e.g. "09:00-18:00" (UTC); empty means always
+    max_message_age_minutes: int = setting(720, low=0, high=YEAR_DAYS * 24 * 60)
+    fallback_text: str = setting("", max_length=4_096)       # one Telegram message
+    max_output_tokens: int = setting(400, low=1, high=1_000_000)
+    skip_muted: bool = True                                  # no replies in chats the owner muted
+    loop_fast_reply_seconds: float = setting(5.0, low=0, high=HOUR)  # an answer faster than this looks automated
+    loop_max_fast_exchanges: int = setting(3, low=1, high=1_000)     # that many in a row: we stop replying ...
+    loop_pause_minutes: int = setting(360, low=0, high=YEAR_DAYS * 24 * 60)   # ... for this long
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    name: str = ""                  # empty: hostname:pid
-    tick_seconds: float = 2.0
-    lease_seconds: float = 10.0
-    policy: str = "sticky"          # "sticky", "round-robin" or "most-remaining"
-    headroom_tokens: int = 4_000
-    retention_days: int = 90
-    rate_limit_alert_hits: int = 3  # 429s in one window before the key's "rate limited" alert; 0: never
+    name: str = setting("", max_length=WORKER_NAME_MAX)     # empty: hostname:pid
+    tick_seconds: float = setting(2.0, low=0, above=True, high=HOUR)
+    lease_seconds: float = setting(10.0, low=0, above=True, high=DAY)
+    policy: str = setting("sticky", choices=POLICIES)       # "sticky", "round-robin" or "most-remaining"
+    headroom_tokens: int = setting(4_000, low=0, high=TOKENS_MAX)
+    retention_days: int = setting(90, low=1, high=100 * YEAR_DAYS)
+    rate_limit_alert_hits: int = setting(3, low=0, high=1_000_000)  # 429s in one window before the alert; 0: never
 
 
 @dataclass(frozen=True)
 class KeyBudget:
     """Limits for one key (by label), under [budgets.keys."<label>"]."""
-    daily_cost_usd: Decimal | None = None
-    monthly_cost_usd: Decimal | None = None
-    daily_tokens: int | None = None
-    monthly_tokens: int | None = None
+    daily_cost_usd: Decimal | None = setting(None, low=0, above=True, high=USD_MAX)
+    monthly_cost_usd: Decimal | None = setting(None, low=0, above=True, high=USD_MAX)
+    daily_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
+    monthly_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    daily_cost_usd: Decimal | None = None
-    monthly_cost_usd: Decimal | None = None
-    daily_tokens: int | None = None
-    monthly_tokens: int | None = None
+    daily_cost_usd: Decimal | None = setting(None, low=0, above=True, high=USD_MAX)
+    monthly_cost_usd: Decimal | None = setting(None, low=0, above=True, high=USD_MAX)
+    daily_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
+    monthly_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     keys: dict[str, KeyBudget] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    token: str = dataclasses.field(default="", repr=False)
-    refresh_seconds: int = 5
+    host: str = setting("127.0.0.1", max_length=253)   # "" or "0.0.0.0": every interface
+    port: int = setting(8765, low=1, high=65_535)
+    token: str = secret_setting("", max_length=1_000)
+    refresh_seconds: int = setting(5, low=0, above=True, high=DAY)
 
 
 @dataclass(frozen=True)
 class Config:
     path: str = ""
-    data_dir: str = "data"
-    log_level: str = "INFO"
+    data_dir: str = setting("data", max_length=4_096, non_empty=True)
+    log_level: str = setting("INFO", choices=LOG_LEVELS, ignore_case=True)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     keys: list[KeyConfig] = field(default_factory=list)
@@ -192,11 +225,6 @@ class Config:
         return key.reset or self.pool.reset
 
 
-RESET_MODES = ("rolling", "utc-day")
-POLICIES = ("sticky", "round-robin", "most-remaining")
-AUTOREPLY_MODES = ("all", "allow", "deny")
-
-
 def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[str, str] | None = None,
                 required: bool = False) -> Config:
     """Load and validate the config file.
@@ -210,11 +238,20 @@ def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[st
     if not path.exists():
         if required or explicit:
             raise ConfigError(f"{path}: config file not found (create one with `tokenpool init`)")
-        return _with_env_overrides(Config(), env)
+        config = _with_env_overrides(Config(), env)
+        where = "the database " + (f"at {DATABASE_ENV}" if env.get(DATABASE_ENV)
+                                   else f"in {Path(config.data_dir).resolve()}/")
+        log.warning("no config file: %s not found (name one with -c PATH or $%s; `tokenpool init` writes one); "
+                    "using the defaults, %s", path, CONFIG_ENV, where)
+        return config
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML for tokenpool: tables or arrays nested far too deeply") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_config(raw, str(path), env)
@@ -243,16 +280,27 @@ def _build(cls, data, path: str, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [{where}] must be a table")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for name, value in data.items():
+        dotted = f"{where}.{name}" if where else name
         if name not in hints:
-            dotted = f"{where}.{name}" if where else name
-            close = difflib.get_close_matches(name, names, n=1)
+            close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{path}: unknown key '{dotted}'{hint}")
-        values[name] = _convert(hints[name], value, path, f"{where}.{name}" if where else name)
+            raise ConfigError(f"{path}: unknown key '{_shown(dotted)}'{hint}")
+        values[name] = _convert(hints[name], value, path, dotted)
+        limit = limit_of(fields[name])
+        items = values[name] if isinstance(values[name], list) else [values[name]]
+        problem = next((p for p in map(limit.problem, items) if p), None)
+        if problem:
+            shown = f", not {_shown(repr(value))}" if fields[name].repr else ""   # a secret is never shown
+            raise ConfigError(f"{path}: '{_shown(dotted)}' must be {problem}{shown}")
     return cls(**values)
+
+
+def _shown(text: str, width: int = 60) -> str:
+    """A user's value or key in an error message: never pages long."""
+    return text if len(text) <= width else text[:width] + f"… ({len(text):,} characters)"
 
 
 def _convert(hint, value, path: str, key: str):
@@ -271,29 +319,35 @@ def _convert(hint, value, path: str, key: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: '{key}' must be a table")
         _, item = typing.get_args(hint)
-        return {k: _convert(item, v, path, f"{key}.{k}") for k, v in value.items()}
+        return {k: _convert(item, v, path, f"{key}.{_shown(k)}") for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: '{key}' must be true or false, not {value!r}")
+            raise ConfigError(f"{path}: '{key}' must be true or false, not {_shown(repr(value))}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: '{key}' must be a whole number, not {value!r}")
+            raise ConfigError(f"{path}: '{key}' must be a whole number, not {_shown(repr(value))}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: '{key}' must be a number, not {value!r}")
-        return float(value)
+            raise ConfigError(f"{path}: '{key}' must be a number, not {_shown(repr(value))}")
+        try:
+            return float(value)
+        except OverflowError:           # an integer too large for a float
+            raise ConfigError(f"{path}: '{key}' is far too large") from None
     if hint is Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{path}: '{key}' must be a number, not {value!r}")
+            raise ConfigError(f"{path}: '{key}' must be a number, not {_shown(repr(value))}")
         try:
-            return Decimal(str(value))
+            number = Decimal(str(value)) if len(str(value)) <= 100 else None
         except InvalidOperation:
-            raise ConfigError(f"{path}: '{key}' must be a number, not {value!r}") from None
+            number = None
+        if number is None or not number.is_finite():
+            raise ConfigError(f"{path}: '{key}' must be a finite number, not {_shown(repr(value))}")
+        return number
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: '{key}' must be a string, not {value!r}")
+            raise ConfigError(f"{path}: '{key}' must be a string, not {_shown(repr(value))}")
         return value
     raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
 
@@ -301,8 +355,9 @@ def _convert(hint, value, path: str, key: str):
 # --- checks that span several keys ---------------------------------------------------------
 
 def _resolve_keys(config: Config, raw: dict, path: str, env) -> Config:
-    """Read each key's secret from its env var or inline value."""
-    resolved = []
+    """Read each key's secret from its env var or inline value; every variable that is not
+    set is named at once, not one per attempt."""
+    resolved, unset = [], []
     for i, key in enumerate(config.keys):
         where = f"keys[{i}]" + (f" ('{key.label}')" if key.label else "")
         if key.api_key and key.api_key_env:
@@ -310,36 +365,28 @@ def _resolve_keys(config: Config, raw: dict, path: str, env) -> Config:
         if key.api_key_env:
             secret = env.get(key.api_key_env, "")
             if not secret:
-                raise ConfigError(f"{path}: {where}: environment variable '{key.api_key_env}' "
-                                  "named by 'api_key_env' is not set")
+                unset.append((where, key.api_key_env))
         elif key.api_key:
             secret = key.api_key
         else:
             raise ConfigError(f"{path}: {where}: missing 'api_key_env' (or inline 'api_key')")
         label = key.label or f"key{i + 1}"
         resolved.append(dataclasses.replace(key, api_key=secret.strip(), label=label))
+    if len(unset) == 1:
+        where, name = unset[0]
+        raise ConfigError(f"{path}: {where}: environment variable '{name}' named by 'api_key_env' is not set")
+    if unset:
+        raise ConfigError(f"{path}: environment variables named by 'api_key_env' are not set: "
+                          + ", ".join(f"'{name}' ({where})" for where, name in unset))
     return dataclasses.replace(config, keys=resolved)
 
 
-def _positive(path, key, value, allow_zero=False):
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{path}: '{key}' must be {'zero or more' if allow_zero else 'positive'}, "
-                          f"not {value}")
-
-
 def _validate(config: Config, path: str) -> None:
-    _positive(path, "pool.daily_token_limit", config.pool.daily_token_limit)
-    _positive(path, "pool.low_threshold", config.pool.low_threshold, allow_zero=True)
-    _choice(path, "pool.reset", config.pool.reset, RESET_MODES)
+    """Checks that span several keys or need a format; single values are checked by their `Limit`."""
     labels: dict[str, int] = {}
     secrets: dict[str, int] = {}
     for i, key in enumerate(config.keys):
         where = f"keys[{i}]"
-        _positive(path, f"{where}.daily_token_limit", key.daily_token_limit)
-        if key.reset is not None:
-            _choice(path, f"{where}.reset", key.reset, RESET_MODES)
         if key.base_url and not key.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}: '{where}.base_url' must start with http:// or https://")
         if key.label in labels:
@@ -350,39 +397,12 @@ def _validate(config: Config, path: str) -> None:
                               f"keys[{secrets[key.secret]}]")
         labels[key.label] = i
         secrets[key.secret] = i
-    _positive(path, "client.timeout_seconds", config.client.timeout_seconds)
-    _positive(path, "client.max_attempts", config.client.max_attempts)
-    _positive(path, "client.server_error_retries", config.client.server_error_retries, allow_zero=True)
-    _positive(path, "client.retry_backoff_seconds", config.client.retry_backoff_seconds, allow_zero=True)
-    _positive(path, "client.rate_limit_cooldown_seconds", config.client.rate_limit_cooldown_seconds)
-    _positive(path, "client.ranking_stale_seconds", config.client.ranking_stale_seconds)
-    _positive(path, "worker.tick_seconds", config.worker.tick_seconds)
-    _positive(path, "worker.lease_seconds", config.worker.lease_seconds)
-    _positive(path, "worker.retention_days", config.worker.retention_days)
-    _positive(path, "worker.headroom_tokens", config.worker.headroom_tokens, allow_zero=True)
-    _positive(path, "worker.rate_limit_alert_hits", config.worker.rate_limit_alert_hits, allow_zero=True)
     _validate_budgets(config, path)
-    _choice(path, "worker.policy", config.worker.policy, POLICIES)
-    _choice(path, "autoreply.mode", config.autoreply.mode, AUTOREPLY_MODES)
-    _positive(path, "autoreply.context_messages", config.autoreply.context_messages, allow_zero=True)
-    _positive(path, "autoreply.cooldown_seconds", config.autoreply.cooldown_seconds, allow_zero=True)
-    _positive(path, "autoreply.max_message_age_minutes", config.autoreply.max_message_age_minutes,
-              allow_zero=True)
-    _positive(path, "autoreply.loop_max_fast_exchanges", config.autoreply.loop_max_fast_exchanges)
-    _positive(path, "autoreply.loop_pause_minutes", config.autoreply.loop_pause_minutes, allow_zero=True)
     _working_hours(path, "autoreply.working_hours", config.autoreply.working_hours)
-    _positive(path, "bot.alert_poll_seconds", config.bot.alert_poll_seconds)
-    _positive(path, "bot.catch_up_dialogs", config.bot.catch_up_dialogs, allow_zero=True)
-    if not config.bot.name.strip():
-        raise ConfigError(f"{path}: 'bot.name' must not be empty")
-    if not (0 < config.dashboard.port < 65536):
-        raise ConfigError(f"{path}: 'dashboard.port' must be between 1 and 65535")
-    _positive(path, "dashboard.refresh_seconds", config.dashboard.refresh_seconds)
-    for model, price in config.pricing.overrides.items():
-        for name in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok"):
-            value = getattr(price, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{path}: 'pricing.overrides.{model}.{name}' must not be negative")
+    for model in config.pricing.overrides:
+        if not model.strip() or len(model) > MODEL_COLUMN or "\x00" in model:
+            raise ConfigError(f"{path}: 'pricing.overrides.{_shown(model)}': a model name must be 1 to "
+                              f"{MODEL_COLUMN} characters")
 
 
 WORKING_HOURS_FORMAT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -395,17 +415,7 @@ def _working_hours(path, key, value):
 
 def _validate_budgets(config: Config, path: str) -> None:
     labels = {key.label for key in config.keys}
-    scopes: list[tuple[str, BudgetConfig | KeyBudget]] = [("budgets", config.budgets)]
-    scopes += [(f"budgets.keys.{label}", budget) for label, budget in config.budgets.keys.items()]
-    for where, budget in scopes:
-        for name in ("daily_cost_usd", "monthly_cost_usd", "daily_tokens", "monthly_tokens"):
-            _positive(path, f"{where}.{name}", getattr(budget, name))
     for label in config.budgets.keys:
         if label not in labels:
-            raise ConfigError(f"{path}: 'budgets.keys.{label}' names no key (labels: {', '.join(sorted(labels))})")
-
-
-def _choice(path, key, value, choices):
-    if value not in choices:
-        raise ConfigError(f"{path}: '{key}' must be one of {', '.join(repr(c) for c in choices)}, "
-                          f"not {value!r}")
+            raise ConfigError(f"{path}: 'budgets.keys.{_shown(label)}' names no key "
+                              f"(labels: {', '.join(sorted(labels)) or 'none'})")

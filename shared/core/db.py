@@ -8,6 +8,7 @@ the same URL syntax through `playhouse.db_url`.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ TRANSIENT_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached after all retries."""
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL the user must fix (unsupported scheme, a folder that does not exist)."""
 
 
 def backend_of(db: peewee.Database) -> str:
@@ -55,7 +60,7 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
     if scheme.startswith("sqlite"):
         path = db_url.parse(url)["database"]
         if path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_file(Path(path).expanduser())
         options["pragmas"] = {
             "journal_mode": "wal",
             "busy_timeout": int(busy_timeout_seconds * 1000),
@@ -80,8 +85,8 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         options["client_flag"] = CLIENT.FOUND_ROWS
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
     else:
-        raise ValueError(f"unsupported database URL scheme '{scheme}' "
-                         "(use sqlite:///path, postgresql://… or mysql://…)")
+        raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
+                               "(use sqlite:///path, postgresql://… or mysql://…)")
     db = db_url.connect(url, **options)
     if bind:
         database.initialize(db)
@@ -90,6 +95,22 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
 
 def _milliseconds(seconds: float) -> int:
     return max(1, min(int(seconds * 1000), 2**31 - 1))
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Owner-only folder and file: the database holds chat texts.
+
+    Only the file's own folder is created (mode 0700), and only inside a folder that exists:
+    a mistyped path is an error, not a tree of new folders. The file is created 0600 before
+    SQLite opens it (its -wal and -shm files take the same mode)."""
+    folder = path.parent
+    if not folder.is_dir():
+        if not folder.parent.is_dir():
+            raise DatabaseUrlError(f"the folder {folder.parent} does not exist: create it, or correct "
+                                   "database.url / data_dir")
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):

@@ -22,6 +22,37 @@ def beat(kind: str, name: str, info: dict | None = None, *, now: dt.datetime | N
      .execute())
 
 
+STOPPED = "stopped_at"      # in a heartbeat's info: the process stopped cleanly (the next beat clears it)
+
+
+def sign_off(kind: str, name: str, *, forget: bool = False, now: dt.datetime | None = None) -> None:
+    """A clean stop: the row says "stopped" instead of looking alive (or, later, dead).
+
+    `forget` deletes the row instead: for a process whose name is only its host:pid (a worker
+    run with `--once` or without a name), which no later run will ever beat again."""
+    now = now or utcnow()
+    row = Heartbeat.select().where((Heartbeat.kind == kind) & (Heartbeat.name == name)).first()
+    if row is None:
+        return
+    if forget:
+        Heartbeat.delete().where(Heartbeat.id == row.id).execute()
+        return
+    info = {**_info(row), STOPPED: now.isoformat()}
+    Heartbeat.update(info=json.dumps(info, sort_keys=True), last_seen=now).where(Heartbeat.id == row.id).execute()
+
+
+def is_stopped(heartbeat: Heartbeat) -> bool:
+    return STOPPED in _info(heartbeat)
+
+
+def _info(heartbeat: Heartbeat) -> dict:
+    try:
+        info = json.loads(heartbeat.info or "{}")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def heartbeats(kind: str | None = None) -> list[Heartbeat]:
     query = Heartbeat.select().order_by(Heartbeat.kind, Heartbeat.name)
     if kind:
@@ -30,4 +61,4 @@ def heartbeats(kind: str | None = None) -> list[Heartbeat]:
 
 
 def is_alive(heartbeat: Heartbeat, now: dt.datetime, threshold: dt.timedelta) -> bool:
-    return now - heartbeat.last_seen <= threshold
+    return not is_stopped(heartbeat) and now - heartbeat.last_seen <= threshold

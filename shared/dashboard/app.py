@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import errno
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,6 +130,13 @@ def text_param(request: web.Request, name: str, default: str) -> str:
     return raw
 
 
+def choice_param(request: web.Request, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = text_param(request, name, default)
+    if raw not in choices:
+        raise BadParameter(f"{name} must be one of {', '.join(choices)}, not {raw[:40]!r}")
+    return raw
+
+
 # --- pages ---------------------------------------------------------------------------------------
 
 async def page(request: web.Request) -> web.Response:
@@ -190,8 +199,10 @@ async def api_usage(request: web.Request) -> web.Response:
 
 async def chart_png(request: web.Request) -> web.Response:
     days = int_param(request, "days", payloads.CHART_DAYS, 2, payloads.MAX_CHART_DAYS)
+    metric = choice_param(request, "metric", "tokens", ("tokens", "cost"))
+    size = choice_param(request, "size", "wide", ("wide", "phone"))
     now = request.app[CLOCK_KEY]()
-    png = await _on_db(request, payloads.chart_png, now, days)
+    png = await _on_db(request, payloads.chart_png, now, days, metric, size == "phone")
     return web.Response(body=png, content_type="image/png")
 
 
@@ -201,12 +212,25 @@ def run_dashboard(config: Config) -> None:
     """Serve the dashboard until interrupted (refuses a non-loopback host without a token)."""
     check_bind(config)
     open_runtime(config, sync=False)
+    listening = _listen(config.dashboard.host, config.dashboard.port)   # before saying where it serves
     app = create_app(config)
     where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"
     access = "token required" if config.dashboard.token else "no token: loopback only"
     print(f"tokenpool dashboard at {where} ({access}); Ctrl-C stops it", flush=True)
-    web.run_app(app, host=config.dashboard.host, port=config.dashboard.port, print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(app, sock=listening, print=None, access_log=None, handle_signals=True)
+
+
+class PortUnavailable(Exception):
+    """The dashboard's address cannot be listened on; the message says what to change."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        reason = ("is in use (another dashboard?)" if exc.errno == errno.EADDRINUSE
+                  else f"cannot be used ({exc.strerror})")
+        raise PortUnavailable(f"{host}:{port} {reason}: choose another with --port or [dashboard] port") from None
 
 
 def _url_host(host: str) -> str:

@@ -13,7 +13,7 @@ import datetime as dt
 from shared.core.status import Status, WindowUsage
 from shared.reports import queries, render_json_csv
 from shared.reports.budgets import pool_projection
-from shared.reports.charts import usage_chart
+from shared.reports.charts import PHONE_HEIGHT, PHONE_WIDTH, usage_chart
 from shared.reports.forecast import KeyForecast, forecast_views, recent_tokens_by_key
 from shared.reports.render_json_csv import key_forecast_json
 
@@ -65,9 +65,10 @@ def page_payload(now: dt.datetime, config) -> dict:
     return {"stats": stats_payload(now, config), "recent": recent_payload(RECENT_CALLS), "blank": blanks(now)}
 
 
-def chart_png(now: dt.datetime, days: int) -> bytes:
-    """The `.chart` PNG: daily tokens stacked by key."""
-    return usage_chart(now, days)
+def chart_png(now: dt.datetime, days: int, metric: str = "tokens", phone: bool = False) -> bytes:
+    """The `.chart` PNG (daily tokens, or cost, stacked by key); phone-sized on request."""
+    size = {"width": PHONE_WIDTH, "height": PHONE_HEIGHT} if phone else {}
+    return usage_chart(now, days, metric=metric, **size)
 
 
 def blanks(now: dt.datetime) -> dict:

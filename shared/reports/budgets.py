@@ -4,8 +4,10 @@ Days and months here are UTC calendar days and months, summed from the daily rol
 (not the keys' rolling windows). Two paces:
 - today's pace -> the day: today so far, scaled to the whole day (at least one hour of the
   day counts as elapsed, so the first minutes do not extrapolate wildly);
-- the last 7 days' pace -> the month: the month so far plus the average of the last 7
-  complete days for every day (and part of today) still to come.
+- the month: the month so far, the rest of today at today's pace, and every later day of
+  the month at the daily pace of the last 7 days *and today* (days before the first day
+  with any usage are not counted as zeros), so a busy first day projects a month that
+  agrees with it.
 
 The worker calls `enqueue_budget_alerts` on its ticks; each crossing is alerted once (the
 alert's dedupe key names the scope, period, metric and the period's first day).
@@ -20,7 +22,7 @@ from shared.core.models import ApiKey
 from shared.core.outbox import enqueue_alert
 from shared.core.pricing import format_usd, usd_to_nano
 from shared.core.query_rows import tuple_rows
-from shared.reports.queries import Totals, day_totals, key_day_totals, utc_day
+from shared.reports.queries import Totals, day_totals, first_usage_day, key_day_totals, utc_day
 
 DAY = dt.timedelta(days=1)
 MIN_ELAPSED = dt.timedelta(hours=1)
@@ -65,18 +67,32 @@ def next_month_start(day: dt.date) -> dt.date:
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def project(now: dt.datetime, today: Amount, week: Amount, month: Amount) -> Projection:
-    """The pure part: `week` is the sum of the last 7 complete UTC days, `month` the month so far."""
+def project(now: dt.datetime, today: Amount, week: Amount, month: Amount,
+            week_days: int = WEEK_DAYS) -> Projection:
+    """The pure part: `week` is the sum of the last 7 complete UTC days, of which `week_days`
+    came after the first day with any usage; `month` is the month so far, today included."""
     midnight = dt.datetime.combine(utc_day(now), dt.time())
     elapsed = max(now - midnight, MIN_ELAPSED)
     day_scale = (DAY / elapsed)
     day_projected = Amount(*(round(v * day_scale) for v in (today.tokens, today.cost_nanousd)))
-    remaining_days = (dt.datetime.combine(next_month_start(now.date()), dt.time()) - now) / DAY
-    average = Amount(round(week.tokens / WEEK_DAYS), round(week.cost_nanousd / WEEK_DAYS))
-    month_projected = Amount(month.tokens + round(week.tokens / WEEK_DAYS * remaining_days),
-                             month.cost_nanousd + round(week.cost_nanousd / WEEK_DAYS * remaining_days))
-    return Projection(day_so_far=today, day_projected=day_projected, week_daily_average=average,
+    days_after_today = (next_month_start(now.date()) - now.date()).days - 1
+    pace_days = week_days + 1                       # today counts as one (projected) day
+    daily = [(week.tokens + day_projected.tokens) / pace_days,
+             (week.cost_nanousd + day_projected.cost_nanousd) / pace_days]
+    month_projected = Amount(
+        month.tokens + (day_projected.tokens - today.tokens) + round(daily[0] * days_after_today),
+        month.cost_nanousd + (day_projected.cost_nanousd - today.cost_nanousd) + round(daily[1] * days_after_today))
+    return Projection(day_so_far=today, day_projected=day_projected,
+                      week_daily_average=Amount(round(daily[0]), round(daily[1])),
                       month_so_far=month, month_projected=month_projected)
+
+
+def _week_days(now: dt.datetime) -> int:
+    """How many of the last 7 complete UTC days came on or after the first day with usage."""
+    first = first_usage_day()
+    if first is None:
+        return 0
+    return max(0, min(WEEK_DAYS, (utc_day(now) - first).days))
 
 
 def _ranges(now: dt.datetime) -> dict[str, tuple[dt.date, dt.date]]:
@@ -87,15 +103,17 @@ def _ranges(now: dt.datetime) -> dict[str, tuple[dt.date, dt.date]]:
 
 def pool_projection(now: dt.datetime) -> Projection:
     amounts = {name: Amount.of(day_totals(*span)) for name, span in _ranges(now).items()}
-    return project(now, amounts["today"], amounts["week"], amounts["month"])
+    return project(now, amounts["today"], amounts["week"], amounts["month"], _week_days(now))
 
 
 def key_projections(now: dt.datetime) -> dict[int, Projection]:
     """Projections by key id, for every key with any usage this month or last week."""
     sums = {name: key_day_totals(*span) for name, span in _ranges(now).items()}
     ids = set().union(*sums.values())
-    return {key_id: project(now, *(Amount.of(sums[name].get(key_id, Totals()))
-                                   for name in ("today", "week", "month")))
+    week_days = _week_days(now)
+    def amount(name: str, key_id: int) -> Amount:
+        return Amount.of(sums[name].get(key_id, Totals()))
+    return {key_id: project(now, amount("today", key_id), amount("week", key_id), amount("month", key_id), week_days)
             for key_id in ids}
 
 

@@ -20,6 +20,7 @@ from shared.core.query_rows import dict_rows
 from shared.core.status import Status
 
 PACE_PERIOD = dt.timedelta(hours=1)
+FAR_FUTURE = dt.timedelta(days=3650)
 UNUSABLE = frozenset({Status.DISABLED, Status.INVALID})
 
 
@@ -41,13 +42,14 @@ class KeyForecast:
     tokens_per_hour: int
     window_end: dt.datetime
     runs_out_at: dt.datetime | None = None   # set when outlook is RUNS_OUT
+    now: dt.datetime | None = None           # when it was made: times on another day say which
 
     @property
     def text(self) -> str:
         if self.outlook is Outlook.RUNS_OUT and self.runs_out_at is not None:
-            return f"runs out ~{clock_time(self.runs_out_at)}"
+            return f"runs out ~{clock_time(self.runs_out_at, self.now)}"
         if self.outlook is Outlook.EXHAUSTED:
-            return f"exhausted until {clock_time(self.window_end)}"
+            return f"exhausted until {clock_time(self.window_end, self.now)}"
         if self.outlook is Outlook.UNUSABLE:
             return "no forecast (key unusable)"
         if self.outlook is Outlook.IDLE:
@@ -63,26 +65,31 @@ class PoolForecast:
     left: int
     next_reset_at: dt.datetime | None         # None when no key is usable
     runs_out_at: dt.datetime | None = None
+    now: dt.datetime | None = None            # when it was made: times on another day say which
 
     @property
     def text(self) -> str:
         if self.outlook is Outlook.UNUSABLE or self.next_reset_at is None:
             return "no usable key"
-        reset = clock_time(self.next_reset_at)
+        reset = clock_time(self.next_reset_at, self.now)
         if self.outlook is Outlook.RUNS_OUT and self.runs_out_at is not None:
-            reset = clock_time(self.next_reset_at, same_day_as=self.runs_out_at)
-            return f"pool runs out ~{clock_time(self.runs_out_at)}, before the next reset at {reset}"
+            return f"pool runs out ~{clock_time(self.runs_out_at, self.now)}, before the next reset at {reset}"
         if self.outlook is Outlook.EXHAUSTED:
             return f"pool exhausted until the next reset at {reset}"
         return f"today's allowance lasts until the next reset at {reset}"
 
 
-def clock_time(at: dt.datetime, same_day_as: dt.datetime | None = None) -> str:
-    """'14:20 UTC' (rounded down to the minute: a forecast should not promise too much), or
-    '11-25 07:15 UTC' when `at` falls on another UTC day than `same_day_as`."""
-    if same_day_as is not None and at.date() != same_day_as.date():
-        return at.strftime("%m-%d %H:%M UTC")
-    return at.strftime("%H:%M UTC")
+def clock_time(at: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """'14:20 UTC' on the day of `now` (rounded down to the minute: a forecast should not
+    promise too much), 'tomorrow 07:15 UTC' on the next day, '11-25 07:15 UTC' further off:
+    "until 10:46" read at 10:49 must not mean a time already past."""
+    if at is None:
+        return "–"
+    if now is None or at.date() == now.date():
+        return at.strftime("%H:%M UTC")
+    if at.date() == now.date() + dt.timedelta(days=1):
+        return at.strftime("tomorrow %H:%M UTC")
+    return at.strftime("%m-%d %H:%M UTC")
 
 
 def forecast_key(*, status: Status, left: int, window_end: dt.datetime, tokens_last_period: int,
@@ -91,15 +98,15 @@ def forecast_key(*, status: Status, left: int, window_end: dt.datetime, tokens_l
     `tokens_last_period` tokens per `period`."""
     per_hour = _per_hour(tokens_last_period, period)
     if status in UNUSABLE:
-        return KeyForecast(Outlook.UNUSABLE, per_hour, window_end)
+        return KeyForecast(Outlook.UNUSABLE, per_hour, window_end, now=now)
     if status is Status.EXHAUSTED or left <= 0:
-        return KeyForecast(Outlook.EXHAUSTED, per_hour, window_end)
+        return KeyForecast(Outlook.EXHAUSTED, per_hour, window_end, now=now)
     if tokens_last_period <= 0:
-        return KeyForecast(Outlook.IDLE, 0, window_end)
+        return KeyForecast(Outlook.IDLE, 0, window_end, now=now)
     runs_out_at = _runs_out_at(now, left, tokens_last_period, period)
     if runs_out_at >= window_end:
-        return KeyForecast(Outlook.LASTS, per_hour, window_end)
-    return KeyForecast(Outlook.RUNS_OUT, per_hour, window_end, runs_out_at)
+        return KeyForecast(Outlook.LASTS, per_hour, window_end, now=now)
+    return KeyForecast(Outlook.RUNS_OUT, per_hour, window_end, runs_out_at, now=now)
 
 
 def forecast_pool(keys: list[tuple[Status, int, dt.datetime, int]], *, now: dt.datetime,
@@ -114,17 +121,17 @@ def forecast_pool(keys: list[tuple[Status, int, dt.datetime, int]], *, now: dt.d
     per_hour = _per_hour(spent, period)
     usable = [(status, left, end) for status, left, end, _tokens in keys if status not in UNUSABLE]
     if not usable:
-        return PoolForecast(Outlook.UNUSABLE, per_hour, 0, None)
+        return PoolForecast(Outlook.UNUSABLE, per_hour, 0, None, now=now)
     left = sum(left for status, left, _end in usable if status is not Status.EXHAUSTED)
     next_reset = min(end for _status, _left, end in usable)
     if left <= 0:
-        return PoolForecast(Outlook.EXHAUSTED, per_hour, 0, next_reset)
+        return PoolForecast(Outlook.EXHAUSTED, per_hour, 0, next_reset, now=now)
     if spent <= 0:
-        return PoolForecast(Outlook.IDLE, 0, left, next_reset)
+        return PoolForecast(Outlook.IDLE, 0, left, next_reset, now=now)
     runs_out_at = _runs_out_at(now, left, spent, period)
     if runs_out_at >= next_reset:
-        return PoolForecast(Outlook.LASTS, per_hour, left, next_reset)
-    return PoolForecast(Outlook.RUNS_OUT, per_hour, left, next_reset, runs_out_at)
+        return PoolForecast(Outlook.LASTS, per_hour, left, next_reset, now=now)
+    return PoolForecast(Outlook.RUNS_OUT, per_hour, left, next_reset, runs_out_at, now=now)
 
 
 def forecast_views(views, recent: dict[int, int], now: dt.datetime,
@@ -152,4 +159,5 @@ def _per_hour(tokens: int, period: dt.timedelta) -> int:
 def _runs_out_at(now: dt.datetime, left: int, spent: int, period: dt.timedelta) -> dt.datetime:
     # left / (spent / period), in whole microseconds so the arithmetic stays exact.
     micros = left * (period // dt.timedelta(microseconds=1)) // spent
-    return now + dt.timedelta(microseconds=micros)
+    # A huge allowance at a trickle would pass the calendar's end; beyond any window is all we need.
+    return now + min(dt.timedelta(microseconds=micros), FAR_FUTURE)

@@ -18,7 +18,7 @@ from typing import Any
 
 import peewee as pw
 
-from shared.core.liveness import is_alive
+from shared.core.liveness import is_alive, is_stopped
 from shared.core.models import (
     ApiKey,
     ChatRollup,
@@ -119,6 +119,11 @@ class ProcessHealth:
     last_seen: dt.datetime
     alive: bool
     since_seen: dt.timedelta
+    stopped: bool = False           # stopped cleanly: neither up nor down
+
+    @property
+    def state(self) -> str:
+        return "up" if self.alive else "stopped" if self.stopped else "down"
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,8 @@ def process_health(now: dt.datetime, stale_after: dt.timedelta = HEALTH_STALE_AF
     rows = Heartbeat.select().order_by(Heartbeat.kind.desc(), Heartbeat.name)
     return [ProcessHealth(kind=h.kind, name=h.name, host=h.host, pid=h.pid, started_at=h.started_at,
                           last_seen=h.last_seen, alive=is_alive(h, now, stale_after),
-                          since_seen=max(dt.timedelta(0), now - h.last_seen)) for h in rows]
+                          since_seen=max(dt.timedelta(0), now - h.last_seen), stopped=is_stopped(h))
+            for h in rows]
 
 
 # --- sums over the daily rollups -----------------------------------------------------------------
@@ -251,6 +257,14 @@ def day_totals(start: dt.date, end: dt.date, *, key_id: int | None = None) -> To
     if key_id is not None:
         query = query.where(DailyRollup.key == key_id)
     return _totals(one_dict(query))
+
+
+def first_usage_day() -> dt.date | None:
+    """The first UTC day with any recorded usage (None on an empty database)."""
+    day = DailyRollup.select(pw.fn.MIN(DailyRollup.day)).scalar()
+    if day is None or isinstance(day, dt.date):
+        return day
+    return dt.date.fromisoformat(str(day)[:10])       # SQLite hands back text
 
 
 def key_day_totals(start: dt.date, end: dt.date) -> dict[int, Totals]:
@@ -365,16 +379,24 @@ def _day_text(value) -> str:
 
 def daily_tokens_by_key(now: dt.datetime, days: int) -> tuple[list[dt.date], dict[int, list[int]]]:
     """Tokens per UTC day and key over the last `days` days (oldest first), for charts."""
+    return daily_by_key(now, days, DailyRollup.total_tokens)
+
+
+def daily_cost_by_key(now: dt.datetime, days: int) -> tuple[list[dt.date], dict[int, list[int]]]:
+    """Cost (nano-USD) per UTC day and key over the last `days` days (oldest first), for charts."""
+    return daily_by_key(now, days, DailyRollup.cost_nanousd)
+
+
+def daily_by_key(now: dt.datetime, days: int, column) -> tuple[list[dt.date], dict[int, list[int]]]:
     end = utc_day(now)
     start = end - dt.timedelta(days=days - 1)
     series_days = [start + dt.timedelta(days=i) for i in range(days)]
     index = {day.isoformat(): i for i, day in enumerate(series_days)}
-    query = (DailyRollup.select(DailyRollup.day, DailyRollup.key.alias("key_id"),
-                                pw.fn.SUM(DailyRollup.total_tokens).alias("tokens"))
+    query = (DailyRollup.select(DailyRollup.day, DailyRollup.key.alias("key_id"), pw.fn.SUM(column).alias("amount"))
              .where(DailyRollup.day.between(start, end)).group_by(DailyRollup.day, DailyRollup.key))
     series: dict[int, list[int]] = {}
     for row in dict_rows(query):
-        series.setdefault(row["key_id"], [0] * days)[index[_day_text(row["day"])]] = int(row["tokens"])
+        series.setdefault(row["key_id"], [0] * days)[index[_day_text(row["day"])]] = int(row["amount"] or 0)
     return series_days, series
 
 

@@ -71,7 +71,8 @@ def key_json(view: KeyView) -> dict:
 def process_json(process: ProcessHealth) -> dict:
     return {"kind": process.kind, "name": process.name, "host": process.host, "pid": process.pid,
             "started_at": iso(process.started_at), "last_seen": iso(process.last_seen),
-            "seconds_since_seen": seconds(process.since_seen), "alive": process.alive}
+            "seconds_since_seen": seconds(process.since_seen), "alive": process.alive,
+            "state": process.state}
 
 
 def stats_json(snapshot: StatsSnapshot) -> dict:

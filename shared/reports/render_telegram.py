@@ -116,7 +116,9 @@ def _health_lines(processes: list[ProcessHealth]) -> list[str]:
     lines = []
     for p in processes:
         icon = "⚙️" if p.kind == "worker" else "🤖"
-        state = f"🟢 seen {ago(p.since_seen)} ago" if p.alive else f"🔴 down, last seen {ago(p.since_seen)} ago"
+        state = (f"🟢 seen {ago(p.since_seen)} ago" if p.alive
+                 else f"⚪ stopped {ago(p.since_seen)} ago" if p.stopped
+                 else f"🔴 down, last seen {ago(p.since_seen)} ago")
         lines.append(f"{icon} {escape(p.kind)} <code>{escape(p.name)}</code>: {state}")
     return lines
 
@@ -189,8 +191,8 @@ def render_budget(report: BudgetReport) -> str:
             f"📅 Today so far: {amount_text(p.day_so_far)}",
             f"  ↳ at today's pace: {amount_text(p.day_projected)}",
             f"🗓 This month so far: {amount_text(p.month_so_far)}",
-            f"  ↳ at the last 7 days' pace: {amount_text(p.month_projected)}",
-            f"  <i>(7-day average: {amount_text(p.week_daily_average)} per day)</i>",
+            f"  ↳ at the pace of the last 7 days and today: {amount_text(p.month_projected)}",
+            f"  <i>(daily pace, last 7 days and today: {amount_text(p.week_daily_average)})</i>",
             "", RULE]
     items = [_budget_line(check) for check in report.checks]
     if not items:

@@ -1,7 +1,8 @@
 """Terminal rendering with rich: tables for people (the --json forms are for scripts)."""
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -27,11 +28,54 @@ OUTCOME_STYLE = {"ok": "green", "rate_limited": "magenta", "interrupted": "yello
 STATE_STYLE = {"ok": "green", "heading_over": "yellow", "over": "bold red"}
 
 
-def _table(title: str, columns) -> Table:
-    table = Table(title=title, title_justify="left")
+class FittedTable(Table):
+    """A table that knows which columns may go on a narrow terminal, least important first."""
+    drop_order: tuple[str, ...] = ()
+
+
+def _table(title: str, columns, drop_order: tuple[str, ...] = ()) -> FittedTable:
+    """Cells wrap (fold) rather than being cut to "…": data is never lost, only re-flowed."""
+    table = FittedTable(title=title, title_justify="left")
+    table.drop_order = drop_order
     for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify, overflow="fold")
     return table
+
+
+def fit_to_width(renderable: RenderableType, console: Console) -> RenderableType:
+    """Drop the least important columns of each table until it fits `console.width`, and say
+    which were left out. What still does not fit wraps; nothing is cut."""
+    if isinstance(renderable, Group):
+        return Group(*(fit_to_width(part, console) for part in renderable.renderables))
+    if not isinstance(renderable, FittedTable):
+        return renderable
+    dropped = []
+    for header in renderable.drop_order:
+        if _natural_width(renderable, console) <= console.width:
+            break
+        index = next((i for i, c in enumerate(renderable.columns) if c.header == header), None)
+        if index is not None:
+            renderable.columns.pop(index)
+            dropped.append(header)
+    for i, column in enumerate(renderable.columns):
+        column._index = i
+    if dropped:
+        renderable.caption = (f"not shown at {console.width} columns: {', '.join(dropped)} "
+                              "(widen the terminal, or pipe the output or use --json for everything)")
+        renderable.caption_justify = "left"
+    return renderable
+
+
+def _natural_width(table: Table, console: Console) -> int:
+    """The width the table takes with no cell wrapped."""
+    wide = console.options.update_width(10**6)
+    return Measurement.get(console, wide, table).maximum
+
+
+def natural_width(renderable: RenderableType, console: Console) -> int:
+    """The width `renderable` needs so that no table cell wraps (for output into pipes and files)."""
+    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
+    return max((_natural_width(p, console) for p in parts if isinstance(p, Table)), default=80)
 
 
 def usage_bar(used: int, limit: int, width: int = 20) -> Text:
@@ -50,7 +94,7 @@ def keys_table(views: list[KeyView], *, bars: bool = False,
         columns.insert(5, ("", "left"))
     if forecasts is not None:
         columns.append(("forecast", "left"))
-    table = _table("API keys", columns)
+    table = _table("API keys", columns, drop_order=("", "rate hits", "calls", "key", "forecast", "#", "resets in"))
     for view in views:
         usage = view.usage
         cells: list[RenderableType] = [
@@ -68,9 +112,9 @@ def keys_table(views: list[KeyView], *, bars: bool = False,
 
 def health_table(processes: list[ProcessHealth]) -> Table:
     table = _table("Processes", [("kind", "left"), ("name", "left"), ("host", "left"), ("pid", "right"),
-                                 ("state", "left"), ("last seen", "right")])
+                                 ("state", "left"), ("last seen", "right")], drop_order=("pid", "host"))
     for p in processes:
-        state = "[green]up[/]" if p.alive else "[bold red]down[/]"
+        state = {"up": "[green]up[/]", "stopped": "[dim]stopped[/]", "down": "[bold red]down[/]"}[p.state]
         table.add_row(p.kind, Text(p.name), Text(p.host), str(p.pid), state, f"{ago(p.since_seen)} ago")
     return table
 
@@ -115,7 +159,8 @@ def _total_cells(t) -> list[str]:
 def usage_table(report: UsageReport) -> Table:
     title = (f"Usage by {report.by}, {report.start.isoformat()} → {report.end.isoformat()} "
              f"({report.days} UTC day{'s' if report.days != 1 else ''})")
-    table = _table(title, [(report.by, "left")] + TOTAL_COLUMNS)
+    table = _table(title, [(report.by, "left")] + TOTAL_COLUMNS,
+                   drop_order=("avg ms", "cached", "rate hits", "input", "output", "ok", "errors"))
     table.show_footer = True
     for row in report.rows:
         name = f"{row.group} ({row.detail})" if row.detail else row.group
@@ -129,7 +174,8 @@ def usage_table(report: UsageReport) -> Table:
 
 def recent_table(calls: list[CallView], title: str = "Recent calls") -> Table:
     table = _table(title, [("time (UTC)", "left"), ("bot", "left"), ("operation", "left"), ("model", "left"),
-                           ("key", "left"), ("tokens", "right"), ("ms", "right"), ("outcome", "left")])
+                           ("key", "left"), ("tokens", "right"), ("ms", "right"), ("outcome", "left")],
+                   drop_order=("ms", "operation", "key", "bot"))
     for call in calls:
         outcome = Text(call.outcome + (f" {call.error_code}" if call.error_code else ""),
                        style=OUTCOME_STYLE.get(call.outcome, "red"))
@@ -143,13 +189,14 @@ def budget_view(report: BudgetReport) -> Group:
     p = report.projection
     pace = _table("Pace (UTC days)", [("", "left"), ("tokens", "right"), ("cost", "right")])
     for name, amount in (("today so far", p.day_so_far), ("today, projected", p.day_projected),
-                         ("7-day average per day", p.week_daily_average),
+                         ("daily pace (last 7 days and today)", p.week_daily_average),
                          ("month so far", p.month_so_far), ("month, projected", p.month_projected)):
         pace.add_row(name, f"{amount.tokens:,}", format_usd(amount.cost_nanousd))
     if not report.checks:
         return Group(pace, Text("No budgets set: add a [budgets] section to the config.", style="dim"))
     budgets = _table("Budgets", [("scope", "left"), ("period", "left"), ("metric", "left"), ("used", "right"),
-                                 ("limit", "right"), ("%", "right"), ("projected", "right"), ("state", "left")])
+                                 ("limit", "right"), ("%", "right"), ("projected", "right"), ("state", "left")],
+                     drop_order=("metric", "%"))
     for c in report.checks:
         budgets.add_row(Text(c.scope), c.period, c.metric, c.show(c.used), c.show(c.limit),
                         f"{c.fraction * 100:.0f}%", c.show(c.projected),

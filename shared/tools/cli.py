@@ -1,27 +1,27 @@
 """`tokenpool`: the admin CLI. Every command prints for people, or JSON with --json."""
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from shared.core.config import ConfigError, load_config
-from shared.core.db import DatabaseUnavailable, connect_database
+from shared.core.command_line import Parser, add_common, config_options
+from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
+from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
 from shared.core.startup import open_runtime
+from shared.core.status import Status
 from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
 from shared.reports.render_terminal import keys_table
 from shared.tools import cli_reports, demo, doctor, simulator
+from shared.tools.terminal import show
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
-USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable)
+USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError)
 
 
 def cmd_init(args) -> int:
@@ -31,7 +31,10 @@ def cmd_init(args) -> int:
         return 1
     shutil.copyfile(EXAMPLE_CONFIG, target)
     target.chmod(0o600)
-    print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
+    if args.json:
+        print(json.dumps({"wrote": str(target)}))
+    else:
+        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
     return 0
 
 
@@ -49,57 +52,76 @@ def cmd_migrate(args) -> int:
 
 def cmd_keys(args) -> int:
     runtime = open_runtime(config_path=args.config)
+    low = runtime.config.pool.low_threshold
     if args.action in ("enable", "disable"):
-        return _set_key_enabled(args.label, args.action == "enable", args.json)
-    views = queries.key_views(utcnow(), runtime.config.pool.low_threshold, include_removed=args.all)
+        return _switch_key(args.action, args.label, low, args.json)
+    views = queries.key_views(utcnow(), low, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
-        Console().print(keys_table(views))
+        show(keys_table(views))
     return 0
 
 
-def _set_key_enabled(label: str | None, enable: bool, as_json: bool) -> int:
-    """The operator's word on a key, kept in the database: no process's config overrides it."""
-    action = "enable" if enable else "disable"
+# What `keys enable` clears: an operator's disable, a key marked invalid, a cooldown.
+BLOCKED = (Status.DISABLED, Status.INVALID, Status.RATE_LIMITED)
+
+
+def _switch_key(action: str, label: str | None, low_threshold: int, as_json: bool) -> int:
+    """`keys enable|disable LABEL`: say what changed, and say so when nothing needed to."""
     if not label:
         print(f"usage: tokenpool keys {action} LABEL", file=sys.stderr)
         return 2
-    if enable:
-        update = ApiKey.update(operator_disabled=False, disabled=ApiKey.config_disabled, invalid=False,
-                               invalid_reason="", cooldown_until=None)
-    else:
-        update = ApiKey.update(operator_disabled=True, disabled=True)
-    if not update.where(ApiKey.label == label).execute():
-        print(f"no key labelled '{label}'", file=sys.stderr)
+    now = utcnow()
+    view = next((v for v in queries.key_views(now, low_threshold, include_removed=True) if v.label == label), None)
+    if view is None:
+        labels = [v.label for v in queries.key_views(now, low_threshold)]
+        close = difflib.get_close_matches(label, labels, n=1)
+        print(f"no key labelled '{label}'" + (f"; did you mean '{close[0]}'?" if close else ""), file=sys.stderr)
         return 1
-    still_off = enable and ApiKey.select().where((ApiKey.label == label) & ApiKey.config_disabled).exists()
-    if as_json:
-        print(json.dumps({"enabled" if enable else "disabled": label, "disabled_by_config": bool(still_off)}))
-    elif still_off:
-        print(f"key '{label}' re-enabled by you, but the pool's config (the worker's) has `enabled = false`")
+    before = view.status.value
+    if action == "disable":
+        changed = view.status is not Status.DISABLED
+        # Kept as the operator's word: no process's config re-enables the key (see sync_keys).
+        ApiKey.update(operator_disabled=True, disabled=True).where(ApiKey.label == label).execute()
+        text = (f"key '{label}' disabled (was {before}): no bot sends it requests until `tokenpool keys enable "
+                f"{label}`" if changed else f"key '{label}' was already disabled; nothing changed")
     else:
-        print(f"key '{label}' {action}d")
+        changed = view.status in BLOCKED
+        # The pool's config (the worker's) may still disable it: `enabled = false` there wins.
+        ApiKey.update(operator_disabled=False, disabled=ApiKey.config_disabled, invalid=False, invalid_reason="",
+                      cooldown_until=None).where(ApiKey.label == label).execute()
+        text = (f"key '{label}' enabled (was {before}{': ' + view.invalid_reason if view.invalid_reason else ''})"
+                if changed else f"key '{label}' was not disabled, invalid or cooling down ({before}); nothing changed")
+        if ApiKey.select().where((ApiKey.label == label) & ApiKey.config_disabled).exists():
+            changed = False
+            text = (f"key '{label}' stays disabled: the pool's config (the worker's) says `enabled = false`; "
+                    "change it there")
+    print(json.dumps({"key": label, "action": action, "was": before, "changed": changed}) if as_json else text)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenpool", description=__doc__)
-    parser.add_argument("--config", "-c", help="config file (default: $TOKENPOOL_CONFIG or ./config.toml)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def build_parser() -> Parser:
+    parser = Parser(prog="tokenpool", description=__doc__)
+    add_common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config_option = config_options()
 
-    def command(name, fn, help):
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    def command(name, fn, help, *, json=True):
+        """A sub-command; `json=False` for the ones with no machine-readable form (no --json offered)."""
+        sub = commands.add_parser(name, help=help, description=help, parents=[config_option])
+        if json:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.set_defaults(fn=fn)
         return sub
 
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
     command("migrate", cmd_migrate, "apply pending database migrations")
-    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; disable or re-enable a key")
-    sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list")
-    sub.add_argument("label", nargs="?", help="the key's label (for enable and disable)")
+    sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; enable or disable a key")
+    sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list",
+                     help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")
+    sub.add_argument("label", nargs="?", help="the key's label (for enable / disable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
     cli_reports.register(command)
     dashboard_command.register(command)
@@ -110,12 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:             # bare `tokenpool`: the list of commands
+        parser.print_help()
+        return 0
     setup_logging("WARNING")
     try:
         return args.fn(args)
     except USER_ERRORS as exc:
-        print(f"tokenpool: {exc}", file=sys.stderr)
+        hint = ("; is the database server running, and is [database] url (or $TOKENPOOL_DATABASE_URL) right?"
+                if isinstance(exc, DatabaseUnavailable) else "")
+        print(f"tokenpool: {exc}{hint}", file=sys.stderr)
         return 2
 
 

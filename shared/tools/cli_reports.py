@@ -11,8 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from shared.core.models import utcnow
 from shared.core.startup import open_runtime
 from shared.reports import render_json_csv as render_data
@@ -28,6 +26,7 @@ from shared.reports.queries import (
     usage_report,
 )
 from shared.tools.monitor import run_monitor
+from shared.tools.terminal import show
 
 
 def _reporting(fn):
@@ -46,12 +45,6 @@ def _reporting(fn):
     return run
 
 
-def _console() -> Console:
-    """The terminal's width on a terminal; wide enough for every table in a pipe or file."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
 def _print_json(value) -> None:
     print(render_data.dumps(value))
 
@@ -62,7 +55,7 @@ def cmd_stats(args, config, now) -> int:
     if args.json:
         _print_json(render_data.stats_json(snapshot))
     else:
-        _console().print(render_terminal.stats_view(snapshot))
+        show(render_terminal.stats_view(snapshot))
     return 0
 
 
@@ -72,7 +65,7 @@ def cmd_usage(args, config, now) -> int:
     if args.json:
         _print_json(render_data.usage_json(report))
     else:
-        _console().print(render_terminal.usage_table(report))
+        show(render_terminal.usage_table(report))
     return 0
 
 
@@ -82,7 +75,7 @@ def cmd_recent(args, config, now) -> int:
     if args.json:
         _print_json([render_data.call_json(c) for c in calls])
     else:
-        _console().print(render_terminal.recent_table(calls))
+        show(render_terminal.recent_table(calls))
     return 0
 
 
@@ -92,7 +85,7 @@ def cmd_budget(args, config, now) -> int:
     if args.json:
         _print_json(render_data.budget_json(report))
     else:
-        _console().print(render_terminal.budget_view(report))
+        show(render_terminal.budget_view(report))
     return 0
 
 
@@ -105,7 +98,9 @@ def cmd_export(args, config, now) -> int:
     if args.output in (None, "-"):
         count = export(sys.stdout, args.format, args.kind, start, end)
     else:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
+        # Owner-only from the start: exports hold chat ids and usage.
+        descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w", encoding="utf-8", newline="") as out:
             count = export(out, args.format, args.kind, start, end)
         print(f"wrote {count:,} {args.kind} rows ({start} to {end}, UTC) to {args.output}", file=sys.stderr)
     return 0
@@ -118,7 +113,10 @@ def cmd_chart(args, config, now) -> int:
     )
     png = usage_chart(now, args.days)
     Path(args.output).write_bytes(png)
-    print(f"wrote {args.output} ({len(png):,} bytes)", file=sys.stderr)
+    if args.json:
+        _print_json({"wrote": args.output, "bytes": len(png)})
+    else:
+        print(f"wrote {args.output} ({len(png):,} bytes)", file=sys.stderr)
     return 0
 
 
@@ -143,7 +141,7 @@ def register(command) -> None:
     sub.add_argument("--top", type=int, help="at most this many groups (not with --by day)")
     sub = command("recent", cmd_recent, "the newest calls")
     sub.add_argument("n", nargs="?", type=int, default=20, help=f"how many, up to {MAX_RECENT} (default 20)")
-    sub = command("export", cmd_export, "calls (or daily rollups) of the last N UTC days as CSV or JSON")
+    sub = command("export", cmd_export, "calls (or daily rollups) of the last N UTC days as CSV or JSON", json=False)
     sub.add_argument("format", choices=["csv", "json"])
     sub.add_argument("days", nargs="?", type=int, default=1, help="days, today included (default 1)")
     sub.add_argument("--day", help="export this one UTC day instead (YYYY-MM-DD)")
@@ -153,6 +151,6 @@ def register(command) -> None:
     sub = command("chart", cmd_chart, "PNG of tokens per UTC day stacked by key, limits marked")
     sub.add_argument("days", nargs="?", type=int, default=30, help="days, today included (default 30)")
     sub.add_argument("--output", "-o", default="tokenpool-usage.png", help="PNG file to write")
-    sub = command("monitor", cmd_monitor, "live view: keys, calls per minute, newest calls, health")
+    sub = command("monitor", cmd_monitor, "live view: keys, calls per minute, newest calls, health", json=False)
     sub.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     sub.add_argument("--calls", type=int, default=10, help="newest calls shown (default 10)")

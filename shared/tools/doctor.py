@@ -12,7 +12,7 @@ from urllib.parse import urlparse, urlunparse
 
 import peewee as pw
 
-from shared.core.config import Config, ConfigError, load_config
+from shared.core.config import API_HASH_ENV, API_ID_ENV, Config, ConfigError, load_config
 from shared.core.db import connect_database
 from shared.core.keys import sync_keys
 from shared.core.liveness import heartbeats, is_alive
@@ -45,7 +45,7 @@ def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return [Check("config", Level.FAIL, str(exc), "fix the file, or run `tokenpool init` for a fresh one")]
+        return [Check("config", Level.FAIL, str(exc), _config_fix(str(exc)))]
     checks = [_config_check(config)]
     try:
         db = connect_database(config.database_url, busy_timeout_seconds=min(config.database.busy_timeout_seconds, 5))
@@ -63,9 +63,18 @@ def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime 
     checks.append(_keys_check(config, now))
     if live and config.keys:
         checks += asyncio.run(_live_key_checks(config))
-    checks.append(_telegram_check(config))
+    checks += _telegram_check(config)
     checks += _process_checks(config, now)
     return checks
+
+
+def _config_fix(message: str) -> str:
+    if "environment variable" in message:
+        return ("export each variable named (e.g. `export OPENAI_KEY_MAIN=sk-...`) in this shell, or in the "
+                "service's environment (systemd: an EnvironmentFile=)")
+    if "config file not found" in message:
+        return "run `tokenpool init` to write one, or name yours with -c PATH"
+    return "correct that setting in the file (config.example.toml shows every setting with its default)"
 
 
 def _config_check(config: Config) -> Check:
@@ -127,7 +136,23 @@ async def _live_key_checks(config: Config) -> list[Check]:
     return list(await asyncio.gather(*(probe(k) for k in config.keys)))
 
 
-def _telegram_check(config: Config) -> Check:
+def _telegram_check(config: Config) -> list[Check]:
+    return [_telegram_app_check(config), _session_check(config)]
+
+
+def _telegram_app_check(config: Config) -> Check:
+    """api_id / api_hash: from [bot] or the environment (the bot's own rules, userbot/session.py)."""
+    has_id = bool(config.bot.api_id) or bool(os.environ.get(API_ID_ENV, "").strip())
+    has_hash = bool(config.bot.api_hash or (config.bot.api_hash_env and os.environ.get(config.bot.api_hash_env))
+                    or os.environ.get(API_HASH_ENV))
+    missing = [name for name, present in (("api_id", has_id), ("api_hash", has_hash)) if not present]
+    if missing:
+        return Check("telegram app", Level.WARN, f"no {' or '.join(missing)} (in [bot] or ${API_ID_ENV} / "
+                     f"${API_HASH_ENV})", "get them at https://my.telegram.org (only needed on hosts that run a bot)")
+    return Check("telegram app", Level.OK, "api_id and api_hash set")
+
+
+def _session_check(config: Config) -> Check:
     if os.environ.get(config.session_string_env):
         return Check("telegram session", Level.OK, f"session string from ${config.session_string_env}")
     path = config.session_file
@@ -155,9 +180,15 @@ def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
         worker = Check("worker", Level.WARN, "never ran against this database",
                        "start `tokenpool-worker` (bots fall back to a slower degraded mode without it)")
     bots = heartbeats("bot")
-    detail = ", ".join(f"{b.name} {'up' if is_alive(b, now, threshold) else 'down'} ({_ago(now, b.last_seen)})"
+    down = [b for b in bots if not is_alive(b, now, threshold)]
+    detail = ", ".join(f"{b.name} {'down' if b in down else 'up'} ({_ago(now, b.last_seen)})"
                        for b in bots) or "none seen yet"
-    return [worker, Check("bots", Level.OK, detail)]
+    if down:
+        names = ", ".join(b.name for b in down)
+        fix = f"start {names} (`tokenpool-bot`), or ignore a bot you retired"
+        return [worker, Check("bots", Level.WARN, detail, fix)]
+    return [worker, Check("bots", Level.OK if bots else Level.WARN, detail,
+                          "" if bots else "start `tokenpool-bot` on the host that has the Telegram session")]
 
 
 def _ago(now: dt.datetime, then: dt.datetime) -> str:
@@ -185,15 +216,24 @@ def cmd_doctor(args) -> int:
                           for c in checks], indent=2))
     else:
         from rich.console import Console
+        from rich.markup import escape
         console = Console()
-        for c in checks:
-            console.print(f"{MARK[c.level]} [bold]{c.name}[/]: {c.detail}", highlight=False)
+        for c in checks:      # details and fixes are plain text: "[[keys]]" is not markup
+            console.print(f"{MARK[c.level]} [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)
             if c.fix:
-                console.print(f"    → {c.fix}", highlight=False)
-    return 1 if any(c.level is Level.FAIL for c in checks) else 0
+                console.print(f"    → {escape(c.fix)}", highlight=False)
+    return exit_status(checks)
+
+
+def exit_status(checks: list[Check]) -> int:
+    """0: all ok; 1: something fails; 3: warnings only (so scripts and CI can tell)."""
+    if any(c.level is Level.FAIL for c in checks):
+        return 1
+    return 3 if any(c.level is Level.WARN for c in checks) else 0
 
 
 def register(command) -> None:
-    sub = command("doctor", cmd_doctor, "check config, database, schema, keys, session and worker; say what to fix")
+    sub = command("doctor", cmd_doctor, "check config, database, schema, keys, session and worker; say what to fix "
+                                        "(exit status 0: all ok, 1: something fails, 3: warnings only)")
     sub.add_argument("--live", action="store_true", help="also ask each key's API for its model list")
 

@@ -17,7 +17,7 @@ from shared.core.db import TRANSIENT_ERRORS, database
 from shared.core.models import utcnow
 from shared.core.pricing import format_usd
 from shared.reports.queries import calls_per_minute, recent_calls, stats_snapshot
-from shared.reports.render_terminal import health_table, keys_table, recent_table
+from shared.reports.render_terminal import fit_to_width, health_table, keys_table, recent_table
 
 
 def monitor_view(config, now, *, calls: int = 10) -> Group:
@@ -44,10 +44,10 @@ def run_monitor(config, *, interval: float = 2.0, calls: int = 10, console: Cons
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Live(console=console or Console(), auto_refresh=False, screen=False,
-                  redirect_stderr=False) as live:
-            while not stop.is_set():
-                live.update(_frame(config, calls), refresh=True)
+        console = console or Console()
+        with Live(console=console, auto_refresh=False, screen=False, redirect_stderr=False) as live:
+            while not stop.is_set():      # fitted each frame: the terminal may have been resized
+                live.update(fit_to_width(_frame(config, calls), console), refresh=True)
                 stop.wait(interval)
     finally:
         for sig, handler in previous.items():

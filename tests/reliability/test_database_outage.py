@@ -3,7 +3,6 @@ and nothing acknowledged is lost."""
 import logging
 import sqlite3
 import threading
-import time
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -24,18 +23,35 @@ def _call(key_id, i):
                       output_tokens=10, call_id=f"call-{i:06d}")
 
 
+class _ReleaseOnRetry(logging.Handler):
+    """Commits the blocking transaction when the writer says it will retry: a condition, not a timer."""
+
+    def __init__(self, blocker: sqlite3.Connection):
+        super().__init__(logging.WARNING)
+        self.blocker, self.released = blocker, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.released and "retrying" in record.getMessage():
+            self.released = True
+            self.blocker.execute("COMMIT")
+
+
 def test_sqlite_locked_by_another_writer_is_waited_out(sqlite_url, caplog):
     db = connect_database(sqlite_url, busy_timeout_seconds=0.2)
     ensure_schema(db)
     ring = sync_keys(make_config(1, url=sqlite_url))
     accountant = Accountant("b")
     blocker = sqlite3.connect(urlparse(sqlite_url).path, isolation_level=None, check_same_thread=False)
-    blocker.execute("BEGIN IMMEDIATE")          # another process holds the write lock ...
-    threading.Timer(1.0, lambda: blocker.execute("COMMIT")).start()   # ... for a second
-    with caplog.at_level(logging.WARNING, logger="tokenpool.db"):
-        started = time.monotonic()
-        recorded = accountant.record(_call(ring.ids()[0], 1))
-    assert time.monotonic() - started >= 0.9
+    blocker.execute("BEGIN IMMEDIATE")          # another process holds the write lock until we retry
+    release = _ReleaseOnRetry(blocker)
+    logging.getLogger("tokenpool.db").addHandler(release)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tokenpool.db"):
+            recorded = accountant.record(_call(ring.ids()[0], 1))
+    finally:
+        logging.getLogger("tokenpool.db").removeHandler(release)
+        blocker.close()
+    assert release.released                     # the lock really was met, and waited out
     assert not recorded.duplicate
     assert "database unavailable" in caplog.text and "retrying" in caplog.text
     assert ApiKey.get_by_id(ring.ids()[0]).calls_today == 1

@@ -55,6 +55,20 @@ async def test_help_lists_every_command_with_its_usage(make_bot):
     assert bot.client.sent("edit_message_text")[0].kwargs["parse_mode"] == enums.ParseMode.HTML
 
 
+async def test_help_for_one_command_gives_its_usage_and_an_example(make_bot):
+    bot = await make_bot()
+    text = await command(bot, ".help cooldown")
+    assert text.splitlines() == ["<b>.cooldown</b> — least time between two auto-replies in one chat",
+                                 "Usage: <code>.cooldown &lt;minutes&gt;</code>",
+                                 "Example: <code>.cooldown 10</code>"]
+    assert "Example: <code>.usage 7 by key</code>" in await command(bot, ".help .usage")
+    for cmd in default_registry():        # every command has an example that is itself a valid use
+        shown = await command(bot, f".help {cmd.name}")
+        assert f"Usage: <code>.{escape(cmd.usage)}</code>" in shown and "Example: <code>." in shown
+    assert await command(bot, ".help cooldwn") == \
+        "❓ No command <code>.cooldwn</code>. Did you mean <code>.help cooldown</code>?"
+
+
 async def test_stats_shows_the_eighteen_key_panel(make_bot, sqlite_url):
     config = build_panel(sqlite_url)
     bot = await make_bot(config=config, clock=Clock(NOW))

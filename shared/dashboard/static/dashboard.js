@@ -14,6 +14,7 @@
     status: (v) => STATUS_CLASS[v] || "off",
     outcome: (v) => OUTCOME_CLASS[v] || "bad",
     alive: (v) => (v ? "up" : "down"),
+    state: (v) => (v === "up" || v === "stopped" ? v : "down"),
   };
 
   function duration(seconds) {
@@ -38,6 +39,7 @@
     clock: (v) => (v ? String(v).slice(11, 19) : "never"),
     when: (v) => (v ? String(v).slice(5, 10) + " " + String(v).slice(11, 16) : "never"),
     updown: (v) => (v ? "up" : "DOWN"),
+    state: (v) => (v === "down" ? "DOWN" : String(v)),
     text: (v) => (v == null ? "" : String(v)),
   };
 
@@ -142,8 +144,13 @@
       syncItems("calls", recent, (c) => "call:" + c.id);
       if (Date.now() - lastChart >= chartEveryMs) {
         lastChart = Date.now();
-        const chart = document.getElementById("chart-img");
-        if (chart) chart.src = "/chart.png?days=30&t=" + lastChart;
+        // Both charts, in both sizes (the <source> a phone uses and the <img> fallback).
+        document.querySelectorAll("picture source[srcset], picture img").forEach((el) => {
+          const attr = el.tagName === "SOURCE" ? "srcset" : "src";
+          const url = new URL(el.getAttribute(attr), window.location.href);
+          url.searchParams.set("t", String(lastChart));
+          el.setAttribute(attr, url.pathname + url.search);
+        });
       }
       body.dataset.refreshes = String(Number(body.dataset.refreshes || "0") + 1);
       if (state) { state.textContent = "· live"; state.className = "refresh-state live"; }

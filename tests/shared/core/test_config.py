@@ -83,7 +83,7 @@ def test_database_url_env_overrides_the_file(tmp_path):
     ('[[keys]]\napi_key = "sk-1"\napi_key_env = "X"\n', {"X": "sk-2"},
      "keys[0]: give either 'api_key' or 'api_key_env', not both"),
     ('[[keys]]\napi_key = "sk-1"\ndaily_token_limit = -5\n', {},
-     "'keys[0].daily_token_limit' must be positive, not -5"),
+     "'keys[0].daily_token_limit' must be positive and at most 1,000,000,000,000,000, not -5"),
     ('[[keys]]\nlabel = "a"\napi_key = "sk-1"\n[[keys]]\nlabel = "a"\napi_key = "sk-2"\n', {},
      "keys[1]: duplicate label 'a' (also keys[0])"),
     ('[[keys]]\napi_key = "sk-1"\n[[keys]]\napi_key = "sk-1"\n', {},
@@ -99,7 +99,8 @@ def test_database_url_env_overrides_the_file(tmp_path):
      "'keys[0].base_url' must start with http:// or https://"),
     ('[autoreply]\nenabled = "yes"\n', {}, "'autoreply.enabled' must be true or false, not 'yes'"),
     ('[dashboard]\nport = 70000\n', {}, "'dashboard.port' must be between 1 and 65535"),
-    ('[pricing.overrides.m]\ninput_per_mtok = -1\n', {}, "'pricing.overrides.m.input_per_mtok' must not be negative"),
+    ('[pricing.overrides.m]\ninput_per_mtok = -1\n', {},
+     "'pricing.overrides.m.input_per_mtok' must be between 0 and 100000, not -1"),
     ('keys = 5\n', {}, "'keys' must be a list"),
     ('[pool\n', {}, "not valid TOML"),
 ])

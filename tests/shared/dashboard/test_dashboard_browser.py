@@ -45,13 +45,13 @@ class ServerThread:
 
     def __enter__(self):
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start_server(), self.loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.server.start_server(), self.loop).result(timeout=120)
         return str(self.server.make_url("/"))
 
     def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=120)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=120)
         self.loop.close()
 
 
@@ -68,7 +68,7 @@ def browser(tmp_path, monkeypatch):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(300)
     yield driver
     driver.quit()
 
@@ -81,7 +81,7 @@ def test_page_loads_clean_shows_every_status_and_updates_without_reload(browser,
     config = build_dashboard_fixture(sqlite_url, refresh_seconds=1)
     with ServerThread(create_app(config, clock=lambda: NOW)) as url:
         browser.get(url)
-        wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+        wait = WebDriverWait(browser, 300, ignored_exceptions=[StaleElementReferenceException])
         cards = browser.find_elements(By.CSS_SELECTOR, '[data-items="keys"] > article.key')
         assert [c.find_element(By.CSS_SELECTOR, '[data-bind="label"]').text for c in cards] == LABELS
         badges = {b.text: b.get_attribute("class")
@@ -135,7 +135,7 @@ def test_login_in_the_browser(browser, sqlite_db, sqlite_url):
         assert "not right" in browser.find_element(By.CSS_SELECTOR, ".error").text
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 20).until(
+        WebDriverWait(browser, 300).until(
             lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes") or 0) >= 1)
         assert len(browser.find_elements(By.CSS_SELECTOR, '[data-items="keys"] > article.key')) == len(LABELS)
         cookie = browser.get_cookie("tokenpool_dashboard")
@@ -144,3 +144,48 @@ def test_login_in_the_browser(browser, sqlite_db, sqlite_url):
         # The one refused login is the only console message (a 401 is logged by the browser).
         problems = [entry["message"] for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
         assert all("/login" in message and "401" in message for message in problems), problems
+
+
+def test_phone_and_desktop_layouts_and_their_screenshots(browser, sqlite_db, sqlite_url):
+    """A phone (390 px): keys first, nothing wider than the screen (tables scroll inside
+    their box), the chart in its phone size. Screenshots of both widths go to tests/artifacts."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config = build_dashboard_fixture(sqlite_url, refresh_seconds=60)
+    ARTIFACTS.mkdir(exist_ok=True)
+    charts_loaded = ("return Array.from(document.querySelectorAll('picture img'))"
+                     ".every(i => i.complete && i.naturalWidth > 0);")
+    with ServerThread(create_app(config, clock=lambda: NOW)) as url:
+        browser.set_window_size(1440, 2600)
+        browser.get(url)
+        WebDriverWait(browser, 300).until(lambda d: d.execute_script(charts_loaded))
+        assert "size=phone" not in browser.execute_script("return document.getElementById('chart-img').currentSrc;")
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-desktop.png"))
+        for section in ("chart", "cost"):
+            element = browser.find_element(By.ID, section)
+            browser.execute_script("arguments[0].scrollIntoView();", element)
+            element.screenshot(str(ARTIFACTS / f"dashboard-desktop-{section}.png"))
+
+        browser.set_window_size(390, 844)
+        browser.get(url)
+        WebDriverWait(browser, 300).until(lambda d: d.execute_script(charts_loaded))
+        width = browser.execute_script("return window.innerWidth;")
+        assert browser.execute_script("return document.documentElement.scrollWidth;") <= width
+        top = {section: browser.find_element(By.ID, section).location["y"] for section in ("keys", "summary", "calls")}
+        assert top["keys"] < top["summary"] and top["keys"] < top["calls"]
+        assert top["keys"] < 844                                   # on the first screen
+        first_key = browser.find_element(By.CSS_SELECTOR, '[data-items="keys"] > article.key')
+        assert first_key.location["y"] < 844 and first_key.size["width"] <= width
+        assert "size=phone" in browser.execute_script("return document.getElementById('chart-img').currentSrc;")
+        assert "size=phone" in browser.execute_script("return document.getElementById('cost-img').currentSrc;")
+        table = browser.find_element(By.CSS_SELECTOR, "#calls table")
+        box = browser.find_element(By.CSS_SELECTOR, "#calls .scroll")
+        assert box.size["width"] <= width and table.size["width"] >= box.size["width"]   # scrolls in its box
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-phone.png"))
+        for section in ("summary", "calls", "chart", "cost"):        # the rest of the page, section by section
+            element = browser.find_element(By.ID, section)
+            browser.execute_script("arguments[0].scrollIntoView();", element)
+            element.screenshot(str(ARTIFACTS / f"dashboard-phone-{section}.png"))
+        problems = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        assert problems == []

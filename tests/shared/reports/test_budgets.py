@@ -22,16 +22,27 @@ def test_first_hour_of_the_day_is_not_extrapolated_wildly():
     assert p.day_projected == Amount(2_400, 24)
 
 
-def test_month_projection_adds_the_weekly_pace_for_the_rest_of_the_month():
-    # 2026-02-21 12:00: 7.5 days left until March; the last 7 days averaged 700 tokens a day.
-    p = project(dt.datetime(2026, 2, 21, 12, 0), Amount(), Amount(4_900, 7_000), Amount(10_000, 100))
-    assert p.week_daily_average == Amount(700, 1_000)
-    assert p.month_projected == Amount(10_000 + 5_250, 100 + 7_500)
+def test_month_projection_adds_the_pace_of_the_week_and_today_for_the_rest_of_the_month():
+    # 2026-02-21 12:00: 1,000 tokens so far today (2,000 projected); the last 7 days 4,900;
+    # the pace is (4,900 + 2,000) / 8 days; 7 whole days (22nd-28th) follow today.
+    p = project(dt.datetime(2026, 2, 21, 12, 0), Amount(1_000, 10), Amount(4_900, 7_000), Amount(10_000, 100))
+    assert p.day_projected == Amount(2_000, 20)
+    assert p.week_daily_average == Amount(round(6_900 / 8), round(7_020 / 8))
+    assert p.month_projected == Amount(10_000 + 1_000 + round(6_900 / 8 * 7), 100 + 10 + round(7_020 / 8 * 7))
+
+
+def test_a_busy_first_day_projects_a_month_that_agrees_with_it():
+    """No history (a first day): the month is not today's projection beside a smaller month."""
+    p = project(dt.datetime(2026, 3, 10, 12, 0), Amount(14_394, 0), Amount(), Amount(14_394, 0), week_days=0)
+    assert p.day_projected.tokens == 28_788
+    assert p.week_daily_average.tokens == 28_788
+    assert p.month_projected.tokens == 28_788 * 22          # today and the 21 days after it
+    assert p.month_projected.tokens >= p.day_projected.tokens
 
 
 def test_december_rolls_into_january():
     p = project(dt.datetime(2026, 12, 31, 0, 0), Amount(), Amount(7, 0), Amount(5, 0))
-    assert p.month_projected == Amount(6, 0)
+    assert p.month_projected == Amount(5, 0)        # the last day: nothing after it
 
 
 def test_budget_states():

@@ -186,4 +186,16 @@ def test_a_reset_on_the_next_day_is_dated_so_the_sentence_reads_true():
     tomorrow_reset = dt.datetime(2026, 3, 11, 7, 15)
     pool = forecast_pool([(Status.ACTIVE, 50_000, tomorrow_reset, 10_000)], now=now)
     assert pool.outlook is Outlook.RUNS_OUT
-    assert pool.text == "pool runs out ~12:30 UTC, before the next reset at 03-11 07:15 UTC"
+    assert pool.text == "pool runs out ~12:30 UTC, before the next reset at tomorrow 07:15 UTC"
+
+
+def test_a_time_already_past_today_is_said_to_be_tomorrow():
+    """Printed at 10:49: "until 10:46" would name a time already past."""
+    now = dt.datetime(2026, 3, 10, 10, 49)
+    window_end = dt.datetime(2026, 3, 11, 10, 46)
+    exhausted = forecast_key(status=Status.EXHAUSTED, left=0, window_end=window_end, tokens_last_period=0, now=now)
+    assert exhausted.text == "exhausted until tomorrow 10:46 UTC"
+    pool = forecast_pool([(Status.ACTIVE, 10**9, window_end, 10)], now=now)
+    assert pool.text == "today's allowance lasts until the next reset at tomorrow 10:46 UTC"
+    later = forecast_pool([(Status.ACTIVE, 10**9, window_end + dt.timedelta(days=2), 10)], now=now)
+    assert later.text.endswith("at 03-13 10:46 UTC")

@@ -101,4 +101,4 @@ def test_budget_json(sqlite_db, sqlite_url):
     assert check == {"scope": "pool", "period": "day", "metric": "tokens", "unit": "tokens",
                      "period_start": "2026-03-10", "limit": 10_000, "used": 17_114, "projected": 34_228,
                      "fraction": 1.7114, "state": "over"}
-    assert data["projection"]["month_projected"]["tokens"] == 424_990
+    assert data["projection"]["month_projected"]["tokens"] == 604_836   # 117,294 + 17,114 + 21 days × 22,401

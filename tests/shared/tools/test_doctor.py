@@ -55,3 +55,42 @@ def test_doctor_cli_json_and_exit_code(tmp_path, capsys):
     assert cli.main(["--config", str(path), "doctor", "--json"]) == 1
     (check,) = json.loads(capsys.readouterr().out)
     assert check["check"] == "config" and check["level"] == "fail" and "pool.reset" in check["detail"]
+
+
+def test_keys_advice_keeps_its_brackets_and_warnings_exit_3(tmp_path, capsys):
+    path = tmp_path / "config.toml"
+    path.write_text('data_dir = "state"\n')
+    cli.main(["--config", str(path), "migrate"])
+    capsys.readouterr()
+    assert cli.main(["--config", str(path), "doctor"]) == 3          # warnings only: not 0
+    out = capsys.readouterr().out
+    assert "add a [[keys]] table" in out and "no [[keys]] in config" in out
+
+
+def test_every_missing_key_variable_is_named_with_the_right_fix(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[keys]]\nlabel = "a"\napi_key_env = "TP_DOCTOR_A"\n[[keys]]\nlabel = "b"\n'
+                    'api_key_env = "TP_DOCTOR_B"\n')
+    (check,) = run_checks(str(path))
+    assert check.level is Level.FAIL
+    assert "'TP_DOCTOR_A'" in check.detail and "'TP_DOCTOR_B'" in check.detail
+    assert "export" in check.fix and "tokenpool init" not in check.fix
+
+
+def test_a_dead_bot_and_a_missing_api_id_are_warnings(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from shared.core.models import Heartbeat, utcnow
+    monkeypatch.delenv("TOKENPOOL_API_ID", raising=False)
+    monkeypatch.delenv("TOKENPOOL_API_HASH", raising=False)
+    path = _config(tmp_path)
+    cli.main(["--config", str(path), "migrate"])
+    beat("bot", "gone")
+    Heartbeat.update(last_seen=utcnow() - dt.timedelta(hours=2)).where(Heartbeat.name == "gone").execute()
+    beat("bot", "alive")
+    checks = {c.name: c for c in run_checks(str(path))}
+    assert checks["bots"].level is Level.WARN and "gone down" in checks["bots"].detail and "gone" in checks["bots"].fix
+    assert checks["telegram app"].level is Level.WARN and "api_id" in checks["telegram app"].detail
+    monkeypatch.setenv("TOKENPOOL_API_ID", "12345")
+    monkeypatch.setenv("TOKENPOOL_API_HASH", "0123456789abcdef")
+    assert {c.name: c for c in run_checks(str(path))}["telegram app"].level is Level.OK
