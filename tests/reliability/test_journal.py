@@ -1,6 +1,5 @@
 """Nothing served is lost: calls the database cannot book (server away, disk full) wait in
 a local journal and are booked once it is back, each exactly once."""
-import asyncio
 import logging
 import os
 import stat
