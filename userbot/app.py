@@ -326,6 +326,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database,
                             journal=CallJournal(journal_path(config.data_dir, config.bot.name)))
     ai = TrackedClient(config, runtime.keyring, accountant, database=database)
+    await ai.warm_up()             # the first message does not pay for lazy imports and compiling
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     bot = BotApp(config, replier, default_registry(), run_blocking=run_blocking)

@@ -5,6 +5,7 @@ returns what the renderers made; a bad argument raises UsageError with the reaso
 """
 from __future__ import annotations
 
+from shared.reports import offload
 from shared.reports.arguments import (
     parse_chart,
     parse_export,
@@ -12,8 +13,6 @@ from shared.reports.arguments import (
     parse_usage,
 )
 from shared.reports.budgets import budget_report
-from shared.reports.charts import usage_chart
-from shared.reports.exports import export_document
 from shared.reports.queries import ReportError, recent_calls, usage_report
 from shared.reports.render_telegram import render_budget, render_recent, render_usage
 from userbot.commands import Attachment, Command, CommandContext, Reply, UsageError
@@ -37,7 +36,8 @@ def recent(ctx: CommandContext) -> Reply:
 
 def export(ctx: CommandContext) -> Reply:
     args = _words(ctx, parse_export)
-    document = export_document(ctx.now, args.format, args.days)
+    # Made in a short-lived helper process: the document's buffers never stay in the bot.
+    document = offload.export_document(ctx.config.database_url, ctx.now, args.format, args.days)
     period = document.start.isoformat() + (f" → {document.end.isoformat()}" if document.end != document.start else "")
     return Reply(f"📎 <b>Export</b>: {document.rows:,} calls, {period} (UTC days), {args.format.upper()}",
                  document=Attachment(document.data, document.filename))
@@ -45,7 +45,7 @@ def export(ctx: CommandContext) -> Reply:
 
 def chart(ctx: CommandContext) -> Reply:
     days = _words(ctx, parse_chart)
-    png = usage_chart(ctx.now, days)
+    png = offload.chart_png(ctx.config.database_url, ctx.now, days)     # matplotlib never loads in the bot
     return Reply(f"📊 <b>Tokens per UTC day</b>, last {days} days, stacked by key (dashed: daily limits)",
                  photo=Attachment(png, f"tokenpool-usage-{days}d.png"))
 

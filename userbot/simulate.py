@@ -68,6 +68,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
                             journal=CallJournal(journal_path(config.data_dir, config.bot.name)))
     await accountant.settle_journal()
     ai = TrackedClient(config, runtime.keyring, accountant)
+    await ai.warm_up()
     run_blocking = database_runner(accountant)
     replier = AutoReplier(config, ai, run_blocking=run_blocking)
     transport = LoggingTransport(config.bot.name)

@@ -15,49 +15,16 @@ import datetime as dt
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
-
-import peewee as pw
 
 from shared.core import windows
 from shared.core.db import row_version
+from shared.core.key_rows import KEY_ROW_FIELDS, KeyRow, key_row
 from shared.core.models import ApiKey
+from shared.core.prepared import Prepared, Statements
 from shared.core.status import ELIGIBLE, Status, key_status, window_usage
 from worker.ranking import Candidate
 
-# What status, resets and ranking need. Names (label, masked, reason) are read only for alerts.
-COLUMNS: tuple[pw.Field, ...] = (
-    ApiKey.id, ApiKey.position, ApiKey.in_config, ApiKey.disabled, ApiKey.invalid,
-    ApiKey.daily_token_limit, ApiKey.window_anchor, ApiKey.window_start, ApiKey.used_today,
-    ApiKey.calls_today, ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window,
-    ApiKey.cooldown_until, ApiKey.last_used_at, ApiKey.status)
-
-
-class KeyRow(NamedTuple):
-    """The COLUMNS of one key, in that order."""
-    id: int
-    position: int
-    in_config: bool
-    disabled: bool
-    invalid: bool
-    daily_token_limit: int
-    window_anchor: dt.datetime
-    window_start: dt.datetime | None
-    used_today: int
-    calls_today: int
-    rate_hits_today: int
-    errors_today: int
-    exhausted_window: dt.datetime | None
-    cooldown_until: dt.datetime | None
-    last_used_at: dt.datetime | None
-    status: str
-
-
-assert KeyRow._fields == tuple(c.name for c in COLUMNS)
 KeyName = namedtuple("KeyName", "label masked invalid_reason")
-_DATETIMES = [i for i, c in enumerate(COLUMNS)
-              if c.name in ("window_anchor", "window_start", "exhausted_window", "cooldown_until", "last_used_at")]
-_BOOLEANS = [i for i, c in enumerate(COLUMNS) if c.name in ("in_config", "disabled", "invalid")]
 _CHUNK = 500
 
 
@@ -98,6 +65,7 @@ class KeyTable:
         self.states: dict[int, KeyState] = {}
         self._checked_at: dt.datetime | None = None     # clock of the last refresh
         self._next_due: dt.datetime | None = None       # earliest `until` of any state (or earlier)
+        self._statements = Statements()                 # the reads of every tick, compiled once
 
     def forget(self) -> None:
         """Drop what we know, so the next refresh re-evaluates every key."""
@@ -106,13 +74,13 @@ class KeyTable:
     def refresh(self, db, now: dt.datetime) -> Refresh:
         version = row_version(db)
         if version is None:
-            fetched = [(raw, raw) for raw in self._select(db, COLUMNS)]
+            fetched = [(raw, raw) for raw in self._select(db, KEY_ROW_FIELDS)]
             present = None
         else:
             present = dict(self._select(db, (ApiKey.id, version)))
             stale = [key_id for key_id, v in present.items()
                      if (s := self.states.get(key_id)) is None or s.version != v]
-            fetched = [(raw[:-1], raw[-1]) for raw in self._select_ids(db, COLUMNS + (version,), stale,
+            fetched = [(raw[:-1], raw[-1]) for raw in self._select_ids(db, KEY_ROW_FIELDS + (version,), stale,
                                                                          len(present))]
         states = self.states
         changed, before = [], {}
@@ -146,13 +114,7 @@ class KeyTable:
     # --- internals ----------------------------------------------------------------------
 
     def _evaluate(self, raw: tuple, version, now: dt.datetime) -> KeyState:
-        values = list(raw)
-        for i in _DATETIMES:
-            if isinstance(values[i], str):       # SQLite hands datetimes back as text
-                values[i] = dt.datetime.fromisoformat(values[i])
-        for i in _BOOLEANS:
-            values[i] = bool(values[i])
-        row = KeyRow._make(values)
+        row = key_row(raw)
         status = key_status(row, now, self.low_threshold)
         usage = window_usage(row, now)
         until = usage.window_start + windows.WINDOW
@@ -184,13 +146,11 @@ class KeyTable:
             del self.states[key_id]
         return removed
 
-    @staticmethod
-    def _select(db, columns, where=None) -> list[tuple]:
-        query = ApiKey.select(*columns)
+    def _select(self, db, columns, where=None) -> list[tuple]:
         if where is not None:
-            query = query.where(where)
-        sql, params = query.sql()
-        return db.execute_sql(sql, params).fetchall()
+            return Prepared(ApiKey.select(*columns).where(where)).raw_rows(db)
+        name = tuple(getattr(column, "name", None) or column.sql for column in columns)   # Fields or SQL
+        return self._statements.get(db, name, lambda: Prepared(ApiKey.select(*columns))).raw_rows(db)
 
     def _select_ids(self, db, columns, ids: list[int], total: int) -> list[tuple]:
         if not ids:

@@ -27,10 +27,12 @@ from shared.ai.errors import (  # noqa: F401  (re-exported: callers import error
 from shared.ai.failover import Attempt, Failover, Request, Settled, Step
 from shared.ai.openai_dialect import OpenAICompatible
 from shared.ai.token_estimates import estimate_prompt_tokens
-from shared.core.accounting import Accountant, Outcome
+from shared.core.accounting import Accountant, Outcome, prepare_statements
 from shared.core.config import Config
+from shared.core.db import database
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
+from shared.core.models import utcnow
 from shared.core.usage import Usage
 
 
@@ -71,6 +73,20 @@ class TrackedClient:
     @property
     def selector(self):
         return self.failover.selector
+
+    async def warm_up(self) -> None:
+        """Do now, at start, what the first message would otherwise wait for: openai's and
+        anyio's lazily imported request code (~1 s on a loaded machine), the selection and
+        accounting statements compiled, the default model's price looked up. Sends nothing."""
+        warm = getattr(self.failover.dialect, "warm_up", None)
+        if warm is not None:
+            await warm()
+        await self.failover.database.run(self._warm_database, what="warming up")
+
+    def _warm_database(self) -> None:
+        self.selector.pick(utcnow(), model=self.config.client.default_model)
+        prepare_statements(database.obj)
+        self.accountant.pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
 
     async def chat(self, messages: list[dict], *, operation: str, model: str | None = None,
                    models: list[str] | tuple[str, ...] | None = None, chat_id: int | None = None,

@@ -25,6 +25,7 @@ import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeGuard
 
+import anyio
 import openai
 
 from shared.ai.dialect import Answer, Failure, ProviderFailure, Sent, StreamCut
@@ -61,6 +62,13 @@ class OpenAICompatible:
         """Build every key's client now, so the first message does not pay for it."""
         for key in keys:
             self._client(key)
+
+    async def warm_up(self) -> None:
+        """Import what the first request would: openai's chat resources (loaded on first
+        use) and anyio's asyncio backend (loaded when httpx first takes a lock)."""
+        for client in self._clients.values():
+            client.chat.completions.with_raw_response  # noqa: B018  (a cached property that imports)
+        anyio.Event()
 
     def _client(self, key: HeldKey) -> openai.AsyncOpenAI:
         client = self._clients.get(key.id)

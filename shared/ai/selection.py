@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Hashable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -24,38 +23,15 @@ import peewee as pw
 
 from shared.core.config import Config
 from shared.core.db import database
+from shared.core.key_rows import KeyRow, key_row, key_rows_statement
 from shared.core.keys import HeldKey, KeyRing
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
+from shared.core.prepared import Prepared, Statements, slot
 from shared.core.status import frees_up_at, is_eligible
 
 log = logging.getLogger("tokenpool.selection")
 
 WORKER_KIND = "worker"
-
-
-# The columns status needs: selection runs before every call, so it reads no more than these.
-STATUS_FIELDS = (ApiKey.id, ApiKey.position, ApiKey.label, ApiKey.disabled, ApiKey.invalid, ApiKey.window_anchor,
-                 ApiKey.window_start, ApiKey.daily_token_limit, ApiKey.used_today, ApiKey.calls_today,
-                 ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.exhausted_window, ApiKey.cooldown_until)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRow:
-    """A key row as status sees it (the fields of STATUS_FIELDS)."""
-    id: int
-    position: int
-    label: str
-    disabled: bool
-    invalid: bool
-    window_anchor: dt.datetime
-    window_start: dt.datetime | None
-    daily_token_limit: int
-    used_today: int
-    calls_today: int
-    rate_hits_today: int
-    errors_today: int
-    exhausted_window: dt.datetime | None
-    cooldown_until: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -94,19 +70,6 @@ def earliest_free(rows: list, now: dt.datetime) -> dt.datetime | None:
     return min(times) if times else None
 
 
-class _Statement:
-    """A query built once with peewee and then run as plain SQL, converting values the way
-    the fields would: building a peewee query costs more than running it on SQLite."""
-
-    def __init__(self, query, fields):
-        self.sql, self.params = query.sql()
-        self.converters = [f.python_value for f in fields]
-
-    def rows(self) -> list[tuple]:
-        cursor = database.obj.execute_sql(self.sql, self.params)
-        return [tuple(convert(v) for convert, v in zip(self.converters, row)) for row in cursor.fetchall()]
-
-
 class Selector:
     """Picks keys for one process. Blocking: run it on the accounting thread."""
 
@@ -115,19 +78,12 @@ class Selector:
         self.low_threshold = config.pool.low_threshold
         self.stale_after = dt.timedelta(seconds=config.client.ranking_stale_seconds)
         self.degraded: bool | None = None      # None until the first pick
-        self._statements: dict = {}
+        self._statements = Statements()
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
-
-    def _statement(self, name: Hashable, build) -> _Statement:
-        key = (name, type(database.obj))
-        statement = self._statements.get(key)
-        if statement is None:
-            statement = self._statements[key] = build()
-        return statement
 
     def published_ranking(self, now: dt.datetime) -> tuple[int | None, list[int] | None]:
         """(generation, ids) of the newest ranking, or (None, None) when absent or no worker is alive."""
-        rows = self._statement("ranking", _ranking_statement).rows()
+        rows = self._statements.get(database.obj, "ranking", _ranking_statement).rows(database.obj)
         if not rows:
             return None, None
         generation, key_ids, seen = rows[0]
@@ -141,9 +97,9 @@ class Selector:
         ids = tuple(sorted(self.keyring.ids()))
         if not ids:
             return []
-        statement = self._statement(("rows", ids), lambda: _Statement(
-            ApiKey.select(*STATUS_FIELDS).where(ApiKey.id.in_(list(ids))), STATUS_FIELDS))
-        return [KeyRow(*row) for row in statement.rows()]
+        statement = self._statements.get(database.obj, ("rows", ids),
+                                         lambda: key_rows_statement(ApiKey.id.in_(list(ids))))
+        return [key_row(raw) for raw in statement.raw_rows(database.obj)]
 
     def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None) -> Pick:
         """The first usable key not in `exclude` that serves `model` (None: any model).
@@ -166,8 +122,9 @@ class Selector:
 
     def still_usable(self, key_id: int, now: dt.datetime) -> bool:
         """Re-check one key's row right before sending it another request."""
-        row = ApiKey.select(*STATUS_FIELDS).where(ApiKey.id == key_id).first()
-        return row is not None and is_eligible(row, now, self.low_threshold)
+        statement = self._statements.get(database.obj, "row", lambda: key_rows_statement(ApiKey.id == slot("id")))
+        rows = statement.raw_rows(database.obj, {"id": key_id})
+        return bool(rows) and is_eligible(key_row(rows[0]), now, self.low_threshold)
 
     def _note_mode(self, degraded: bool) -> None:
         if degraded and self.degraded is not True:
@@ -187,9 +144,9 @@ def _why_none(rows, ranking, exclude, now, low_threshold) -> str:
     return "every key is exhausted, cooling down, invalid or disabled"
 
 
-def _ranking_statement() -> _Statement:
+def _ranking_statement() -> Prepared:
     """The newest ranking and, beside it, when a worker last beat (one round trip)."""
     seen = (Heartbeat.select(pw.fn.MAX(Heartbeat.last_seen)).where(Heartbeat.kind == WORKER_KIND))
     query = (KeyRanking.select(KeyRanking.generation, KeyRanking.key_ids, seen.alias("seen"))
              .order_by(KeyRanking.generation.desc()).limit(1))
-    return _Statement(query, (KeyRanking.generation, KeyRanking.key_ids, Heartbeat.last_seen))
+    return Prepared(query, (KeyRanking.generation, KeyRanking.key_ids, Heartbeat.last_seen))

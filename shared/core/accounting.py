@@ -25,10 +25,10 @@ from shared.core.db import (
     database,
     first_line,
     retrying,
-    write_transaction,
 )
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
+from shared.core.prepared import Prepared, Statements, execute_all, slot
 from shared.core.pricing import Pricer
 from shared.core.usage import Usage
 
@@ -114,21 +114,11 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     outcome = Outcome(call.outcome)
     usage = call.usage
     cost = pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
-    values = _slot_values(call, outcome, cost, windows.window_start(anchor, call.at))
-    has_limits = call.rate_limits is not None
+    values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
     db = database.obj
-    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
-    # event's foreign key, and two writers upgrading that lock deadlock each other.
-    statements: tuple[_Compiled, ...] = (
-        _compiled(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
-        _compiled(db, "event", _event_statement),
-        _compiled(db, "rollup", _rollup_statement))
-    if call.chat_id is not None:
-        statements += (_compiled(db, "chat_rollup", _chat_rollup_statement),)
+    statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
     try:
-        with write_transaction():
-            for statement in statements:
-                statement.execute(db, values)
+        execute_all(db, statements, values)
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
             return Recorded(call.call_id, cost, duplicate=True)
@@ -136,80 +126,69 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     return Recorded(call.call_id, cost)
 
 
-def _slot_values(call: CallRecord, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
-    limits = call.rate_limits or RateLimitSnapshot()
-    usage = call.usage
-    return {
-        "call_id": call.call_id, "at": call.at, "day": call.at.date(), "key": call.key_id,
+def _slot_values(call: CallRecord, usage: Usage, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
+    """The values of the statements' slots (only those the chosen statement variants use)."""
+    at = call.at
+    values = {
+        "call_id": call.call_id, "at": at, "day": at.date(), "key": call.key_id,
         "window_start": start, "bot": call.bot, "operation": call.operation, "model": call.model,
         "input": usage.input, "cached": usage.cached, "output": usage.output,
-        "reasoning": usage.reasoning, "total": usage.total, "cost": max(0, cost),
+        "reasoning": usage.reasoning, "total": usage.input + usage.output, "cost": max(0, cost),
         "duration": call.duration_ms, "outcome": outcome.value, "error_code": call.error_code[:100],
         "chat_id": call.chat_id, "estimated": call.estimated, "one": 1,
-        "ok": int(outcome is Outcome.OK), "error": int(outcome in ERROR_OUTCOMES),
-        "rate_hit": int(outcome is Outcome.RATE_LIMITED),
-        "last_error": (call.error_code or outcome.value)[:200],
-        "invalid": True, "invalid_reason": (call.error_code or "invalid api key")[:200],
-        "cooldown_until": call.cooldown_until,
-        "rl_remaining_requests": limits.remaining_requests, "rl_remaining_tokens": limits.remaining_tokens,
-        "rl_limit_requests": limits.limit_requests, "rl_limit_tokens": limits.limit_tokens,
-        "rl_reset_requests_at": limits.reset_requests_at, "rl_reset_tokens_at": limits.reset_tokens_at,
+        "ok": 1, "error": 0, "rate_hit": 0,
     }
+    if outcome is not Outcome.OK:
+        values.update(ok=0, error=int(outcome in ERROR_OUTCOMES), rate_hit=int(outcome is Outcome.RATE_LIMITED),
+                      last_error=(call.error_code or outcome.value)[:200], invalid=True,
+                      invalid_reason=(call.error_code or "invalid api key")[:200],
+                      cooldown_until=call.cooldown_until)
+    limits = call.rate_limits
+    if limits is not None:
+        values.update(rl_remaining_requests=limits.remaining_requests, rl_remaining_tokens=limits.remaining_tokens,
+                      rl_limit_requests=limits.limit_requests, rl_limit_tokens=limits.limit_tokens,
+                      rl_reset_requests_at=limits.reset_requests_at, rl_reset_tokens_at=limits.reset_tokens_at)
+    return values
 
 
-# --- statements, compiled once per backend ---------------------------------------------------
-#
-# Building SQL with peewee costs ~1 ms per call, most of it while holding SQLite's write
-# lock. So each statement is built once with named slots in place of values, and later
-# executed with the values put in the slots' places.
+# --- statements, compiled once per backend (shared.core.prepared) -----------------------------
 
-class _Slot:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
+_statements = Statements()
 
 
-def _v(name: str) -> pw.Value:
-    return pw.Value(_Slot(name), converter=False)
+def prepare_statements(db) -> None:
+    """Compile the statements of an ordinary call now (at start), not on the first call."""
+    _statements_for(db, Outcome.OK, True, True)
 
 
-class _Compiled:
-    def __init__(self, query):
-        self.sql, params = query.sql()
-        self.params = params
-
-    def execute(self, db, values: dict):
-        return db.execute_sql(self.sql, [values[p.name] if isinstance(p, _Slot) else p for p in self.params])
-
-
-_cache: dict = {}
-
-
-def _compiled(db, variant, build) -> _Compiled:
-    key = (type(db), variant)
-    statement = _cache.get(key)
-    if statement is None:
-        statement = _cache[key] = _Compiled(build())
-    return statement
+def _statements_for(db, outcome: Outcome, has_limits: bool, for_chat: bool) -> tuple[Prepared, ...]:
+    # The key row is locked first: InnoDB would otherwise take a shared lock on it for the
+    # event's foreign key, and two writers upgrading that lock deadlock each other.
+    statements: tuple[Prepared, ...] = (
+        _statements.get(db, ("key", outcome, has_limits), lambda: _key_statement(outcome, has_limits)),
+        _statements.get(db, "event", _event_statement),
+        _statements.get(db, "rollup", _rollup_statement))
+    if for_chat:
+        statements += (_statements.get(db, "chat_rollup", _chat_rollup_statement),)
+    return statements
 
 
-def _event_statement():
-    return UsageEvent.insert({
-        UsageEvent.call_id: _v("call_id"), UsageEvent.at: _v("at"), UsageEvent.key: _v("key"),
-        UsageEvent.window_start: _v("window_start"), UsageEvent.bot: _v("bot"),
-        UsageEvent.operation: _v("operation"), UsageEvent.model: _v("model"),
-        UsageEvent.input_tokens: _v("input"), UsageEvent.cached_tokens: _v("cached"),
-        UsageEvent.output_tokens: _v("output"), UsageEvent.reasoning_tokens: _v("reasoning"),
-        UsageEvent.total_tokens: _v("total"), UsageEvent.cost_nanousd: _v("cost"),
-        UsageEvent.duration_ms: _v("duration"), UsageEvent.outcome: _v("outcome"),
-        UsageEvent.error_code: _v("error_code"), UsageEvent.chat_id: _v("chat_id"),
-        UsageEvent.estimated: _v("estimated"),
-    }).returning()
+def _event_statement() -> Prepared:
+    return Prepared(UsageEvent.insert({
+        UsageEvent.call_id: slot("call_id"), UsageEvent.at: slot("at"), UsageEvent.key: slot("key"),
+        UsageEvent.window_start: slot("window_start"), UsageEvent.bot: slot("bot"),
+        UsageEvent.operation: slot("operation"), UsageEvent.model: slot("model"),
+        UsageEvent.input_tokens: slot("input"), UsageEvent.cached_tokens: slot("cached"),
+        UsageEvent.output_tokens: slot("output"), UsageEvent.reasoning_tokens: slot("reasoning"),
+        UsageEvent.total_tokens: slot("total"), UsageEvent.cost_nanousd: slot("cost"),
+        UsageEvent.duration_ms: slot("duration"), UsageEvent.outcome: slot("outcome"),
+        UsageEvent.error_code: slot("error_code"), UsageEvent.chat_id: slot("chat_id"),
+        UsageEvent.estimated: slot("estimated"),
+    }).returning())
 
 
-def _key_statement(outcome: Outcome, has_limits: bool):
-    start = _v("window_start")
+def _key_statement(outcome: Outcome, has_limits: bool) -> Prepared:
+    start = slot("window_start")
     same = ApiKey.window_start == start
     newer = ApiKey.window_start > start   # a later call already opened the next window
 
@@ -219,41 +198,41 @@ def _key_statement(outcome: Outcome, has_limits: bool):
         return pw.Case(None, [(same, column + amount), (newer, column)], amount)
 
     updates = {
-        ApiKey.used_today: today(ApiKey.used_today, _v("total")),
-        ApiKey.input_today: today(ApiKey.input_today, _v("input")),
-        ApiKey.cached_today: today(ApiKey.cached_today, _v("cached")),
-        ApiKey.output_today: today(ApiKey.output_today, _v("output")),
-        ApiKey.calls_today: today(ApiKey.calls_today, _v("one")),
-        ApiKey.rate_hits_today: today(ApiKey.rate_hits_today, _v("rate_hit")),
-        ApiKey.errors_today: today(ApiKey.errors_today, _v("error")),
-        ApiKey.cost_today_nanousd: today(ApiKey.cost_today_nanousd, _v("cost")),
+        ApiKey.used_today: today(ApiKey.used_today, slot("total")),
+        ApiKey.input_today: today(ApiKey.input_today, slot("input")),
+        ApiKey.cached_today: today(ApiKey.cached_today, slot("cached")),
+        ApiKey.output_today: today(ApiKey.output_today, slot("output")),
+        ApiKey.calls_today: today(ApiKey.calls_today, slot("one")),
+        ApiKey.rate_hits_today: today(ApiKey.rate_hits_today, slot("rate_hit")),
+        ApiKey.errors_today: today(ApiKey.errors_today, slot("error")),
+        ApiKey.cost_today_nanousd: today(ApiKey.cost_today_nanousd, slot("cost")),
         ApiKey.window_start: pw.Case(None, [(newer, ApiKey.window_start)], start),
-        ApiKey.total_tokens: ApiKey.total_tokens + _v("total"),
-        ApiKey.total_input: ApiKey.total_input + _v("input"),
-        ApiKey.total_cached: ApiKey.total_cached + _v("cached"),
-        ApiKey.total_output: ApiKey.total_output + _v("output"),
-        ApiKey.total_calls: ApiKey.total_calls + _v("one"),
-        ApiKey.total_rate_hits: ApiKey.total_rate_hits + _v("rate_hit"),
-        ApiKey.total_errors: ApiKey.total_errors + _v("error"),
-        ApiKey.total_cost_nanousd: ApiKey.total_cost_nanousd + _v("cost"),
-        ApiKey.last_used_at: _v("at"),
+        ApiKey.total_tokens: ApiKey.total_tokens + slot("total"),
+        ApiKey.total_input: ApiKey.total_input + slot("input"),
+        ApiKey.total_cached: ApiKey.total_cached + slot("cached"),
+        ApiKey.total_output: ApiKey.total_output + slot("output"),
+        ApiKey.total_calls: ApiKey.total_calls + slot("one"),
+        ApiKey.total_rate_hits: ApiKey.total_rate_hits + slot("rate_hit"),
+        ApiKey.total_errors: ApiKey.total_errors + slot("error"),
+        ApiKey.total_cost_nanousd: ApiKey.total_cost_nanousd + slot("cost"),
+        ApiKey.last_used_at: slot("at"),
     }
     if outcome is not Outcome.OK:
-        updates[ApiKey.last_error] = _v("last_error")
-        updates[ApiKey.last_error_at] = _v("at")
+        updates[ApiKey.last_error] = slot("last_error")
+        updates[ApiKey.last_error_at] = slot("at")
     if outcome is Outcome.RATE_LIMITED:
-        updates[ApiKey.cooldown_until] = pw.fn.COALESCE(_v("cooldown_until"), ApiKey.cooldown_until)
+        updates[ApiKey.cooldown_until] = pw.fn.COALESCE(slot("cooldown_until"), ApiKey.cooldown_until)
     elif outcome is Outcome.QUOTA_EXHAUSTED:
         updates[ApiKey.exhausted_window] = start
     elif outcome in (Outcome.INVALID_KEY, Outcome.MISCONFIGURED):
-        updates[ApiKey.invalid] = _v("invalid")
-        updates[ApiKey.invalid_reason] = _v("invalid_reason")
+        updates[ApiKey.invalid] = slot("invalid")
+        updates[ApiKey.invalid_reason] = slot("invalid_reason")
     if has_limits:
         for name in ("rl_remaining_requests", "rl_remaining_tokens", "rl_limit_requests", "rl_limit_tokens",
                      "rl_reset_requests_at", "rl_reset_tokens_at"):
-            updates[getattr(ApiKey, name)] = _v(name)
-        updates[ApiKey.rl_updated_at] = _v("at")
-    return ApiKey.update(updates).where(ApiKey.id == _v("key"))
+            updates[getattr(ApiKey, name)] = slot(name)
+        updates[ApiKey.rl_updated_at] = slot("at")
+    return Prepared(ApiKey.update(updates).where(ApiKey.id == slot("key")))
 
 
 _ROLLUP_SUMS = {"calls": "one", "ok_calls": "ok", "error_calls": "error", "rate_hits": "rate_hit",
@@ -262,23 +241,23 @@ _ROLLUP_SUMS = {"calls": "one", "ok_calls": "ok", "error_calls": "error", "rate_
                 "duration_ms": "duration"}
 
 
-def _rollup_statement():
-    return _rollup_upsert(DailyRollup, {DailyRollup.day: _v("day"), DailyRollup.key: _v("key"),
-                                        DailyRollup.bot: _v("bot"), DailyRollup.model: _v("model"),
-                                        DailyRollup.operation: _v("operation")})
+def _rollup_statement() -> Prepared:
+    return _rollup_upsert(DailyRollup, {DailyRollup.day: slot("day"), DailyRollup.key: slot("key"),
+                                        DailyRollup.bot: slot("bot"), DailyRollup.model: slot("model"),
+                                        DailyRollup.operation: slot("operation")})
 
 
-def _chat_rollup_statement():
-    return _rollup_upsert(ChatRollup, {ChatRollup.day: _v("day"), ChatRollup.key: _v("key"),
-                                       ChatRollup.bot: _v("bot"), ChatRollup.chat_id: _v("chat_id")})
+def _chat_rollup_statement() -> Prepared:
+    return _rollup_upsert(ChatRollup, {ChatRollup.day: slot("day"), ChatRollup.key: slot("key"),
+                                       ChatRollup.bot: slot("bot"), ChatRollup.chat_id: slot("chat_id")})
 
 
-def _rollup_upsert(model, identity: dict):
-    sums = {getattr(model, column): _v(slot) for column, slot in _ROLLUP_SUMS.items()}
-    return (model.insert({**identity, **sums})
-            .on_conflict(update={column: column + value for column, value in sums.items()},
-                         **conflict_target(database.obj, list(identity)))
-            .returning())
+def _rollup_upsert(model, identity: dict) -> Prepared:
+    sums = {getattr(model, column): slot(name) for column, name in _ROLLUP_SUMS.items()}
+    return Prepared(model.insert({**identity, **sums})
+                    .on_conflict(update={column: column + value for column, value in sums.items()},
+                                 **conflict_target(database.obj, list(identity)))
+                    .returning())
 
 
 class Accountant:

@@ -121,6 +121,12 @@ def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
     return target.atomic()
 
 
+def begin_write(db: peewee.Database) -> str:
+    """The statement that opens a write transaction, as `write_transaction` opens it
+    (for code that runs BEGIN … COMMIT itself on one cursor)."""
+    return "BEGIN IMMEDIATE" if isinstance(db, peewee.SqliteDatabase) else "BEGIN"
+
+
 def conflict_target(db: peewee.Database, columns: list) -> dict:
     """`on_conflict` arguments naming the unique columns (MySQL infers them itself)."""
     return {} if isinstance(db, peewee.MySQLDatabase) else {"conflict_target": columns}

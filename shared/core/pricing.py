@@ -2,6 +2,7 @@
 `[pricing.overrides]` entry, stored as whole nano-dollars (1e-9 USD)."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -30,15 +31,32 @@ def format_usd(nano: int) -> str:
 
 
 class Pricer:
-    """Prices calls; remembers which models it could not price so it warns once per model."""
+    """Prices calls; remembers which models it could not price so it warns once per model.
+
+    Finding a model in genai-prices and computing with Decimals cost ~100 µs a call, a third
+    of recording one. So each model is looked up once, and for the usual price shape (flat
+    rates per million input, cached-input and output tokens) the rates are kept as integers
+    and the cost is computed in integers, rounded as `usd_to_nano` rounds: the same result.
+    Prices that start on a date are honoured: the rates are re-derived whenever genai-prices
+    picks another price object for the current time.
+    """
 
     def __init__(self, config: PricingConfig | None = None):
         self.overrides = dict(config.overrides) if config else {}
         self._unknown: set[str] = set()
         self._prices = _price_data()
+        self._models: dict[str, object] = {}                 # model -> genai-prices ModelInfo
+        self._rates: dict[str, tuple[object, _Rates | None]] = {}   # model -> (price object, its rates)
+        self._override_rates = {model: _Rates.of(price.input_per_mtok, price.cached_input_per_mtok,
+                                                 price.output_per_mtok)
+                                for model, price in self.overrides.items()}
 
     def cost_nanousd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
         """Cost in nano-USD; input_tokens includes cached_tokens, as OpenAI reports them."""
+        if 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+            rates = self._override_rates[model] if model in self.overrides else self._genai_rates(model)
+            if rates is not None:
+                return rates.nanousd(input_tokens, cached_tokens, output_tokens)
         usd = self.cost_usd(model, input_tokens, cached_tokens, output_tokens)
         return 0 if usd is None else usd_to_nano(usd)
 
@@ -48,30 +66,110 @@ class Pricer:
         override = self.overrides.get(model)
         if override is not None:
             return _override_cost(override, input_tokens, cached_tokens, output_tokens)
-        if model in self._unknown:
+        info = self._model_info(model)
+        if info is None:
             return None
         try:
             usage = self._prices.Usage(input_tokens=input_tokens, cache_read_tokens=cached_tokens,
                                        output_tokens=output_tokens)
-            try:
-                return self._prices.calc_price(usage, model, provider_id="openai").total_price
-            except LookupError:
-                return self._prices.calc_price(usage, model).total_price
-        except LookupError:
-            self._unknown.add(model)
-            log.warning("no price known for model %r: its calls are counted at $0 "
-                        "(add [pricing.overrides.%s] to config)", model, model)
-            return None
+            return info.get_prices(_now()).calc_price(usage)["total_price"]
         except ValueError as exc:   # genai-prices refuses token counts it finds impossible
             log.warning("cannot price %r with %d/%d/%d tokens: %s", model, input_tokens, cached_tokens,
                         output_tokens, exc)
             return None
+
+    def _model_info(self, model: str):
+        """genai-prices' entry for `model` (an OpenAI one first), or None when it has none."""
+        info = self._models.get(model)
+        if info is None and model not in self._unknown:
+            snapshot = self._prices.data_snapshot.get_snapshot()
+            try:
+                info = snapshot.find_provider_model(model, None, "openai", None)[1]
+            except LookupError:
+                try:
+                    info = snapshot.find_provider_model(model, None, None, None)[1]
+                except LookupError:
+                    self._unknown.add(model)
+                    log.warning("no price known for model %r: its calls are counted at $0 "
+                                "(add [pricing.overrides.%s] to config)", model, model)
+                    return None
+            self._models[model] = info
+        return info
+
+    def _genai_rates(self, model: str) -> _Rates | None:
+        info = self._model_info(model)
+        if info is None:
+            return _FREE
+        price = info.get_prices(_now())
+        cached = self._rates.get(model)
+        if cached is None or cached[0] is not price:
+            cached = self._rates[model] = (price, _Rates.of_genai(price))
+        return cached[1]
+
+
+_TOKEN_PRICES = ("input_mtok", "cache_read_mtok", "output_mtok")
+
+
+class _Rates:
+    """Flat rates per million tokens as integers: cost = Σ tokens × rate / 10**scale USD/Mtok."""
+    __slots__ = ("input", "cached", "output", "scale")
+
+    def __init__(self, input: int, cached: int, output: int, scale: int):
+        self.input, self.cached, self.output, self.scale = input, cached, output, scale
+
+    @classmethod
+    def of(cls, input_rate: Decimal, cached_rate: Decimal | None, output_rate: Decimal) -> _Rates | None:
+        rates = [input_rate, input_rate if cached_rate is None else cached_rate, output_rate]
+        if not all(r.is_finite() and r >= 0 for r in rates):
+            return None
+        scale = max(0, *(-r.as_tuple().exponent for r in rates))    # type: ignore[operator]
+        if scale > 18:
+            return None
+        input_int, cached_int, output_int = (int(r.scaleb(scale)) for r in rates)
+        return cls(input_int, cached_int, output_int, scale)
+
+    @classmethod
+    def of_genai(cls, price) -> _Rates | None:
+        """Rates of a genai-prices ModelPrice, or None when it is not flat per-token pricing
+        (tiers, a price per request, other token kinds): those go through genai-prices."""
+        values = {k: v for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
+        for key, value in values.items():
+            if key in _TOKEN_PRICES:
+                if not isinstance(value, Decimal):
+                    return None
+            elif key.endswith("_mtok") or key.startswith("requests"):
+                return None
+        if "input_mtok" not in values and "output_mtok" not in values:
+            return None
+        return cls.of(values.get("input_mtok", Decimal(0)), values.get("cache_read_mtok"),
+                      values.get("output_mtok", Decimal(0)))
+
+    def nanousd(self, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
+        # USD = Σ/10**scale/1e6, nano-USD = Σ × 1000 / 10**scale, rounded half to even.
+        total = ((input_tokens - cached_tokens) * self.input + cached_tokens * self.cached
+                 + output_tokens * self.output) * 1000
+        if self.scale == 0:
+            return total
+        quotient, remainder = divmod(total, 10 ** self.scale)
+        twice = 2 * remainder
+        half = 10 ** self.scale
+        if twice > half or (twice == half and quotient % 2):
+            quotient += 1
+        return quotient
+
+
+_FREE = _Rates(0, 0, 0, 0)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _price_data():
     """genai-prices and its bundled data, about 16 MB resident: loaded by the processes that
     price calls (a Pricer), not by those that only format money (the worker, most of the CLI)."""
     import genai_prices
+    import genai_prices.data_snapshot
     return genai_prices
 
 

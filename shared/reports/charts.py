@@ -13,11 +13,6 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
-
 from shared.core.models import ApiKey
 from shared.reports.queries import daily_cost_by_key, daily_tokens_by_key, first_usage_day, utc_day
 
@@ -61,6 +56,13 @@ def daily_chart(days: list[dt.date], series: list[KeySeries], *, metric: str = "
     """A PNG of `width` x `height` pixels: bars stacked by key (in the given order).
 
     `today`, when it is the last day shown, is drawn hatched as a partial day."""
+    # Imported here: matplotlib is ~25 MB resident, loaded only by what draws (the bot draws in
+    # a helper process, shared/reports/offload.py).
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     series = _fold_small(series)
     compact = width < 700
     scale = 1.25 if compact else 1.0

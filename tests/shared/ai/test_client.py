@@ -320,3 +320,12 @@ async def test_cancelled_call_is_recorded_as_interrupted_estimate(harness):
     assert (event.outcome, event.estimated, event.output_tokens) == ("interrupted", True, 0)
     assert event.input_tokens > 0
     assert UsageEvent.select().count() == 1
+
+
+async def test_warm_up_sends_nothing_records_nothing_and_leaves_the_first_call_normal(harness):
+    await harness.client.warm_up()
+    assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
+    assert harness.events() == []
+    result = await harness.client.chat(HELLO, operation="first")
+    (event,) = harness.events()
+    assert (event.operation, event.outcome, event.input_tokens) == ("first", "ok", result.input_tokens)
