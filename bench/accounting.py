@@ -154,7 +154,7 @@ def _random_call(rng):
 
 
 def tracked_worker(url, calls, seed, barrier, queue):
-    from shared.core.accounting import CallRecord, record_call
+    from shared.core.accounting import CallRecord, prepare_statements, record_call
     from shared.core.db import connect_database
     from shared.core.models import ApiKey
     from shared.core.pricing import Pricer
@@ -164,6 +164,10 @@ def tracked_worker(url, calls, seed, barrier, queue):
     pricer = Pricer()
     rng = random.Random(seed)
     planned = [(_random_call(rng), rng.choice(keys)) for _ in range(calls)]
+    # What the bot does at start (TrackedClient.warm_up): statements compiled, prices looked up.
+    prepare_statements(db)
+    for model in MODELS:
+        pricer.cost_nanousd(model, 1, 0, 1)
     latencies = []
     barrier.wait()
     began = time.time()

@@ -29,7 +29,7 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from bench.reports import BENCH_DIR, open_bench_database  # noqa: E402
 from shared.core.config import Config, DatabaseConfig  # noqa: E402
 from shared.core.db import connect_database  # noqa: E402
-from shared.dashboard.app import create_app  # noqa: E402
+from shared.dashboard.server import create_app  # noqa: E402
 
 TARGET_MS = 100.0
 

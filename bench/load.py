@@ -53,11 +53,11 @@ from shared.ai.client import ClientError, TrackedClient  # noqa: E402
 from shared.core.accounting import Accountant, CallRecord, record_call  # noqa: E402
 from shared.core.config import load_config  # noqa: E402
 from shared.core.db import connect_database, database  # noqa: E402
+from shared.core.logs import setup_logging  # noqa: E402
 from shared.core.models import ApiKey, UsageEvent, utcnow  # noqa: E402
 from shared.core.pricing import Pricer  # noqa: E402
 from shared.core.startup import open_runtime  # noqa: E402
 from shared.core.status import key_status  # noqa: E402
-from shared.core.systemd import setup_logging  # noqa: E402
 from tests.shared.books import assert_books_exact  # noqa: E402
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -391,8 +391,8 @@ def check_books(config) -> dict:
 # --- naive tracker vs record_call as history grows ----------------------------------------------
 
 class NaiveJsonTracker:
-    """Seed 002's token_tracker: on every call, load token_usage.json, add to the totals, append
-    the call, and write the whole file back."""
+    """The naive tracker of small write-ups of this idea: on every call, load token_usage.json,
+    add to the totals, append the call, and write the whole file back."""
 
     PRICES = {"input": 0.15 / 1e6, "output": 0.60 / 1e6}
 
@@ -643,7 +643,7 @@ def report_imports() -> None:
 
 
 def report_history(sizes: list[int], naive: dict[int, float], ours: dict[str, dict[int, float]]) -> None:
-    print("\n== Per-call cost as history grows: naive JSON file (seed 002: load, add, append, dump it all) "
+    print("\n== Per-call cost as history grows: naive JSON file (load, add, append, dump it all) "
           "vs record_call ==")
     header = f"{'history':>9} {'naive JSON ms':>14}"
     for name in ours:

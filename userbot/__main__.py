@@ -13,8 +13,8 @@ from pyrogram.errors import Unauthorized
 from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError
+from shared.core.logs import setup_logging
 from shared.core.schema import SchemaError
-from shared.core.systemd import setup_logging
 from userbot.app import run_bot
 from userbot.session import SetupError, login, telegram_credentials
 from userbot.simulate import simulate

@@ -14,7 +14,8 @@ import sys
 from shared.core.command_line import Parser, add_common
 from shared.core.config import ConfigError, load_config
 from shared.core.db import connect_database
-from shared.core.systemd import Notifier, setup_logging
+from shared.core.logs import setup_logging
+from shared.core.systemd import Notifier
 from worker.loop import EXIT_CONFIG, WorkerLoop
 from worker.tick import Ticker
 

@@ -1,4 +1,4 @@
-"""Leadership (DESIGN invariant 7): one worker acts at a time.
+"""Leadership (docs/design.md invariant 7): one worker acts at a time.
 
 The lease row names its holder, an expiry renewed every tick, and a `term` that grows on
 every change of holder. A standby takes the lease over once it has expired. Every write

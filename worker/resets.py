@@ -1,4 +1,4 @@
-"""Persisting resets (DESIGN invariant 2): zero a key's counters once its window has ended.
+"""Persisting resets (docs/design.md invariant 2): zero a key's counters once its window has ended.
 
 Correctness never waits for this: everyone computes the current window from the row and the
 clock, and stale counters read as zero. Persisting makes the row itself say so, and leaves

@@ -33,7 +33,6 @@ from worker.retention import prune_events
 log = logging.getLogger("tokenpool.worker")
 
 PRUNE_EVERY = dt.timedelta(hours=1)
-BOT_SILENT_AFTER = dt.timedelta(minutes=2)
 _CHUNK = 500
 _SENT_MEMORY = 100_000
 
@@ -263,8 +262,7 @@ class Ticker:
         liveness.beat("worker", self.name, {"role": report.role, "holder": self.holder, "term": report.term,
                                              "keys": report.keys, "eligible": report.eligible,
                                              "generation": report.generation}, now=now)
-        report.bots_alive = sum(1 for b in liveness.heartbeats("bot")
-                                if liveness.is_alive(b, now, BOT_SILENT_AFTER))
+        report.bots_alive = liveness.count_alive("bot", now)
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -95,7 +95,11 @@ class TrackedClient:
 
         `models` is a fallback chain (used when no key can serve the first); `model` one model."""
         request = self._request(messages, operation, model, models, chat_id, max_tokens, extra, stream=False)
-        attempt = await self.failover.send(request)
+        try:
+            attempt = await self.failover.send(request)
+        except ClientError as exc:
+            exc.steps = tuple(request.steps)      # what was tried, for `tokenpool ask`
+            raise
         if attempt.answer is None:
             raise RuntimeError("a chat attempt without its answer")    # send() reads it for non-streams
         settled = await self.failover.settle(request, attempt, attempt.answer)

@@ -1,4 +1,4 @@
-"""What the failover loop needs from a provider, in neutral terms (DESIGN invariant 12).
+"""What the failover loop needs from a provider, in neutral terms (docs/design.md invariant 12).
 
 A `Dialect` sends one request with one key, turns every refusal into a `Failure` (an
 Outcome the loop acts on), and reads an answer into text, finish reason and `Usage`

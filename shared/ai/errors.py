@@ -5,7 +5,10 @@ import datetime as dt
 
 
 class ClientError(Exception):
-    """A call could not be answered; the message is written for the user."""
+    """A call could not be answered; the message is written for the user.
+    `steps` are the attempts made on the way (failover.Step), when the client knows them."""
+
+    steps: tuple = ()
 
 
 class NoKeyAvailable(ClientError):

@@ -1,4 +1,4 @@
-"""The failover loop: pick a key, send, classify, record, move on (DESIGN invariants 4, 12).
+"""The failover loop: pick a key, send, classify, record, move on (docs/design.md invariants 4 and 12).
 
 The loop knows nothing of a provider's dialect: the `Dialect` sends and classifies, the
 loop acts on the neutral `Failure`:
@@ -32,7 +32,14 @@ from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
 from shared.ai.errors import NoKeyAvailable, ProviderUnavailable, RequestRejected
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
-from shared.core.accounting import Accountant, CallRecord, Outcome, RateLimitSnapshot, Recorded
+from shared.core.accounting import (
+    Accountant,
+    CallRecord,
+    Outcome,
+    RateLimitSnapshot,
+    Recorded,
+)
+from shared.core.allowances import AllowanceFull, Hold, reserve
 from shared.core.backoff import backoff_delay
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
@@ -83,6 +90,7 @@ class Attempt:
     started: float
     sent: Sent | None = None
     answer: Answer | None = None     # None for a stream until it ends
+    hold: Hold | None = None         # its reservation against the key's allowances
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,7 @@ class Failover:
                           cached_tokens=usage.cached, output_tokens=usage.output, reasoning_tokens=usage.reasoning,
                           duration_ms=duration_ms, error_code=error_code, chat_id=request.chat_id,
                           estimated=estimated, at=attempt.at, cooldown_until=cooldown_until,
-                          rate_limits=rate_limits)
+                          rate_limits=rate_limits, hold=attempt.hold)
         recorded = await self.accountant.arecord(call)
         request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
         _log_call(call, attempt.key, recorded.cost_nanousd)
@@ -175,10 +183,11 @@ class Failover:
         """Send to one key after another until one answers; record every failure."""
         tried: set[int] = set()
         last: Failure | None = None
+        full: list[AllowanceFull] = []
         for _ in range(self.config.client.max_attempts):
             pick = await self._pick(model, tried)
             if pick.key is None:
-                raise _no_key_error(pick, last)
+                raise _no_key_error(pick, last, full)
             key = pick.key
             tried.add(key.id)
             for retry in range(self.config.client.server_error_retries + 1):
@@ -188,7 +197,13 @@ class Failover:
                     if not await self.database.run(self.selector.still_usable, key.id, utcnow(),
                                                    what="checking a key"):
                         break
-                answer = await self._attempt(request, key, model)
+                try:
+                    hold = await self._reserve(request, key, model)
+                except AllowanceFull as exc:
+                    full.append(exc)
+                    request.steps.append(Step(key.label, model, "allowance_full", exc.allowance.name))
+                    break
+                answer = await self._attempt(request, key, model, hold)
                 if isinstance(answer, Attempt):
                     return answer
                 last = answer
@@ -198,7 +213,18 @@ class Failover:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
         pick = await self._pick(model, tried)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
-                                                                             "none answered"), last)
+                                                                             "none answered"), last, full)
+
+    async def _reserve(self, request: Request, key: HeldKey, model: str) -> Hold | None:
+        """Hold the call's worst case against the allowances it draws on (AllowanceFull if one
+        has no room); None when the key draws on none for this model."""
+        refs = key.allowances_for(model)
+        if not refs:
+            return None
+        output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
+        ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
+        return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
+                                       what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
@@ -211,9 +237,10 @@ class Failover:
             if pick.key is None or pick.key.id not in self._failing:
                 return pick
 
-    async def _attempt(self, request: Request, key: HeldKey, model: str) -> Attempt | Failure:
+    async def _attempt(self, request: Request, key: HeldKey, model: str,
+                       hold: Hold | None = None) -> Attempt | Failure:
         """One request to one key: the accepted attempt, or the failure (already recorded)."""
-        attempt = Attempt(key, model, utcnow(), time.perf_counter())
+        attempt = Attempt(key, model, utcnow(), time.perf_counter(), hold=hold)
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
                                                    stream=request.stream)
@@ -270,7 +297,13 @@ class Failover:
 
 # --- pure helpers ---------------------------------------------------------------------------
 
-def _no_key_error(pick: Pick, last: Failure | None) -> NoKeyAvailable | RequestRejected:
+def _no_key_error(pick: Pick, last: Failure | None,
+                  full: list[AllowanceFull] | None = None) -> NoKeyAvailable | RequestRejected:
+    if full and (last is None or last.outcome not in RETRYING):
+        names = ", ".join(dict.fromkeys(f"'{f.allowance.name}'" for f in full))
+        frees = min([f.frees_up_at for f in full] + ([pick.frees_up_at] if pick.frees_up_at else []))
+        return NoKeyAvailable(f"No API key can take this call now: allowance {names} is used up for its window "
+                              f"(frees up in {format_duration(frees - utcnow())}, at {frees:%H:%M} UTC).", frees)
     if last is not None and last.other_keys_may_serve:
         return RequestRejected(last.message, last.status or 0, last.error_code, model_unserved=True)
     if last is not None and last.outcome in RETRYING:
@@ -303,7 +336,7 @@ def _ms_since(started: float) -> int:
 
 
 def _log_call(call: CallRecord, key: HeldKey, cost_nanousd: int) -> None:
-    """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome` (seed 003)."""
+    """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome`."""
     if not calls_log.isEnabledFor(logging.INFO):
         return
     approx = "~" if call.estimated else ""

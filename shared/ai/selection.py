@@ -1,12 +1,12 @@
-"""Which key a call uses (DESIGN invariant 4).
+"""Which key a call uses (docs/design.md invariant 4).
 
 The worker publishes a ranking of eligible keys (`KeyRanking`, newest generation wins);
 bots follow it. Before a key is used its row is read again and its status recomputed,
 so a key that turned EXHAUSTED, INVALID, DISABLED or cooling since the ranking was
 published is never sent a request.
 
-When no worker is alive (no worker heartbeat within `client.ranking_stale_seconds`)
-or none has published yet, selection degrades to this process's own view: eligible
+When no worker is alive (shared/core/liveness.py, docs/design.md invariant 13) or
+none has published yet, selection degrades to this process's own view: eligible
 keys in config order. A warning is logged once when that starts, a note when it ends.
 The worker publishes only when the ranking changes, so its age says nothing; the
 worker's heartbeat does.
@@ -25,6 +25,7 @@ from shared.core.config import Config
 from shared.core.db import database
 from shared.core.key_rows import KeyRow, key_row, key_rows_statement
 from shared.core.keys import HeldKey, KeyRing
+from shared.core.liveness import ALIVE_WITHIN, recently_seen
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
 from shared.core.prepared import Prepared, Statements, slot
 from shared.core.status import frees_up_at, is_eligible
@@ -76,7 +77,6 @@ class Selector:
     def __init__(self, config: Config, keyring: KeyRing):
         self.keyring = keyring
         self.low_threshold = config.pool.low_threshold
-        self.stale_after = dt.timedelta(seconds=config.client.ranking_stale_seconds)
         self.degraded: bool | None = None      # None until the first pick
         self._statements = Statements()
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
@@ -87,7 +87,7 @@ class Selector:
         if not rows:
             return None, None
         generation, key_ids, seen = rows[0]
-        if seen is None or now - seen > self.stale_after:
+        if not recently_seen(seen, now):
             return None, None
         if self._parsed is None or self._parsed[0] != generation:
             self._parsed = (generation, ranked_order(key_ids))
@@ -130,7 +130,7 @@ class Selector:
         if degraded and self.degraded is not True:
             log.warning("no key ranking from a live worker (no worker heartbeat within %d s, or nothing "
                         "published yet): choosing keys by status in config order",
-                        self.stale_after.total_seconds())
+                        ALIVE_WITHIN.total_seconds())
         elif not degraded and self.degraded is True:
             log.info("following the worker's key ranking again")
         self.degraded = degraded

@@ -1,4 +1,4 @@
-"""Exact accounting of every call (DESIGN invariants 1, 2 and 6).
+"""Exact accounting of every call (docs/design.md invariants 1, 2 and 6).
 
 `record_call` writes the event, the key's counters and the daily rollup (and, for a call
 made for a chat, the chat's rollup) in ONE transaction, with atomic SQL increments (no
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import peewee as pw
 
 from shared.core import windows
+from shared.core.allowances import Hold, settle
 from shared.core.db import (
     TRANSIENT_ERRORS,
     DatabaseUnavailable,
@@ -25,6 +26,7 @@ from shared.core.db import (
     database,
     first_line,
     retrying,
+    write_transaction,
 )
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
@@ -88,6 +90,12 @@ class CallRecord:
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     cooldown_until: dt.datetime | None = None
     rate_limits: RateLimitSnapshot | None = None
+    hold: Hold | None = None       # the allowance reservation this call settles
+
+    @property
+    def counts_as_request(self) -> bool:
+        """Whether the provider counted the call against a requests-per-window limit."""
+        return self.outcome in (Outcome.OK, Outcome.INTERRUPTED) or self.usage.total > 0
 
     @property
     def total_tokens(self) -> int:
@@ -118,7 +126,12 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     db = database.obj
     statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
     try:
-        execute_all(db, statements, values)
+        if call.hold is None:
+            execute_all(db, statements, values)
+        else:   # the allowance reservation is settled in the same transaction as the call
+            with write_transaction():
+                execute_all(db, statements, values)
+                settle(call.hold, usage.total, int(call.counts_as_request))
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
             return Recorded(call.call_id, cost, duplicate=True)

@@ -49,6 +49,8 @@ EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
 
 
 RESET_MODES = ("rolling", "utc-day")
+ALLOWANCE_WINDOWS = ("utc-day", "rolling", "minute")
+ALLOWANCE_NAME_MAX = 100
 POLICIES = ("sticky", "round-robin", "most-remaining")
 AUTOREPLY_MODES = ("all", "allow", "deny")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -69,10 +71,23 @@ class KeyConfig:
     reset: str | None = setting(None, choices=RESET_MODES)
     enabled: bool = True
     models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)   # model patterns it serves; empty: any
+    # Names of the [[allowances]] it draws on (with other keys, maybe).
+    allowances: list[str] = list_setting(max_length=ALLOWANCE_NAME_MAX, non_empty=True)
 
     @property
     def secret(self) -> str:
         return self.api_key
+
+
+@dataclass(frozen=True)
+class AllowanceConfig:
+    """What a provider grants an organization or account, shared by the keys that name it:
+    `tokens` and/or `requests` per `window`, for the models matching `models` (empty: any)."""
+    name: str = setting("", max_length=ALLOWANCE_NAME_MAX)     # required: checked in _validate_allowances
+    window: str = setting("utc-day", choices=ALLOWANCE_WINDOWS)   # "rolling": 24 h from first registration
+    tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
+    requests: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
+    models: list[str] = list_setting(max_length=MODEL_COLUMN, non_empty=True)
 
 
 @dataclass(frozen=True)
@@ -110,8 +125,10 @@ class ClientConfig:
     server_error_retries: int = setting(1, low=0, high=100)     # retries on the same key after a 5xx / timeout
     retry_backoff_seconds: float = setting(0.5, low=0, high=HOUR)   # first wait before such a retry (doubles)
     rate_limit_cooldown_seconds: float = setting(5.0, low=0, above=True, high=DAY)  # after a 429 naming no reset
-    # No worker heartbeat this long: bots select keys themselves.
-    ranking_stale_seconds: float = setting(30.0, low=0, above=True, high=DAY)
+    # Output tokens reserved against allowances for a call that sets no max_tokens.
+    reserve_output_tokens: int = setting(1024, low=1, high=TOKENS_MAX)
+    # A reservation its process never settled (it died mid-call) stops counting after this.
+    reservation_ttl_seconds: float = setting(600.0, low=0, above=True, high=DAY)
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     keys: list[KeyConfig] = field(default_factory=list)
+    allowances: list[AllowanceConfig] = field(default_factory=list)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     bot: BotConfig = field(default_factory=BotConfig)
@@ -397,6 +415,7 @@ def _validate(config: Config, path: str) -> None:
                               f"keys[{secrets[key.secret]}]")
         labels[key.label] = i
         secrets[key.secret] = i
+    _validate_allowances(config, path)
     _validate_budgets(config, path)
     _working_hours(path, "autoreply.working_hours", config.autoreply.working_hours)
     for model in config.pricing.overrides:
@@ -411,6 +430,25 @@ WORKING_HOURS_FORMAT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):(
 def _working_hours(path, key, value):
     if value and not WORKING_HOURS_FORMAT.match(value.strip()):
         raise ConfigError(f"{path}: '{key}' must look like \"09:00-18:00\" (UTC), not {value!r}")
+
+
+def _validate_allowances(config: Config, path: str) -> None:
+    names: dict[str, int] = {}
+    for i, allowance in enumerate(config.allowances):
+        where = f"allowances[{i}]"
+        if not allowance.name.strip():
+            raise ConfigError(f"{path}: '{where}.name' must not be empty")
+        if allowance.name in names:
+            raise ConfigError(f"{path}: {where}: duplicate allowance name '{_shown(allowance.name)}' "
+                              f"(also allowances[{names[allowance.name]}])")
+        names[allowance.name] = i
+        if allowance.tokens is None and allowance.requests is None:
+            raise ConfigError(f"{path}: {where} ('{_shown(allowance.name)}'): give 'tokens' or 'requests' (or both)")
+    for i, key in enumerate(config.keys):
+        for name in key.allowances:
+            if name not in names:
+                raise ConfigError(f"{path}: 'keys[{i}].allowances' names no allowance '{_shown(name)}' "
+                                  f"(allowances: {', '.join(sorted(names)) or 'none'})")
 
 
 def _validate_budgets(config: Config, path: str) -> None:

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import peewee
 from playhouse import db_url
@@ -47,34 +47,40 @@ def backend_of(db: peewee.Database) -> str:
 
 
 def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True,
-                     idle_transaction_seconds: float | None = None) -> peewee.Database:
+                     idle_transaction_seconds: float | None = None, read_only: bool = False) -> peewee.Database:
     """Open the database named by `url` and (by default) bind the models to it.
 
     No lock outlives its holder for long: on PostgreSQL a statement waits for a lock at most
     `busy_timeout_seconds` (then fails, and is retried like any outage), and the server
     ends a session left idle inside a transaction for `idle_transaction_seconds` (default:
     the busy timeout), so a frozen process's locks (and its advisory lock) are released.
-    """
+
+    `read_only`: every write is refused by the database itself (SQLite `mode=ro`, a
+    read-only session on PostgreSQL and MySQL), and nothing is created: not the file, not
+    its folder (docs/design.md invariant 14)."""
     scheme = urlparse(url).scheme
     options: dict = {}
     if scheme.startswith("sqlite"):
         path = db_url.parse(url)["database"]
-        if path != ":memory:":
-            prepare_sqlite_file(Path(path).expanduser())
-        options["pragmas"] = {
-            "journal_mode": "wal",
-            "busy_timeout": int(busy_timeout_seconds * 1000),
-            "synchronous": "normal",
-            "foreign_keys": 1,
-        }
+        options["pragmas"] = {"busy_timeout": int(busy_timeout_seconds * 1000), "foreign_keys": 1}
+        if read_only:
+            file = Path(path).expanduser()
+            if path == ":memory:" or not file.is_file():
+                raise DatabaseUrlError(f"no database at {path} (`tokenpool migrate` creates it)")
+            options.update(database=f"file:{quote(str(file.resolve()))}?mode=ro", uri=True)
+        else:
+            if path != ":memory:":
+                prepare_sqlite_file(Path(path).expanduser())
+            options["pragmas"].update(journal_mode="wal", synchronous="normal")
         options["timeout"] = busy_timeout_seconds
     elif scheme.startswith("postgres"):
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
         idle = busy_timeout_seconds if idle_transaction_seconds is None else idle_transaction_seconds
-        given = db_url.parse(url).get("options", "")       # e.g. a search_path in the URL
+        given = db_url.parse(url).get("options") or ""       # e.g. a search_path in the URL
         options["options"] = " ".join(filter(None, (
             given, f"-c lock_timeout={_milliseconds(busy_timeout_seconds)}",
-            f"-c idle_in_transaction_session_timeout={_milliseconds(idle)}")))
+            f"-c idle_in_transaction_session_timeout={_milliseconds(idle)}",
+            "-c default_transaction_read_only=on" if read_only else "")))
     elif scheme.startswith("mysql"):
         # Keep microseconds: window boundaries are compared to the microsecond.
         options["field_types"] = {"DATETIME": "DATETIME(6)"}
@@ -84,6 +90,8 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         from pymysql.constants import CLIENT
         options["client_flag"] = CLIENT.FOUND_ROWS
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
+        if read_only:
+            options["init_command"] = "SET SESSION TRANSACTION READ ONLY"
     else:
         raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
                                "(use sqlite:///path, postgresql://… or mysql://…)")

@@ -6,13 +6,13 @@ own config; `KeyRing` is that map and the only place a secret lives at run time.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 from dataclasses import dataclass
 
 import peewee as pw
 
+from shared.core.allowances import AllowanceRef, join, matches, sync_allowances
 from shared.core.config import Config, KeyConfig
 from shared.core.db import write_transaction
 from shared.core.models import ApiKey, utcnow
@@ -47,17 +47,17 @@ class HeldKey:
     base_url: str
     secret: str
     models: tuple[str, ...] = ()      # name patterns of the models it serves; empty: any
+    allowances: tuple[AllowanceRef, ...] = ()     # what it draws on (with other keys, maybe)
 
     def serves(self, model: str) -> bool:
-        return serves(self.models, model)
+        return matches(self.models, model)
+
+    def allowances_for(self, model: str) -> list[AllowanceRef]:
+        """The allowances a call of `model` with this key draws on."""
+        return [a for a in self.allowances if a.covers(model)]
 
     def __repr__(self) -> str:  # never show the secret
         return f"HeldKey({self.label!r}, {self.masked})"
-
-
-def serves(patterns: tuple[str, ...] | list[str], model: str) -> bool:
-    """Whether a model name matches one of `patterns` (shell-style, `gpt-4o*`); none: any model."""
-    return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
 class KeyRing:
@@ -106,9 +106,12 @@ def sync_keys(config: Config, *, owner: bool = False) -> KeyRing:
     now = utcnow()
     held = []
     with write_transaction():
+        allowances = sync_allowances(config, now)
         seen = set()
         for position, key in enumerate(config.keys):
-            held.append(_sync_key(config, key, position, now, owner=owner))
+            held.append(_sync_key(config, key, position, now, owner=owner,
+                                  allowances=tuple(allowances[n] for n in key.allowances)))
+            join(held[-1].id, list(held[-1].allowances))
             seen.add(held[-1].id)
         if owner and seen:
             (ApiKey.update(in_config=False)
@@ -116,7 +119,8 @@ def sync_keys(config: Config, *, owner: bool = False) -> KeyRing:
     return KeyRing(held)
 
 
-def _sync_key(config: Config, key: KeyConfig, position: int, now, *, owner: bool) -> HeldKey:
+def _sync_key(config: Config, key: KeyConfig, position: int, now, *, owner: bool,
+              allowances: tuple[AllowanceRef, ...] = ()) -> HeldKey:
     fp = fingerprint(key.secret)
     reset = config.key_reset(key)
     masked = mask(key.secret)
@@ -134,7 +138,7 @@ def _sync_key(config: Config, key: KeyConfig, position: int, now, *, owner: bool
         _warn_if_different(row, fields, reset, config)
         label, base_url = row.label, row.base_url    # the pool's, not this file's
     return HeldKey(id=row.id, fingerprint=fp, label=label, masked=masked,
-                   base_url=base_url, secret=key.secret, models=tuple(key.models))
+                   base_url=base_url, secret=key.secret, models=tuple(key.models), allowances=allowances)
 
 
 def _write_settings(row: ApiKey, fields: dict, key: KeyConfig, reset: str, now, *, owner: bool) -> None:

@@ -1,4 +1,14 @@
-"""Liveness of every process: a row per (kind, name), upserted on each beat."""
+"""Liveness of every process: a row per (kind, name), upserted on each beat, and the one
+rule that says whether a process is alive (docs/design.md invariant 13).
+
+A process is alive while its last heartbeat is at most `ALIVE_WITHIN` old and it has not
+signed off. Bots beat every 15 s and the worker on every tick (2 s by default), so a minute
+is four missed beats of a bot: long enough for a slow database, short enough for a report to
+tell the truth. Reports, `doctor`, the worker's count of live bots and the bots' trust in
+the worker's ranking all use this rule and nothing else (selection reads only the newest
+worker beat, in the same query as the ranking, so it applies the time part: a cleanly
+stopped worker's last ranking is followed until it ages out, every key still re-checked).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +18,8 @@ import socket
 
 from shared.core.db import conflict_target, database
 from shared.core.models import Heartbeat, utcnow
+
+ALIVE_WITHIN = dt.timedelta(seconds=60)
 
 
 def beat(kind: str, name: str, info: dict | None = None, *, now: dt.datetime | None = None) -> None:
@@ -60,5 +72,16 @@ def heartbeats(kind: str | None = None) -> list[Heartbeat]:
     return list(query)
 
 
-def is_alive(heartbeat: Heartbeat, now: dt.datetime, threshold: dt.timedelta) -> bool:
-    return not is_stopped(heartbeat) and now - heartbeat.last_seen <= threshold
+def recently_seen(last_seen: dt.datetime | None, now: dt.datetime) -> bool:
+    """The time part of the rule: a beat at `last_seen` (None: never) is recent enough at `now`."""
+    return last_seen is not None and now - last_seen <= ALIVE_WITHIN
+
+
+def is_alive(heartbeat: Heartbeat, now: dt.datetime) -> bool:
+    """The rule: beat recently, and not signed off since."""
+    return not is_stopped(heartbeat) and recently_seen(heartbeat.last_seen, now)
+
+
+def count_alive(kind: str, now: dt.datetime) -> int:
+    """How many processes of `kind` ("worker" or "bot") are alive at `now`."""
+    return sum(1 for h in heartbeats(kind) if is_alive(h, now))

@@ -269,6 +269,58 @@ class ChatState(BaseModel):
     class Meta:
         indexes = ((("bot", "chat_id"), True),)
 
+class Allowance(BaseModel):
+    """What a provider grants, shared by the keys that join it (DESIGN invariant 9):
+    a limit in tokens and/or requests per window, for the models matching `models`."""
+    id = pw.AutoField()
+    name = pw.CharField(max_length=100, unique=True)
+    window = pw.CharField(max_length=16)               # "utc-day", "rolling" (24 h from anchor) or "minute"
+    token_limit = pw.BigIntegerField(null=True)
+    request_limit = pw.BigIntegerField(null=True)
+    models = pw.CharField(max_length=1000, default="")  # name patterns, space-separated; empty: any
+    anchor = pw.DateTimeField()
+    in_config = pw.BooleanField(default=True)
+
+
+class AllowanceWindow(BaseModel):
+    """What one allowance used in one window: tokens and requests of recorded calls."""
+    id = pw.AutoField()
+    allowance = pw.ForeignKeyField(Allowance, backref="windows", on_delete="CASCADE")
+    window_start = pw.DateTimeField()
+    tokens_used = pw.BigIntegerField(default=0)
+    requests_used = pw.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("allowance", "window_start"), True),)
+
+
+class AllowanceHold(BaseModel):
+    """A reservation: a call's worst case held against an allowance window until the call is
+    recorded (settled) or `expires_at` passes (its process died)."""
+    id = pw.BigAutoField()
+    hold_id = pw.CharField(max_length=32, index=True)
+    allowance = pw.ForeignKeyField(Allowance, on_delete="CASCADE")
+    window_start = pw.DateTimeField()
+    tokens = pw.BigIntegerField(default=0)
+    requests = pw.IntegerField(default=0)
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("allowance", "window_start", "expires_at"), False),)
+
+
+class KeyAllowance(BaseModel):
+    """Which keys draw on which allowance (from config), for reports."""
+    id = pw.AutoField()
+    key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE")
+    allowance = pw.ForeignKeyField(Allowance, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("key", "allowance"), True),)
+
+
 ALL_MODELS = [ApiKey, UsageEvent, DailyRollup, KeyRanking, KeyReset, Lease, Heartbeat, Alert, Setting,
               ChatRollup,
-              ChatMessage, HandledMessage, ChatState]
+              ChatMessage, HandledMessage, ChatState,
+              Allowance, AllowanceWindow, AllowanceHold, KeyAllowance]
+

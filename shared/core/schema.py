@@ -2,6 +2,8 @@
 
 Every process calls `ensure_schema` at start: it applies pending migrations, or refuses
 to run against a database that a newer tokenpool has migrated past what it knows.
+Read-only commands call `require_current_schema` instead: it never writes, and refuses a
+schema that is behind as well.
 """
 from __future__ import annotations
 
@@ -52,6 +54,17 @@ def migrate(db: pw.Database) -> list[str]:
 
 def ensure_schema(db: pw.Database) -> None:
     migrate(db)
+
+
+def require_current_schema(db: pw.Database) -> None:
+    """Refuse, without writing anything, a schema this tokenpool cannot read as it is:
+    behind (pending migrations) or ahead (migrated by a newer tokenpool)."""
+    _refuse_newer(db)
+    _applied, pending, _unknown = schema_status(db)
+    if pending:
+        raise SchemaError(
+            f"the database schema is behind this tokenpool (pending migrations: {', '.join(pending)}); "
+            "run `tokenpool migrate` (or start the worker or a bot) first")
 
 
 def _refuse_newer(db: pw.Database) -> None:

@@ -1,4 +1,7 @@
-"""What every process does first: load config, open the database, migrate, sync keys."""
+"""What every process does first: load config, open the database, then either migrate and
+register its keys (`open_runtime`: bots, the worker, commands that write) or only check the
+schema on a read-only connection (`open_readonly`: reports, exports, charts, key listings,
+monitor, dashboard; docs/design.md invariant 14)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +11,7 @@ import peewee as pw
 from shared.core.config import Config, load_config
 from shared.core.db import connect_database, retrying
 from shared.core.keys import KeyRing, sync_keys
-from shared.core.schema import ensure_schema
+from shared.core.schema import ensure_schema, require_current_schema
 
 
 @dataclass
@@ -27,3 +30,12 @@ def open_runtime(config: Config | None = None, *, config_path: str | None = None
     keyring = retrying(sync_keys, config, what="syncing keys") if sync else KeyRing([])
     return Runtime(config=config, db=db, keyring=keyring)
 
+
+
+def open_readonly(config: Config | None = None, *, config_path: str | None = None) -> Runtime:
+    """Connect read-only; neither migrate nor register keys; refuse a schema that is behind."""
+    config = config or load_config(config_path)
+    db = connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds,
+                          read_only=True)
+    retrying(require_current_schema, db, what="reading the schema")
+    return Runtime(config=config, db=db, keyring=KeyRing([]))

@@ -1,4 +1,4 @@
-"""Key status (DESIGN invariant 3): one pure function of the key row and the time.
+"""Key status (docs/design.md invariant 3): one pure function of the key row and the time.
 
 Worker, bots, reports and the dashboard all call `key_status`; nobody else decides.
 """

@@ -1,5 +1,6 @@
 """Living under systemd: sd_notify (READY / STATUS / WATCHDOG / STOPPING) over
-$NOTIFY_SOCKET, and log lines journald understands. Outside systemd all of it is a no-op.
+$NOTIFY_SOCKET. Outside systemd all of it is a no-op. (Log lines journald understands are
+set up by shared/core/logs.py.)
 
 The notify protocol is one datagram of `NAME=value` lines to a Unix socket; the standard
 library's `socket` speaks it, so no extra dependency is needed.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 from collections.abc import Mapping
 
 log = logging.getLogger("tokenpool.systemd")
@@ -37,7 +37,8 @@ class Notifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._socket.sendto("\n".join(lines).encode("utf-8"), self.address)
+            # Never wait: a full queue (systemd busy or gone) must not freeze the caller's loop.
+            self._socket.sendto("\n".join(lines).encode("utf-8"), socket.MSG_DONTWAIT, self.address)
             return True
         except OSError as exc:   # systemd went away or the socket is wrong: keep working regardless
             log.debug("sd_notify failed: %s", exc)
@@ -69,38 +70,3 @@ def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
         return None
     return int(usec) / 1_000_000
 
-
-# --- logging ------------------------------------------------------------------------------
-
-_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
-
-
-class JournalFormatter(logging.Formatter):
-    """`<6>tokenpool.worker: message`: journald reads the <priority> prefix and adds the time."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = next((p for level, p in _PRIORITIES if record.levelno >= level), 7)
-        text = f"{record.name}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        # Continuation lines of a traceback keep the record's priority.
-        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
-
-
-CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "aiohttp.access", "pyrogram.session", "pyrogram.connection")
-
-
-def setup_logging(level: str = "INFO", env: Mapping[str, str] | None = None) -> None:
-    """Log to stderr: journald format under systemd ($JOURNAL_STREAM), timestamped lines otherwise."""
-    env = os.environ if env is None else env
-    handler = logging.StreamHandler(sys.stderr)
-    if env.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    # HTTP libraries log every request at INFO; our own per-call line says more.
-    for chatty in CHATTY_LOGGERS:
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -1,4 +1,4 @@
-"""24-hour allowance windows (DESIGN invariant 2), as pure functions of values.
+"""24-hour allowance windows (docs/design.md invariant 2), as pure functions of values.
 
 Window k of a key is [anchor + k*24h, anchor + (k+1)*24h). In "utc-day" mode the
 anchor is the Unix epoch, so windows are UTC calendar days. Anyone can compute the

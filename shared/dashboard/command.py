@@ -6,7 +6,7 @@ import dataclasses
 import sys
 
 from shared.core.config import load_config
-from shared.core.systemd import setup_logging
+from shared.core.logs import setup_logging
 
 
 def register(command) -> None:
@@ -26,7 +26,7 @@ def _port(text: str) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from shared.dashboard.app import PortUnavailable, run_dashboard
+    from shared.dashboard.server import PortUnavailable, run_dashboard
 
     config = load_config(args.config)
     changes = {name: value for name, value in (("host", args.host), ("port", args.port)) if value is not None}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import peewee as pw
@@ -36,6 +36,7 @@ from shared.core.status import (
     key_status,
     window_usage,
 )
+from shared.reports.allowance_views import AllowanceView, allowance_views
 from shared.reports.forecast import (
     KeyForecast,
     PoolForecast,
@@ -47,7 +48,6 @@ from shared.reports.forecast import (
 SPENT = frozenset({Status.DISABLED, Status.INVALID, Status.EXHAUSTED})
 
 # A process whose last heartbeat is older than this is shown as down.
-HEALTH_STALE_AFTER = dt.timedelta(seconds=60)
 
 
 class ReportError(ValueError):
@@ -161,6 +161,7 @@ class StatsSnapshot:
     ranking_generation: int | None
     forecasts: dict[int, KeyForecast]       # by key id, at the pace of the last hour
     pool_forecast: PoolForecast
+    allowances: list[AllowanceView] = field(default_factory=list)   # shared pools, with their keys
 
     @property
     def daily_limit(self) -> int | None:
@@ -185,7 +186,7 @@ def stats_snapshot(now: dt.datetime, config) -> StatsSnapshot:
     forecasts, pool_forecast = forecast_views(keys, recent_tokens_by_key(now), now)
     return StatsSnapshot(now=now, keys=keys, in_use=_key_in_use(keys, ranking), today=today,
                          processes=process_health(now), ranking_generation=ranking and ranking.generation,
-                         forecasts=forecasts, pool_forecast=pool_forecast)
+                         forecasts=forecasts, pool_forecast=pool_forecast, allowances=allowance_views(now))
 
 
 def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | None:
@@ -198,11 +199,11 @@ def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | No
     return next((k for k in keys if k.status in ELIGIBLE), None)
 
 
-def process_health(now: dt.datetime, stale_after: dt.timedelta = HEALTH_STALE_AFTER) -> list[ProcessHealth]:
+def process_health(now: dt.datetime) -> list[ProcessHealth]:
     """Workers first, then bots, each by name."""
     rows = Heartbeat.select().order_by(Heartbeat.kind.desc(), Heartbeat.name)
     return [ProcessHealth(kind=h.kind, name=h.name, host=h.host, pid=h.pid, started_at=h.started_at,
-                          last_seen=h.last_seen, alive=is_alive(h, now, stale_after),
+                          last_seen=h.last_seen, alive=is_alive(h, now),
                           since_seen=max(dt.timedelta(0), now - h.last_seen), stopped=is_stopped(h))
             for h in rows]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from shared.core.pricing import nano_to_usd
+from shared.reports.allowance_views import allowance_json
 from shared.reports.budgets import Amount, BudgetReport
 from shared.reports.forecast import KeyForecast, PoolForecast
 from shared.reports.queries import (
@@ -95,6 +96,7 @@ def stats_json(snapshot: StatsSnapshot) -> dict:
         "keys": [{**key_json(view), "forecast": key_forecast_json(snapshot.forecasts[view.id])}
                  for view in snapshot.keys],
         "processes": [process_json(p) for p in snapshot.processes],
+        "allowances": [allowance_json(a) for a in snapshot.allowances],
     }
 
 

@@ -14,6 +14,7 @@ from html import escape
 from shared.core.pricing import format_usd
 from shared.core.status import Status
 from shared.core.windows import format_duration
+from shared.reports.allowance_views import telegram_block
 from shared.reports.budgets import Amount, BudgetCheck, BudgetReport
 from shared.reports.forecast import KeyForecast, Outlook
 from shared.reports.humanize import ago, compact, percent
@@ -64,7 +65,7 @@ def key_name(view: KeyView) -> str:
 # --- .stats ------------------------------------------------------------------------------------
 
 def render_stats(snapshot: StatsSnapshot) -> str:
-    """Seed 000's panel: the pool today, each key, then the health of worker and bots."""
+    """The `.stats` panel: the pool today, each key, then the health of worker and bots."""
     today = snapshot.today
     limit = snapshot.daily_limit
     head = [
@@ -88,6 +89,9 @@ def render_stats(snapshot: StatsSnapshot) -> str:
     ]
     items = ["\n" + _key_block(view, snapshot.now, snapshot.forecasts.get(view.id))
              for view in snapshot.keys] or ["\nNo keys configured."]
+    if snapshot.allowances:     # keys that share a provider's allowance, grouped under it
+        items = ["\n🏢 <b>Shared allowances:</b>"] + ["\n" + telegram_block(a, snapshot.now)
+                                                     for a in snapshot.allowances] + items
     tail = ["", RULE, "🩺 <b>Health</b>"] + _health_lines(snapshot.processes)
     return fit(head, items, tail, "keys")
 

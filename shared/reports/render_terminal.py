@@ -9,6 +9,7 @@ from rich.text import Text
 from shared.core.pricing import format_usd
 from shared.core.status import Status
 from shared.core.windows import format_duration
+from shared.reports.allowance_views import allowances_table
 from shared.reports.budgets import BudgetReport
 from shared.reports.forecast import KeyForecast, Outlook
 from shared.reports.humanize import ago, percent
@@ -140,6 +141,8 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
             ("forecast", snapshot.pool_forecast.text)):
         summary.add_row(name, Text(value))
     parts: list[RenderableType] = [summary, keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
+    if snapshot.allowances:
+        parts.append(allowances_table(snapshot.allowances, snapshot.now))
     parts.append(health_table(snapshot.processes) if snapshot.processes
                  else Text("No worker or bot has reported yet.", style="dim"))
     return Group(*parts)

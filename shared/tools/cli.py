@@ -10,15 +10,17 @@ from pathlib import Path
 from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import EXAMPLE_CONFIG, ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_database
+from shared.core.keys import sync_keys
+from shared.core.logs import setup_logging
 from shared.core.models import ApiKey, utcnow
 from shared.core.schema import SchemaError, migrate, schema_status
-from shared.core.startup import open_runtime
+from shared.core.startup import open_readonly, open_runtime
 from shared.core.status import Status
-from shared.core.systemd import setup_logging
 from shared.dashboard import command as dashboard_command
 from shared.reports import queries, render_json_csv
+from shared.reports.allowance_views import allowance_json, allowance_views, allowances_table
 from shared.reports.render_terminal import keys_table
-from shared.tools import cli_reports, demo, doctor, simulator
+from shared.tools import ask, cli_reports, demo, doctor, simulator
 from shared.tools.terminal import show
 
 USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError)
@@ -34,7 +36,8 @@ def cmd_init(args) -> int:
     if args.json:
         print(json.dumps({"wrote": str(target)}))
     else:
-        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), then run `tokenpool keys`")
+        print(f"wrote {target}: add your keys (api_key_env = \"VAR\"), "
+              "then run `tokenpool migrate` and `tokenpool keys`")
     return 0
 
 
@@ -42,6 +45,7 @@ def cmd_migrate(args) -> int:
     config = load_config(args.config)
     db = connect_database(config.database_url)
     done = migrate(db)
+    sync_keys(config)                   # the keys of the config, registered for the reports
     applied, _pending, _unknown = schema_status(db)
     if args.json:
         print(json.dumps({"applied_now": done, "schema": applied}))
@@ -51,15 +55,32 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    runtime = open_runtime(config_path=args.config)
-    low = runtime.config.pool.low_threshold
     if args.action in ("enable", "disable"):
+        low = open_runtime(config_path=args.config).config.pool.low_threshold
         return _switch_key(args.action, args.label, low, args.json)
-    views = queries.key_views(utcnow(), low, include_removed=args.all)
+    runtime = open_readonly(config_path=args.config)
+    now = utcnow()
+    views = queries.key_views(now, runtime.config.pool.low_threshold, include_removed=args.all)
     if args.json:
         print(json.dumps([render_json_csv.key_json(v) for v in views], indent=2))
     else:
         show(keys_table(views))
+        shared_pools = allowance_views(now)
+        if shared_pools:
+            show(allowances_table(shared_pools, now))
+    return 0
+
+
+def cmd_allowances(args) -> int:
+    open_runtime(config_path=args.config)
+    now = utcnow()
+    views = allowance_views(now)
+    if args.json:
+        print(json.dumps([allowance_json(v) for v in views], indent=2))
+    elif views:
+        show(allowances_table(views, now))
+    else:
+        print("no [[allowances]] in config (keys are limited by their own daily_token_limit)")
     return 0
 
 
@@ -117,16 +138,18 @@ def build_parser() -> Parser:
 
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
-    command("migrate", cmd_migrate, "apply pending database migrations")
+    command("migrate", cmd_migrate, "apply pending database migrations and register the config's keys")
     sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; enable or disable a key")
     sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list",
                      help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")
     sub.add_argument("label", nargs="?", help="the key's label (for enable / disable)")
     sub.add_argument("--all", action="store_true", help="include keys removed from config")
+    command("allowances", cmd_allowances, "list the allowances keys share: used, held, limit and resets-in per window")
     cli_reports.register(command)
     dashboard_command.register(command)
     simulator.register(command)
     doctor.register(command)
+    ask.register(command)
     demo.register(command)
     return parser
 

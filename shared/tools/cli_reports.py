@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from shared.core.models import utcnow
-from shared.core.startup import open_runtime
+from shared.core.startup import open_readonly
 from shared.reports import render_json_csv as render_data
 from shared.reports import render_terminal
 from shared.reports.budgets import budget_report
@@ -30,10 +30,10 @@ from shared.tools.terminal import show
 
 
 def _reporting(fn):
-    """Open the runtime first; a bad argument is a short message and exit status 2."""
+    """Open the database read-only first; a bad argument is a short message and exit status 2."""
     @functools.wraps(fn)
     def run(args) -> int:
-        runtime = open_runtime(config_path=args.config)
+        runtime = open_readonly(config_path=args.config)
         try:
             return fn(args, runtime.config, utcnow())
         except ReportError as exc:
@@ -121,7 +121,7 @@ def cmd_chart(args, config, now) -> int:
 
 
 def cmd_monitor(args) -> int:
-    runtime = open_runtime(config_path=args.config)
+    runtime = open_readonly(config_path=args.config)
     return run_monitor(runtime.config, interval=args.interval, calls=args.calls)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import fnmatch
 import json
 import os
 import stat
@@ -14,7 +15,7 @@ import peewee as pw
 
 from shared.core.config import API_HASH_ENV, API_ID_ENV, Config, ConfigError, load_config
 from shared.core.db import connect_database
-from shared.core.keys import sync_keys
+from shared.core.keys import MISCONFIGURED_PREFIX, sync_keys
 from shared.core.liveness import heartbeats, is_alive
 from shared.core.models import utcnow
 from shared.core.schema import schema_status
@@ -104,10 +105,14 @@ def _keys_check(config: Config, now: dt.datetime) -> Check:
     for view in views:
         counts[view.status] = counts.get(view.status, 0) + 1
     summary = ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items(), key=lambda kv: kv[0].value))
-    invalid = [v.label for v in views if v.status is Status.INVALID]
+    invalid = [v.label + (f" ({v.invalid_reason})" if v.invalid_reason.startswith(MISCONFIGURED_PREFIX) else "")
+               for v in views if v.status is Status.INVALID]
     if invalid:
-        return Check("keys", Level.FAIL, f"{summary}; invalid: {', '.join(invalid)}",
-                     "replace the key in config, then `tokenpool keys enable LABEL`")
+        fix = "replace the key in config, then `tokenpool keys enable LABEL`"
+        if any(v.invalid_reason.startswith(MISCONFIGURED_PREFIX) for v in views if v.status is Status.INVALID):
+            fix = "correct the key's base_url (its path answered 404/405; the key comes back when it changes), " \
+                  "or " + fix
+        return Check("keys", Level.FAIL, f"{summary}; invalid: {', '.join(invalid)}", fix)
     if not any(v.status in ELIGIBLE for v in views):
         return Check("keys", Level.WARN, f"{summary}; no key can be used right now",
                      "wait for a reset (`tokenpool keys` shows when) or add keys")
@@ -121,11 +126,21 @@ async def _live_key_checks(config: Config) -> list[Check]:
     async def probe(key):
         client = openai.AsyncOpenAI(api_key=key.secret, base_url=key.base_url or None, max_retries=0, timeout=10)
         try:
-            await client.models.list()
-            return Check(f"key {key.label}", Level.OK, "accepted by the API")
+            listed = [m.id for m in (await client.models.list()).data]
+            missing = [p for p in key.models if not any(fnmatch.fnmatchcase(m, p) for m in listed)]
+            if missing:
+                return Check(f"key {key.label}", Level.WARN,
+                             f"accepted, but its endpoint lists no model matching {', '.join(missing)} "
+                             f"({len(listed)} models listed)",
+                             "fix `models` of this key, or its base_url (another provider?)")
+            serves = f"; serves {', '.join(key.models)}" if key.models else ""
+            return Check(f"key {key.label}", Level.OK, f"accepted by the API{serves}")
         except openai.AuthenticationError:
             return Check(f"key {key.label}", Level.FAIL, "rejected by the API (401)", "replace the key")
         except openai.APIStatusError as exc:
+            if exc.status_code in (404, 405):
+                return Check(f"key {key.label}", Level.FAIL, f"API answered {exc.status_code} at {key.base_url}",
+                             "the base_url's path looks wrong (it usually ends in /v1)")
             return Check(f"key {key.label}", Level.WARN, f"API answered {exc.status_code}")
         except openai.APIConnectionError:
             where = key.base_url or "the OpenAI API"
@@ -167,9 +182,8 @@ def _session_check(config: Config) -> Check:
 
 
 def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
-    threshold = dt.timedelta(seconds=max(30.0, 5 * config.worker.tick_seconds))
     workers = heartbeats("worker")
-    alive = [w for w in workers if is_alive(w, now, threshold)]
+    alive = [w for w in workers if is_alive(w, now)]
     if alive:
         worker = Check("worker", Level.OK, ", ".join(f"{w.name} seen {_ago(now, w.last_seen)}" for w in alive))
     elif workers:
@@ -180,7 +194,7 @@ def _process_checks(config: Config, now: dt.datetime) -> list[Check]:
         worker = Check("worker", Level.WARN, "never ran against this database",
                        "start `tokenpool-worker` (bots fall back to a slower degraded mode without it)")
     bots = heartbeats("bot")
-    down = [b for b in bots if not is_alive(b, now, threshold)]
+    down = [b for b in bots if not is_alive(b, now)]
     detail = ", ".join(f"{b.name} {'down' if b in down else 'up'} ({_ago(now, b.last_seen)})"
                        for b in bots) or "none seen yet"
     if down:

@@ -1,4 +1,4 @@
-"""The dashboard tests' fixture: seed 000's 18 keys in every status, plus calls of the last hour."""
+"""The dashboard tests' fixture: 18 keys in every status (the README's `.stats` panel), plus calls of the last hour."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Fixed report fixtures: the 18 keys of seed 000's panel, at a fixed time."""
+"""Fixed report fixtures: the 18 keys of the README's `.stats` panel, at a fixed time."""
 from __future__ import annotations
 
 import datetime as dt

@@ -58,6 +58,8 @@ async def test_the_bot_runs_delivers_alerts_catches_up_and_stops(sqlite_db, sqli
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(os.path.join(systemd, "notify"))
     sock.setblocking(False)
+    told = []      # read as they come: a full queue would drop the bot's later notifications
+    asyncio.get_running_loop().add_reader(sock.fileno(), lambda: told.append(sock.recv(4096).decode()))
     notifier = Notifier({"NOTIFY_SOCKET": os.path.join(systemd, "notify"), "WATCHDOG_USEC": "150000"})
     running = asyncio.create_task(run_bot(config, TelegramCredentials(1, "h", "SESSION"), stop=stop,
                                           client_class=OfflineBot, notifier=notifier))
@@ -76,7 +78,7 @@ async def test_the_bot_runs_delivers_alerts_catches_up_and_stops(sqlite_db, sqli
     await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(running, 10)
-    told = []
+    asyncio.get_running_loop().remove_reader(sock.fileno())
     while True:
         try:
             told.append(sock.recv(4096).decode())

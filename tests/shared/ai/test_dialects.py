@@ -1,6 +1,6 @@
 """What OpenAI-compatible servers other than OpenAI really answer, through the real openai
 client against the simulator: each answer's outcome, the rotation it causes, and that
-nothing stops while a good key stands idle (DESIGN invariant 12)."""
+nothing stops while a good key stands idle (docs/design.md invariant 12)."""
 from __future__ import annotations
 
 import dataclasses

@@ -8,7 +8,7 @@ import logging
 
 from shared.ai.selection import Selector, earliest_free, order_candidates, ranked_order
 from shared.core.keys import KeyRing, sync_keys
-from shared.core.liveness import beat
+from shared.core.liveness import ALIVE_WITHIN, beat
 from shared.core.models import ApiKey, KeyRanking, utcnow
 from tests.conftest import make_config
 
@@ -74,7 +74,7 @@ def test_degrades_to_config_order_without_a_live_worker_and_warns_once(sqlite_db
     selector, ids = _selector(make_config(3))
     KeyRanking.create(generation=1, key_ids=json.dumps([ids["k3"]]), policy="sticky", published_by="w1")
     now = utcnow()
-    beat("worker", "w1", now=now - dt.timedelta(seconds=31))     # older than ranking_stale_seconds
+    beat("worker", "w1", now=now - ALIVE_WITHIN - dt.timedelta(seconds=1))     # not alive any more
     for _ in range(3):
         pick = selector.pick(now)
         assert (pick.key.label, pick.degraded) == ("k1", True)

@@ -17,7 +17,7 @@ def test_a_signed_off_process_is_stopped_until_it_beats_again(db):
     (worker,) = [p for p in process_health(now) if p.name == "w1"]
     assert (worker.alive, worker.stopped, worker.state) == (False, True, "stopped")
     assert process_json(worker)["state"] == "stopped"
-    assert not is_alive(heartbeats("worker")[0], now, dt.timedelta(minutes=1))
+    assert not is_alive(heartbeats("worker")[0], now)
     panel = render_stats(stats_snapshot(now, make_config(1)))
     assert "⚪ stopped" in panel and "🔴" not in panel
     beat("worker", "w1", now=now + dt.timedelta(seconds=5))          # started again

@@ -104,6 +104,8 @@ def test_keys_cli_lists_keys_as_json(tmp_path, capsys):
     path = tmp_path / "config.toml"
     path.write_text('[[keys]]\nlabel = "main"\napi_key = "sk-test-cli-000000000000abcd"\n'
                     'daily_token_limit = 1000\n')
+    assert cli.main(["--config", str(path), "migrate"]) == 0       # `keys` only reads: migrate registers
+    capsys.readouterr()
     assert cli.main(["--config", str(path), "keys", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["label"] == "main" and row["masked"] == "sk-…abcd" and row["status"] == "FRESH"

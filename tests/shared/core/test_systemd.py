@@ -4,7 +4,8 @@ import os
 import socket
 import sys
 
-from shared.core.systemd import JournalFormatter, Notifier
+from shared.core.logs import JournalFormatter
+from shared.core.systemd import Notifier
 
 
 def test_notifier_sends_datagrams_to_the_notify_socket(tmp_path):
@@ -24,6 +25,16 @@ def test_notifier_reaches_an_abstract_socket():
         systemd.bind("\0" + name)
         assert Notifier({"NOTIFY_SOCKET": "@" + name}).ready()
         assert systemd.recv(100) == b"READY=1"
+
+
+def test_a_full_notify_queue_drops_the_message_instead_of_blocking(tmp_path):
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:     # bound, never read
+        systemd.bind(str(path))
+        notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"})
+        sent = [notifier.watchdog() for _ in range(1000)]     # far more than the kernel queues
+        assert sent[0] and not sent[-1]
+        notifier.close()
 
 
 def test_outside_systemd_nothing_is_sent_and_nothing_fails(tmp_path):

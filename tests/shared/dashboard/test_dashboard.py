@@ -9,8 +9,8 @@ import time_machine
 from aiohttp.test_utils import TestClient, TestServer
 
 from shared.core.models import ApiKey
-from shared.dashboard.app import create_app
 from shared.dashboard.security import SECURITY_HEADERS
+from shared.dashboard.server import create_app
 from shared.reports import queries, render_json_csv
 from shared.reports.budgets import pool_projection
 from shared.reports.forecast import forecast_views, recent_tokens_by_key

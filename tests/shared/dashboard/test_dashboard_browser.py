@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from shared.dashboard.app import create_app
+from shared.dashboard.server import create_app
 from tests.backends import _unavailable
 from tests.shared.dashboard_support import LABELS, build_dashboard_fixture, record
 from tests.shared.report_fixtures import NOW

@@ -7,8 +7,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shared.core.config import ConfigError
-from shared.dashboard.app import create_app, run_dashboard
 from shared.dashboard.security import COOKIE, Throttle, check_bind, is_loopback
+from shared.dashboard.server import create_app, run_dashboard
 from tests.conftest import make_config
 from tests.shared.dashboard_support import build_dashboard_fixture
 from tests.shared.report_fixtures import NOW

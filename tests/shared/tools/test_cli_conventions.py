@@ -51,6 +51,8 @@ def test_a_misspelt_command_gets_a_did_you_mean(capsys):
 def test_config_before_and_after_the_command_are_the_same(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert main(["-c", str(config), "migrate"]) == 0           # `keys` only reads (docs/design.md inv. 14)
+    capsys.readouterr()
     assert main(["-c", str(config), "keys", "--json"]) == 0
     before = capsys.readouterr().out
     assert main(["keys", "--json", "--config", str(config)]) == 0
@@ -58,7 +60,7 @@ def test_config_before_and_after_the_command_are_the_same(tmp_path, capsys):
 
 
 def test_no_config_file_is_a_clear_warning(tmp_path):
-    done = run("shared.tools.cli", "keys", cwd=tmp_path)
+    done = run("shared.tools.cli", "migrate", cwd=tmp_path)
     assert done.returncode == 0
     assert "no config file: config.toml not found" in done.stderr
     assert f"the database in {tmp_path.resolve() / 'data'}/" in done.stderr
@@ -87,7 +89,7 @@ def test_an_unsupported_database_url_is_one_line(tmp_path, capsys):
 
 def test_an_sqlite_path_in_a_missing_folder_is_refused_not_created(tmp_path, capsys):
     missing = tmp_path / "no" / "such"
-    err = _one_line_error(capsys, ["keys", "-c", _config(tmp_path, f"sqlite:///{missing}/x.db")])
+    err = _one_line_error(capsys, ["migrate", "-c", _config(tmp_path, f"sqlite:///{missing}/x.db")])
     assert f"the folder {tmp_path / 'no'} does not exist" in err
     assert not (tmp_path / "no").exists()
 
@@ -103,6 +105,7 @@ def test_an_unreachable_database_is_one_line(tmp_path, capsys):
 def test_a_busy_dashboard_port_is_one_line(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert main(["migrate", "-c", str(config)]) == 0               # the dashboard only reads
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         done = run("shared.tools.cli", "dashboard", "-c", str(config), "--port", str(port))
@@ -114,7 +117,7 @@ def test_a_busy_dashboard_port_is_one_line(tmp_path):
 def test_data_dir_database_and_exports_are_owner_only(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
-    assert main(["keys", "-c", str(config)]) == 0
+    assert main(["migrate", "-c", str(config)]) == 0
     export = tmp_path / "calls.csv"
     assert main(["export", "csv", "-c", str(config), "--output", str(export)]) == 0
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)   # noqa: E731

@@ -11,6 +11,7 @@ def config(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + "".join(
         f'[[keys]]\nlabel = "{label}"\napi_key = "sk-keys-{label}-000000000000000"\n' for label in ("one", "two")))
+    assert main(["migrate", "-c", str(path)]) == 0                 # `keys` (listing) only reads
     return str(path)
 
 

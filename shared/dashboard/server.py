@@ -1,4 +1,4 @@
-"""The dashboard's web application: routes, the page, the JSON endpoints, and running it.
+"""The dashboard's web server: routes, the page, the JSON endpoints, and running it.
 
 Every number comes from the shared reporting core (`shared.reports.queries`, through
 `payloads`); the handlers only parse the request, run the report on the database
@@ -22,7 +22,7 @@ from aiohttp import web
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable, database, retrying
 from shared.core.models import utcnow
-from shared.core.startup import open_runtime
+from shared.core.startup import open_readonly
 from shared.dashboard import payloads, templating
 from shared.dashboard.security import (
     COOKIE,
@@ -211,7 +211,7 @@ async def chart_png(request: web.Request) -> web.Response:
 def run_dashboard(config: Config) -> None:
     """Serve the dashboard until interrupted (refuses a non-loopback host without a token)."""
     check_bind(config)
-    open_runtime(config, sync=False)
+    open_readonly(config)
     listening = _listen(config.dashboard.host, config.dashboard.port)   # before saying where it serves
     app = create_app(config)
     where = f"http://{_url_host(config.dashboard.host)}:{config.dashboard.port}/"

@@ -1,0 +1,235 @@
+"""Allowances and reservations (DESIGN invariant 9).
+
+An allowance is what a provider grants an organization or account: tokens and/or
+requests per window (the UTC day, a rolling 24 h from its first registration, or the
+minute), for the models matching its patterns, shared by every key that joins it.
+
+Going past a free allowance is billed, not refused, so nothing may be sent on hope.
+Before a call, `reserve` holds its worst case (prompt estimate + max output) against
+every allowance the call draws on, in one transaction: each allowance's window row is
+locked, its used tokens plus the live holds plus this call must fit, else nothing is
+held and `AllowanceFull` says which allowance and when it frees up. The accountant
+settles the hold in the same transaction that records the call (`settle`): the real
+tokens are added and the hold deleted. A hold its process never settled (a crash)
+stops counting at `expires_at`, so no sweeper is needed for correctness.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import uuid
+from dataclasses import dataclass
+
+import peewee as pw
+
+from shared.core import windows
+from shared.core.config import Config
+from shared.core.db import locking, write_transaction
+from shared.core.models import (
+    Allowance,
+    AllowanceHold,
+    AllowanceWindow,
+    KeyAllowance,
+    utcnow,
+)
+from shared.core.query_rows import one_tuple, tuple_rows
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def matches(patterns: tuple[str, ...] | list[str], model: str) -> bool:
+    """Whether `model` matches one of the shell-style `patterns` (`gpt-4o*`); none: any model."""
+    return not patterns or any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class AllowanceRef:
+    """An allowance as the client needs it to reserve: identity, window and limits."""
+    id: int
+    name: str
+    window: str
+    anchor: dt.datetime
+    token_limit: int | None
+    request_limit: int | None
+    models: tuple[str, ...] = ()
+
+    def covers(self, model: str) -> bool:
+        return matches(self.models, model)
+
+    def window_start(self, now: dt.datetime) -> dt.datetime:
+        if self.window == "minute":
+            return now.replace(second=0, microsecond=0)
+        return windows.window_start(self.anchor, now)
+
+    def window_end(self, now: dt.datetime) -> dt.datetime:
+        return self.window_start(now) + (MINUTE if self.window == "minute" else windows.WINDOW)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation to settle: its id and the (allowance id, window start) it holds."""
+    hold_id: str
+    entries: tuple[tuple[int, dt.datetime], ...]
+
+
+class AllowanceFull(Exception):
+    """An allowance cannot take a call now; `frees_up_at` is when its window ends."""
+
+    def __init__(self, allowance: AllowanceRef, frees_up_at: dt.datetime, what: str):
+        super().__init__(f"allowance '{allowance.name}' has no room for this call ({what})")
+        self.allowance = allowance
+        self.frees_up_at = frees_up_at
+
+
+@dataclass(frozen=True)
+class AllowanceUsage:
+    """One allowance in its current window, for status, reports and forecasts."""
+    ref: AllowanceRef
+    window_start: dt.datetime
+    resets_at: dt.datetime
+    tokens_used: int
+    requests_used: int
+    tokens_held: int
+    requests_held: int
+
+    @property
+    def tokens_left(self) -> int | None:
+        if self.ref.token_limit is None:
+            return None
+        return max(0, self.ref.token_limit - self.tokens_used - self.tokens_held)
+
+    @property
+    def requests_left(self) -> int | None:
+        if self.ref.request_limit is None:
+            return None
+        return max(0, self.ref.request_limit - self.requests_used - self.requests_held)
+
+    @property
+    def used_up(self) -> bool:
+        return self.tokens_left == 0 or self.requests_left == 0
+
+
+# --- registration -------------------------------------------------------------------------------
+
+def sync_allowances(config: Config, now: dt.datetime | None = None) -> dict[str, AllowanceRef]:
+    """Register the config's allowances (new ones, changed limits); returns them by name.
+    Run inside the caller's transaction (sync_keys) or alone."""
+    now = now or utcnow()
+    refs = {}
+    for allowance in config.allowances:
+        mode = "utc-day" if allowance.window == "utc-day" else "rolling"
+        fields: dict[str, object] = {"window": allowance.window, "token_limit": allowance.tokens,
+                                     "request_limit": allowance.requests, "models": " ".join(allowance.models),
+                                     "in_config": True}
+        Allowance.insert(name=allowance.name, anchor=windows.anchor_for(mode, now), **fields) \
+            .on_conflict_ignore().execute()
+        row = Allowance.get(Allowance.name == allowance.name)
+        if row.window != allowance.window:
+            fields["anchor"] = windows.anchor_for(mode, now)
+        if any(getattr(row, name) != value for name, value in fields.items()):
+            Allowance.update(**fields).where(Allowance.id == row.id).execute()
+            row = Allowance.get_by_id(row.id)
+        refs[row.name] = _ref(row)
+    return refs
+
+
+def join(key_id: int, refs: list[AllowanceRef]) -> None:
+    """Record which allowances a key draws on (for reports); leaves others' memberships alone."""
+    ids = {r.id for r in refs}
+    KeyAllowance.delete().where((KeyAllowance.key == key_id) & KeyAllowance.allowance.not_in(ids or {0})).execute()
+    for ref in refs:
+        KeyAllowance.insert(key=key_id, allowance=ref.id).on_conflict_ignore().execute()
+
+
+def _ref(row: Allowance) -> AllowanceRef:
+    return AllowanceRef(row.id, row.name, row.window, row.anchor, row.token_limit, row.request_limit,
+                        tuple(row.models.split()))
+
+
+# --- reserving and settling ---------------------------------------------------------------------
+
+def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.timedelta) -> Hold:
+    """Hold `tokens` and one request against every allowance of `refs`, all or none."""
+    hold_id = uuid.uuid4().hex
+    entries = []
+    with write_transaction():
+        for ref in sorted(refs, key=lambda r: r.id):      # one lock order: no deadlocks between reservers
+            start = ref.window_start(now)
+            used_tokens, used_requests = _locked_window(ref.id, start)
+            held_tokens, held_requests = _live_holds(ref.id, start, now)
+            if ref.token_limit is not None and used_tokens + held_tokens + tokens > ref.token_limit:
+                raise AllowanceFull(ref, ref.window_end(now), f"{used_tokens + held_tokens:,} of "
+                                                              f"{ref.token_limit:,} tokens used or reserved")
+            if ref.request_limit is not None and used_requests + held_requests + 1 > ref.request_limit:
+                raise AllowanceFull(ref, ref.window_end(now), f"{used_requests + held_requests:,} of "
+                                                              f"{ref.request_limit:,} requests used or reserved")
+            AllowanceHold.insert(hold_id=hold_id, allowance=ref.id, window_start=start, tokens=tokens, requests=1,
+                                 expires_at=now + ttl).execute()
+            entries.append((ref.id, start))
+    return Hold(hold_id, tuple(entries))
+
+
+def settle(hold: Hold, tokens: int, requests: int) -> None:
+    """Add a recorded call's real usage to the windows it held, and drop the hold.
+    Called inside the accountant's transaction, so the usage moves with the event."""
+    for allowance_id, start in sorted(hold.entries):
+        (AllowanceWindow.update(tokens_used=AllowanceWindow.tokens_used + tokens,
+                                requests_used=AllowanceWindow.requests_used + requests)
+         .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)).execute())
+    AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
+
+
+def release(hold: Hold) -> None:
+    """Drop a hold whose call was never sent."""
+    with write_transaction():
+        AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
+
+
+def _locked_window(allowance_id: int, start: dt.datetime) -> tuple[int, int]:
+    """The window's row (created if new), locked until the transaction ends.
+
+    The row is looked for before it is inserted: on InnoDB, an INSERT IGNORE that meets an
+    existing row takes a shared lock on it, and two reservers upgrading that lock deadlock."""
+    query = locking(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
+                    .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)))
+    rows = list(tuple_rows(query))
+    if not rows:
+        AllowanceWindow.insert(allowance=allowance_id, window_start=start).on_conflict_ignore().execute()
+        rows = list(tuple_rows(query))
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _live_holds(allowance_id: int, start: dt.datetime, now: dt.datetime) -> tuple[int, int]:
+    tokens, requests = one_tuple(AllowanceHold.select(pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.tokens), 0),
+                                                      pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.requests), 0))
+                                 .where((AllowanceHold.allowance == allowance_id)
+                                        & (AllowanceHold.window_start == start) & (AllowanceHold.expires_at > now)))
+    return int(tokens), int(requests)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def allowance_usage(now: dt.datetime, names: list[str] | None = None) -> list[AllowanceUsage]:
+    """Every allowance in config (or those named) in its current window."""
+    query = Allowance.select().where(Allowance.in_config == True).order_by(Allowance.name)  # noqa: E712
+    if names is not None:
+        query = query.where(Allowance.name.in_(names))
+    result = []
+    for row in query:
+        ref = _ref(row)
+        start = ref.window_start(now)
+        used = next(tuple_rows(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
+                               .where((AllowanceWindow.allowance == ref.id)
+                                      & (AllowanceWindow.window_start == start))), (0, 0))
+        held = _live_holds(ref.id, start, now)
+        result.append(AllowanceUsage(ref, start, ref.window_end(now), int(used[0]), int(used[1]), *held))
+    return result
+
+
+def members(allowance_ids: list[int] | None = None) -> dict[int, list[int]]:
+    """Key ids by allowance id."""
+    result: dict[int, list[int]] = {}
+    for allowance_id, key_id in tuple_rows(KeyAllowance.select(KeyAllowance.allowance, KeyAllowance.key)):
+        if allowance_ids is None or allowance_id in allowance_ids:
+            result.setdefault(allowance_id, []).append(key_id)
+    return result
