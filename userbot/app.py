@@ -435,7 +435,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
     stop = stop or asyncio.Event()
     notifier = notifier or Notifier()
     runtime = open_runtime(config)
-    core = build_core(config, runtime.keyring)
+    core = build_core(config, runtime.keyring, journal=True)
     run_blocking, replier = core.run_blocking, core.replier
     await core.ai.warm_up()        # the first message does not pay for lazy imports and compiling
     bot = BotApp(config, replier, core.registry, run_blocking=run_blocking)
@@ -449,6 +449,7 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
         if stop.is_set():
             return
         secure_session(config)
+        await core.accountant.settle_journal()      # calls a previous run served but could not book
         me = client.me
         log.info("bot %s running as %s; %d key(s) held", config.bot.name, _who(me), len(runtime.keyring))
         notifier.ready(f"running as {_who(me)}")

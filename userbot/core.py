@@ -15,6 +15,7 @@ from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
+from shared.core.journal import CallJournal, journal_path
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
 from shared.core.pricing import Pricer
@@ -38,11 +39,14 @@ class BotCore:
 
 
 def build_core(config: Config, keyring: KeyRing, *, clock: Callable[[], dt.datetime] = utcnow,
-               sleep: Callable[[float], Awaitable] = asyncio.sleep, commands: bool = True) -> BotCore:
+               sleep: Callable[[float], Awaitable] = asyncio.sleep, commands: bool = True,
+               journal: bool = False) -> BotCore:
     """The core of one bot over `keyring` (from `open_runtime` or `sync_keys`). Without
-    `commands` the registry stays empty and the report modules (charts, exports) unloaded."""
+    `commands` the registry stays empty and the report modules (charts, exports) unloaded;
+    with `journal` calls are journaled in data_dir before they are booked (the real bots)."""
     database = DatabaseExecutor()
-    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database)
+    call_journal = CallJournal(journal_path(config.data_dir, config.bot.name)) if journal else None
+    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database, journal=call_journal)
     ai = TrackedClient(config, keyring, accountant, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking, clock=clock, sleep=sleep)

@@ -72,8 +72,9 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     # Hundreds of made-up chats at once: the account-wide per-minute cap would only queue them.
     config = dataclasses.replace(config, autoreply=dataclasses.replace(config.autoreply, max_replies_per_minute=0))
     runtime = open_runtime(config)
-    core = build_core(config, runtime.keyring, commands=False)     # no one types commands here
+    core = build_core(config, runtime.keyring, commands=False, journal=True)     # no one types commands here
     run_blocking, replier = core.run_blocking, core.replier
+    await core.accountant.settle_journal()
     await core.ai.warm_up()
     transport = LoggingTransport(config.bot.name)
     stop = asyncio.Event()

@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     setup_logging(config.log_level)
     try:
-        connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds)
+        # A leader frozen inside a transaction is cut off by the server well before a standby
+        # has waited two lease periods (PostgreSQL; see connect_database).
+        connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds,
+                         idle_transaction_seconds=min(config.database.busy_timeout_seconds,
+                                                      config.worker.lease_seconds / 2))
     except ValueError as exc:           # an unsupported URL: the user's to fix
         print(f"tokenpool-worker: {config.path or 'config'}: database.url: {exc}", file=sys.stderr)
         return EXIT_CONFIG

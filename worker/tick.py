@@ -127,7 +127,7 @@ class Ticker:
         if not self.started:
             ensure_schema(database.obj)
             if self.config.keys:
-                sync_keys(self.config, mark_removed=True)
+                sync_keys(self.config, owner=True)
             else:   # syncing an empty list would mark every key as removed from config
                 log.warning("no [[keys]] in %s: working with the keys the bots registered",
                             self.config.path or "the config")

@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import peewee as pw
 
 from shared.core import windows
 from shared.core.allowances import Hold, settle
-from shared.core.db import conflict_target, database, retrying, write_transaction
+from shared.core.db import (
+    TRANSIENT_ERRORS,
+    DatabaseUnavailable,
+    conflict_target,
+    database,
+    first_line,
+    retrying,
+    write_transaction,
+)
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
 from shared.core.prepared import Prepared, Statements, execute_all, slot
 from shared.core.pricing import Pricer
 from shared.core.usage import Usage
+
+if TYPE_CHECKING:
+    from shared.core.journal import CallJournal
+
+log = logging.getLogger("tokenpool.accounting")
 
 
 class Outcome(str, enum.Enum):
@@ -94,10 +109,12 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class Recorded:
-    """The result of recording: the cost charged and whether it was a duplicate."""
+    """The result of recording: the cost charged, whether it was a duplicate, and whether it
+    waits in the local journal for the database (`journaled`)."""
     call_id: str
     cost_nanousd: int
     duplicate: bool = False
+    journaled: bool = False
 
 
 def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
@@ -266,13 +283,16 @@ class Accountant:
     """
 
     def __init__(self, bot: str, pricer: Pricer | None = None, *, executor: DatabaseExecutor | None = None,
-                 retry_attempts: int = 8):
+                 retry_attempts: int = 8, journal: CallJournal | None = None):
         self.bot = bot
         self.pricer = pricer or Pricer()
         self.retry_attempts = retry_attempts
         self._anchors: dict[int, dt.datetime] = {}
         self._owns_executor = executor is None
         self.executor = executor or DatabaseExecutor(attempts=retry_attempts)
+        # Served calls the database could not book wait here (see shared.core.journal).
+        self.journal = journal
+        self._journal_pending = journal is not None and journal.path.exists()
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -291,7 +311,36 @@ class Accountant:
         return retrying(self.record_once, call, attempts=self.retry_attempts, what="recording a call")
 
     async def arecord(self, call: CallRecord) -> Recorded:
-        return await self.executor.run(self.record_once, call, what="recording a call")
+        """Book `call`; when the database cannot take it after every retry, keep it in the
+        journal (if this Accountant has one) and book it once the database is back."""
+        try:
+            recorded = await self.executor.run(self.record_once, call, what="recording a call")
+        except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
+            if self.journal is None:
+                raise
+            self.journal.append(call)       # raises JournalUnwritable when the disk fails too
+            if not self._journal_pending:
+                log.warning("the database cannot book calls (%s); keeping them in %s until it can",
+                            first_line(exc), self.journal.path)
+            self._journal_pending = True
+            usage = call.usage
+            return Recorded(call.call_id, self.pricer.cost_nanousd(call.model, usage.input, usage.cached,
+                                                                   usage.output), journaled=True)
+        if self._journal_pending:
+            await self.settle_journal()
+        return recorded
+
+    async def settle_journal(self) -> int:
+        """Book the journaled calls now (idempotently); returns how many were booked."""
+        if self.journal is None:
+            return 0
+        try:
+            booked = await self.executor.run_once(self.journal.replay, self.record_once)
+        except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
+            log.info("the journaled calls wait for the database (%s)", first_line(exc))
+            return 0
+        self._journal_pending = bool(self.journal.pending())
+        return booked
 
     async def run(self, fn, *args):
         """Run any other blocking database function on the executor's thread."""

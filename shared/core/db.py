@@ -47,8 +47,13 @@ def backend_of(db: peewee.Database) -> str:
 
 
 def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True,
-                     read_only: bool = False) -> peewee.Database:
+                     idle_transaction_seconds: float | None = None, read_only: bool = False) -> peewee.Database:
     """Open the database named by `url` and (by default) bind the models to it.
+
+    No lock outlives its holder for long: on PostgreSQL a statement waits for a lock at most
+    `busy_timeout_seconds` (then fails, and is retried like any outage), and the server
+    ends a session left idle inside a transaction for `idle_transaction_seconds` (default:
+    the busy timeout), so a frozen process's locks (and its advisory lock) are released.
 
     `read_only`: every write is refused by the database itself (SQLite `mode=ro`, a
     read-only session on PostgreSQL and MySQL), and nothing is created: not the file, not
@@ -70,9 +75,12 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         options["timeout"] = busy_timeout_seconds
     elif scheme.startswith("postgres"):
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
-        if read_only:
-            given = db_url.parse(url).get("options") or ""
-            options["options"] = f"{given} -c default_transaction_read_only=on".strip()
+        idle = busy_timeout_seconds if idle_transaction_seconds is None else idle_transaction_seconds
+        given = db_url.parse(url).get("options") or ""       # e.g. a search_path in the URL
+        options["options"] = " ".join(filter(None, (
+            given, f"-c lock_timeout={_milliseconds(busy_timeout_seconds)}",
+            f"-c idle_in_transaction_session_timeout={_milliseconds(idle)}",
+            "-c default_transaction_read_only=on" if read_only else "")))
     elif scheme.startswith("mysql"):
         # Keep microseconds: window boundaries are compared to the microsecond.
         options["field_types"] = {"DATETIME": "DATETIME(6)"}
@@ -91,6 +99,10 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
     if bind:
         database.initialize(db)
     return db
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, min(int(seconds * 1000), 2**31 - 1))
 
 
 def prepare_sqlite_file(path: Path) -> None:
@@ -164,10 +176,32 @@ def drop_connection() -> None:
         pass
 
 
+# What the database said, and the same in plain words for the log.
+_PLAIN_WORDS = (
+    ("database or disk is full", "the disk is full"),
+    ("attempt to write a readonly database", "the database file is read-only"),
+    ("readonly database", "the database file is read-only"),
+    ("unable to open database file", "the database file (or its folder) is missing or cannot be opened"),
+    ("disk i/o error", "disk I/O error (the database file may have been deleted or its disk failed)"),
+    ("no space left on device", "the disk is full"),
+    ("read-only file system", "the file system is read-only"),
+)
+
+
 def first_line(exc: BaseException) -> str:
-    """An exception's first line, for one-line log messages."""
+    """An exception's first line, for one-line log messages, in plain words where the cause
+    is the disk or the file (SQLite's "cannot rollback" after a failed write hides the real
+    cause, which is then taken from the exception it replaced)."""
+    seen = 0
+    while "cannot rollback" in str(exc) and exc.__context__ is not None and seen < 8:
+        exc, seen = exc.__context__, seen + 1
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    lowered = line.lower()
+    for said, plain in _PLAIN_WORDS:
+        if said in lowered:
+            return f"{plain} ({line})"
+    return line
 
 
 # --- coordination between processes: row locks, advisory locks, wake-ups ----------------------

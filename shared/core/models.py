@@ -35,7 +35,10 @@ class ApiKey(BaseModel):
     reset_mode = pw.CharField(max_length=16, default="rolling")
     window_anchor = pw.DateTimeField()               # window k = [anchor + k*24h, anchor + (k+1)*24h)
     in_config = pw.BooleanField(default=True)         # false: removed from config, history kept
-    disabled = pw.BooleanField(default=False)
+    disabled = pw.BooleanField(default=False)         # config_disabled OR operator_disabled
+    config_disabled = pw.BooleanField(default=False)  # `enabled = false` in the pool's config
+    operator_disabled = pw.BooleanField(default=False)  # `tokenpool keys disable`
+    settings_owner = pw.CharField(max_length=16, default="")  # "worker" once the pool's config wrote them
     invalid = pw.BooleanField(default=False)
     invalid_reason = pw.CharField(max_length=200, default="")
     exhausted_window = pw.DateTimeField(null=True)    # provider said "insufficient_quota" in this window

@@ -103,15 +103,21 @@ def _switch_key(action: str, label: str | None, low_threshold: int, as_json: boo
     before = view.status.value
     if action == "disable":
         changed = view.status is not Status.DISABLED
-        ApiKey.update(disabled=True).where(ApiKey.label == label).execute()
+        # Kept as the operator's word: no process's config re-enables the key (see sync_keys).
+        ApiKey.update(operator_disabled=True, disabled=True).where(ApiKey.label == label).execute()
         text = (f"key '{label}' disabled (was {before}): no bot sends it requests until `tokenpool keys enable "
                 f"{label}`" if changed else f"key '{label}' was already disabled; nothing changed")
     else:
         changed = view.status in BLOCKED
-        ApiKey.update(disabled=False, invalid=False, invalid_reason="", cooldown_until=None).where(
-            ApiKey.label == label).execute()
+        # The pool's config (the worker's) may still disable it: `enabled = false` there wins.
+        ApiKey.update(operator_disabled=False, disabled=ApiKey.config_disabled, invalid=False, invalid_reason="",
+                      cooldown_until=None).where(ApiKey.label == label).execute()
         text = (f"key '{label}' enabled (was {before}{': ' + view.invalid_reason if view.invalid_reason else ''})"
                 if changed else f"key '{label}' was not disabled, invalid or cooling down ({before}); nothing changed")
+        if ApiKey.select().where((ApiKey.label == label) & ApiKey.config_disabled).exists():
+            changed = False
+            text = (f"key '{label}' stays disabled: the pool's config (the worker's) says `enabled = false`; "
+                    "change it there")
     print(json.dumps({"key": label, "action": action, "was": before, "changed": changed}) if as_json else text)
     return 0
 

@@ -26,8 +26,8 @@ COMMANDS = st.builds(lambda prefix, name, args: prefix + name + (" " + " ".join(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(COMMANDS, st.text(max_size=40)), in_chat=st.booleans())
-def test_no_command_text_crashes_and_every_rejection_says_why(sqlite_db, text, in_chat):
-    config = make_config(2)
+def test_no_command_text_crashes_and_every_rejection_says_why(sqlite_db, sqlite_url, text, in_chat):
+    config = make_config(2, url=sqlite_url)   # .chart and .export open it from a helper process
     base = CommandContext(bot="main", config=config, store=Store("main"), now=utcnow(),
                           chat_id=4242 if in_chat else None, chat_label="Alice" if in_chat else "")
 

@@ -42,7 +42,7 @@ def test_sync_registers_updates_and_keeps_removed_keys(db, db_url):
                         url=db_url)
     sync_keys(fewer)            # a bot holding only some keys marks nothing as removed
     assert ApiKey.get_by_id(ring.ids()[2]).in_config is True
-    ring2 = sync_keys(fewer, mark_removed=True)   # the worker's config is the pool's
+    ring2 = sync_keys(fewer, owner=True)   # the worker's config is the pool's
     assert ring2.ids() == [ring.ids()[0]]
     first = ApiKey.get_by_id(ring.ids()[0])
     assert (first.label, first.daily_token_limit, first.in_config) == ("renamed", 7, True)
