@@ -114,8 +114,15 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     background = [asyncio.create_task(heartbeats()), asyncio.create_task(answer_waiting()),
                   asyncio.create_task(deliver_forever(_log_alert, claimer_name(config.bot.name), interval=0.5,
                                                       stop=stop, run_blocking=run_blocking))]
+
+    async def last_wave_answered():
+        """The last messages wait out their contact's quiet period: answer them before leaving."""
+        while await run_blocking(replier.store.chats_with_pending):
+            await asyncio.sleep(0.2)        # answer_waiting() answers them as they come due
+
     try:
         await asyncio.gather(*(person(i) for i in range(max(1, round(rate * 10)))))
+        await last_wave_answered()
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
