@@ -76,6 +76,15 @@ async def test_chart_sends_a_png(bot):
     (".usage 0", "days must be a whole number from 1 to 3660, not &#x27;0&#x27;"),
     (".usage by colour", "cannot group by &#x27;colour&#x27;"),
     (".recent lots", "n must be a whole number from 1 to 1000"),
+    (".usage ²", "days must be a whole number from 1 to 3660, not &#x27;²&#x27;"),
+    (".usage 7 by ²", "cannot group by &#x27;²&#x27;"),
+    (".usage " + "9" * 5000, "days must be a whole number from 1 to 3660"),
+    (".recent ²", "n must be a whole number from 1 to 1000, not &#x27;²&#x27;"),
+    (".recent " + "9" * 5000, "n must be a whole number from 1 to 1000"),
+    (".recent ٣", "n must be a whole number from 1 to 1000"),
+    (".chart ²", "days must be a whole number from 2 to 366"),
+    (".chart " + "9" * 5000, "days must be a whole number from 2 to 366"),
+    (".export csv ²", "days must be a whole number from 1 to 92"),
     (".export xml", "say which format: csv or json"),
     (".export csv 400", "days must be a whole number from 1 to 92"),
     (".chart 1", "days must be a whole number from 2 to 366"),
@@ -84,6 +93,7 @@ async def test_chart_sends_a_png(bot):
 async def test_bad_arguments_get_the_reason_and_the_usage_line(bot, text, problem):
     reply = await answer(bot, text)
     assert reply.startswith("⚠️ ") and problem in reply and "Usage: <code>." in reply
+    assert len(reply) < 300 and "failed" not in reply
 
 
 @pytest.mark.parametrize("text, method", [(".export csv 2", "send_document"), (".chart 14", "send_photo")])
