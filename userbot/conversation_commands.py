@@ -101,7 +101,7 @@ def cap(ctx: CommandContext) -> Reply:
         raise UsageError(f"'{ctx.args[0][:20]}' is not a number of tokens from 1 to 10^12")
     ctx.store.set_cap(ctx.target.chat_id, tokens)
     return Reply(f"🧮 <b>{who}</b>: at most {tokens:,} tokens of auto-replies per UTC day; "
-                 "messages past it are left for you.")
+                 "messages past it are held until 00:00 UTC and answered then (unless too old by then).")
 
 
 def digest(ctx: CommandContext) -> Reply:

@@ -124,7 +124,7 @@ def call_json(call: CallView) -> dict:
         "reasoning_tokens": call.reasoning_tokens, "total_tokens": call.total_tokens,
         "cost_nanousd": call.cost_nanousd, "cost_usd": usd(call.cost_nanousd),
         "duration_ms": call.duration_ms, "outcome": call.outcome, "error_code": call.error_code,
-        "chat_id": call.chat_id, "estimated": call.estimated,
+        "chat_id": call.chat_id, "chat_name": call.chat_name, "estimated": call.estimated,
     }
 
 
@@ -166,7 +166,8 @@ CALL_COLUMNS = {
     "id": int, "call_id": str, "at": str, "bot": str, "operation": str, "model": str, "key_label": str,
     "key_masked": str, "input_tokens": int, "cached_tokens": int, "output_tokens": int,
     "reasoning_tokens": int, "total_tokens": int, "cost_nanousd": int, "cost_usd": str,
-    "duration_ms": int, "outcome": str, "error_code": str, "chat_id": int, "estimated": bool,
+    "duration_ms": int, "outcome": str, "error_code": str, "chat_id": int, "chat_name": str,
+    "estimated": bool,
 }
 DAILY_COLUMNS = {
     "day": str, "key_label": str, "key_masked": str, "bot": str, "model": str, "operation": str,
