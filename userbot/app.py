@@ -24,6 +24,7 @@ from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
+from shared.core.plain_text import storable
 from shared.core.startup import open_runtime
 from shared.core.systemd import Notifier
 from userbot import guards
@@ -95,15 +96,15 @@ def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessag
         message_id=message.id,
         sender_id=user.id if user else None,
         date=to_utc(message.date),
-        text=message.text or message.caption or "",
+        text=storable(message.text or message.caption or ""),
         is_private=bool(chat and chat.type == enums.ChatType.PRIVATE),
         is_bot=bool(user and user.is_bot) or bool(chat and chat.type == enums.ChatType.BOT),
         is_self=bool(message.outgoing or (user and user.is_self)),
         is_contact=bool(user and user.is_contact),
         is_service=bool(message.service),
         is_muted=is_muted,
-        sender_name=_display_name(chat or user),
-        username=(getattr(chat, "username", None) or (user.username if user else None) or ""),
+        sender_name=storable(_display_name(chat or user)),
+        username=storable(getattr(chat, "username", None) or (user.username if user else None) or ""),
         media=media_kind(message),
     )
 
@@ -260,16 +261,20 @@ class BotApp:
             reply = await run_command(self.registry, text,
                                       self._context(chat_id=message.chat.id, chat_label=label),
                                       resolve=self._resolver(client), run_blocking=self.run_blocking)
-        await self.run_blocking(self.store.settle, message.chat.id, message.id, COMMAND_DONE)
-        self.replier.look_again()
-        if reply is None:
-            return
-        if in_saved:
-            await self.answer_in_place(client, message, reply)
-            return
-        # A command about this chat: take it out of the conversation, answer in Saved Messages.
-        await self._call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
-        await self.send_reply(client, "me", reply)
+        try:
+            await self.run_blocking(self.store.settle, message.chat.id, message.id, COMMAND_DONE)
+            self.replier.look_again()
+            if reply is None:
+                return
+            if in_saved:
+                await self.answer_in_place(client, message, reply)
+                return
+            # A command about this chat: take it out of the conversation, answer in Saved Messages.
+            await self._call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
+            await self.send_reply(client, "me", reply)
+        finally:
+            if reply is not None:
+                reply.discard_files()       # sent or not, a report's temporary file goes
 
     async def on_user_status(self, client: Client, user) -> None:
         """Telegram's word on the account's own presence (other users' statuses are ignored)."""
@@ -316,10 +321,10 @@ class BotApp:
 
     async def _send_attachment(self, client: Client, chat_id, reply: Reply, attachment) -> None:
         if reply.photo is not None:
-            await self._call(client.send_photo, chat_id, _file(reply.photo.data, reply.photo.filename),
+            await self._call(client.send_photo, chat_id, _file(reply.photo),
                              caption=reply.photo.caption, what="sending a picture")
         if attachment is not None:
-            await self._call(client.send_document, chat_id, _file(attachment.data, attachment.filename),
+            await self._call(client.send_document, chat_id, _file(attachment),
                              caption=attachment.caption, file_name=attachment.filename, what="sending a file")
 
     async def _call(self, fn, *args, what: str, **kwargs):
@@ -432,9 +437,12 @@ def _layout(reply: Reply):
     return pieces, document
 
 
-def _file(data: bytes, filename: str) -> io.BytesIO:
-    stream = io.BytesIO(data)
-    stream.name = filename
+def _file(attachment: Attachment) -> str | io.BytesIO:
+    """What Pyrogram uploads: a file's path (read in chunks, never whole), or the bytes."""
+    if attachment.path:
+        return attachment.path
+    stream = io.BytesIO(attachment.data)
+    stream.name = attachment.filename
     return stream
 
 

@@ -26,6 +26,7 @@ from shared.core.db import DatabaseUnavailable
 from shared.core.numbers import decimal_number, is_ascii_number
 from shared.core.windows import format_duration
 from shared.reports import queries
+from shared.reports.offload import MadeFile, discard
 from shared.reports.render_telegram import render_stats
 from userbot.guards import Policy
 from userbot.state import Store
@@ -42,10 +43,21 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file to send with a reply (a document or a photo)."""
+    """A file to send with a reply (a document or a photo): its bytes, or `path`, a private
+    temporary file made by the report helper (`shared.reports.offload`), which is sent by
+    its path (the bot never reads it) and deleted once sent (`discard`)."""
     data: bytes
     filename: str
     caption: str = ""
+    path: str = ""
+
+    @classmethod
+    def from_file(cls, made: MadeFile, caption: str = "") -> Attachment:
+        return cls(b"", made.filename, caption, path=made.path)
+
+    def discard(self) -> None:
+        if self.path:
+            discard(self.path)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,12 @@ class Reply:
     html: bool = True
     document: Attachment | None = None
     photo: Attachment | None = None
+
+    def discard_files(self) -> None:
+        """Delete the temporary files of this reply (after sending, or when it cannot be sent)."""
+        for attachment in (self.document, self.photo):
+            if attachment is not None:
+                attachment.discard()
 
 
 @dataclass(frozen=True)
