@@ -263,6 +263,10 @@ class DashboardConfig:
     port: int = setting(8765, low=1, high=65_535)
     token: str = secret_setting("", max_length=1_000)
     refresh_seconds: int = setting(5, low=0, above=True, high=DAY)
+    session_hours: int = setting(12, low=1, high=24 * 90)      # a login lasts this long
+    # Behind a TLS-terminating reverse proxy that sets X-Forwarded-Proto: trust it (only then)
+    # to mark the session cookie Secure. Off: only a TLS socket of our own counts.
+    trust_forwarded_proto: bool = False
 
 
 @dataclass(frozen=True)
