@@ -75,7 +75,7 @@ class Pricer:
         fixed = self._fixed.get(model, _OTHER_SHAPE) if self.out_of_process else _OTHER_SHAPE
         if fixed is None:
             return None
-        if fixed is not _OTHER_SHAPE and 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+        if isinstance(fixed, _Rates) and 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
             return fixed.usd(input_tokens, cached_tokens, output_tokens)
         info = self._model_info(model)
         if info is None:
