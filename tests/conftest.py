@@ -1,6 +1,7 @@
 """Fixtures shared by every test package: real databases and real configs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,6 +14,12 @@ from shared.core.db import connect_database
 from shared.core.keys import sync_keys
 from shared.core.schema import ensure_schema
 from tests.backends import BACKENDS, fresh_database_url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_data_in_a_test_folder(tmp_path_factory):
+    """A command run without a config file keeps its data in a test folder, not the tester's home."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
 
 
 @pytest.fixture(params=BACKENDS)

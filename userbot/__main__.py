@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(what `tokenpool demo` runs); no Telegram account needed",
                          parents=[config_option])
     sim.add_argument("--name", help="bot name for the usage rows (default: [bot] name)")
-    sim.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    sim.add_argument("--seconds", type=float, default=20.0, help="how long the people chat at least (default 20)")
+    sim.add_argument("--min-messages", type=int, default=0, metavar="N",
+                     help="and until the bot has sent N replies, however slow the machine (default 0)")
     sim.add_argument("--seed", type=int, default=0, help="random seed: which chats and messages")
     sim.add_argument("--rate", type=float, default=4.0, help="messages per second (default 4)")
     return parser
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             if args.name:
                 config = dataclasses.replace(config, bot=dataclasses.replace(config.bot, name=args.name))
-            counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate))
+            counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate,
+                                          min_messages=args.min_messages))
             log.info("simulated bot %s done: %s", config.bot.name, counts)
             return 0
         return asyncio.run(_run(config))

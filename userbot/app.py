@@ -245,16 +245,20 @@ class BotApp:
             reply = await run_command(self.registry, text,
                                       self._context(chat_id=message.chat.id, chat_label=label),
                                       resolve=self._resolver(client), run_blocking=self.run_blocking)
-        await self.run_blocking(self.store.settle, message.chat.id, message.id, COMMAND_DONE)
-        self.replier.look_again()
-        if reply is None:
-            return
-        if in_saved:
-            await self.answer_in_place(client, message, reply)
-            return
-        # A command about this chat: take it out of the conversation, answer in Saved Messages.
-        await self._call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
-        await self.send_reply(client, "me", reply)
+        try:
+            await self.run_blocking(self.store.settle, message.chat.id, message.id, COMMAND_DONE)
+            self.replier.look_again()
+            if reply is None:
+                return
+            if in_saved:
+                await self.answer_in_place(client, message, reply)
+                return
+            # A command about this chat: take it out of the conversation, answer in Saved Messages.
+            await self._call(client.delete_messages, message.chat.id, message.id, what="deleting a command")
+            await self.send_reply(client, "me", reply)
+        finally:
+            if reply is not None:
+                reply.discard_files()       # sent or not, a report's temporary file goes
 
     async def on_user_status(self, client: Client, user) -> None:
         """Telegram's word on the account's own presence (other users' statuses are ignored)."""
@@ -301,10 +305,10 @@ class BotApp:
 
     async def _send_attachment(self, client: Client, chat_id, reply: Reply, attachment) -> None:
         if reply.photo is not None:
-            await self._call(client.send_photo, chat_id, _file(reply.photo.data, reply.photo.filename),
+            await self._call(client.send_photo, chat_id, _file(reply.photo),
                              caption=reply.photo.caption, what="sending a picture")
         if attachment is not None:
-            await self._call(client.send_document, chat_id, _file(attachment.data, attachment.filename),
+            await self._call(client.send_document, chat_id, _file(attachment),
                              caption=attachment.caption, file_name=attachment.filename, what="sending a file")
 
     async def _call(self, fn, *args, what: str, **kwargs):
@@ -417,9 +421,12 @@ def _layout(reply: Reply):
     return pieces, document
 
 
-def _file(data: bytes, filename: str) -> io.BytesIO:
-    stream = io.BytesIO(data)
-    stream.name = filename
+def _file(attachment: Attachment) -> str | io.BytesIO:
+    """What Pyrogram uploads: a file's path (read in chunks, never whole), or the bytes."""
+    if attachment.path:
+        return attachment.path
+    stream = io.BytesIO(attachment.data)
+    stream.name = attachment.filename
     return stream
 
 

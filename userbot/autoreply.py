@@ -265,7 +265,8 @@ class AutoReplier:
             self._wake[chat_id] = plan.wait_until
             if plan.waiting is not None:
                 waiting = [p.row_id for p in pending if p not in {s for s, _ in plan.skip}]
-                await self._blocking(self.store.note_waiting, waiting, str(plan.waiting))
+                await self._blocking(self.store.note_waiting, waiting,
+                                     guards.describe_wait(plan.waiting, view, load, now))
                 log.debug("chat %s: %d message(s) wait (%s) until %s", chat_id, len(waiting), plan.waiting,
                           plan.wait_until or "the next look")
                 return Handled(plan.waiting, outcome=PENDING)
@@ -279,32 +280,28 @@ class AutoReplier:
 
     def _plan_inputs(self, chat_id: int, now: dt.datetime) -> tuple[list[Pending], ChatView, Policy, Load]:
         policy = self.policy_now()
+        view = self.store.chat_view(chat_id)
         load = Load(
             chat_replies_last_hour=(self.store.replies_since(now - dt.timedelta(hours=1), chat_id)
                                     if policy.chat_hourly_cap else 0),
             replies_last_minute=(self.store.replies_since(now - dt.timedelta(minutes=1))
                                  if policy.global_minute_cap else 0),
             owner_away=(guards.owner_away(*self.store.owner_presence(), policy, now)
-                        if policy.only_when_away else True))
-        return self.store.pending(chat_id), self.store.chat_view(chat_id), policy, load
+                        if policy.only_when_away else True),
+            chat_tokens_today=(self.store.tokens_on(chat_id, now.date())
+                               if view.daily_token_cap is not None else 0))
+        return self.store.pending(chat_id), view, policy, load
 
     def _settle_skipped(self, skipped, now: dt.datetime) -> None:
         for pending, reason in skipped:
-            self.store.settle_rows([pending.row_id], str(reason), now)
+            detail = f"after waiting: {pending.waited}" if reason is Reason.TOO_OLD and pending.waited else ""
+            self.store.settle_rows([pending.row_id], str(reason), now, detail=detail)
             log.info("no auto-reply in chat message %s: %s", pending.message_id, reason)
 
     async def _answer(self, chat_id: int, burst: list[Pending], view: ChatView, transport: Transport,
                       claimed_at: dt.datetime) -> Handled:
         settings = self.config.autoreply
         ids = [p.row_id for p in burst]
-        if view.daily_token_cap is not None:
-            used = await self._blocking(self.store.tokens_on, chat_id, claimed_at.date())
-            if used >= view.daily_token_cap:
-                await self._blocking(self.store.settle_rows, ids, str(Reason.DAILY_CAP), claimed_at,
-                                     detail=f"{used:,} of {view.daily_token_cap:,} tokens today")
-                log.info("no auto-reply in chat %s: its daily cap of %d tokens is reached", chat_id,
-                         view.daily_token_cap)
-                return Handled(Reason.DAILY_CAP, outcome=str(Reason.DAILY_CAP))
         if settings.human_pacing and settings.read_delay_seconds:
             await self._sleep(settings.read_delay_seconds)
         try:

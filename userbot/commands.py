@@ -23,8 +23,10 @@ from html import escape
 
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable
+from shared.core.numbers import decimal_number, is_ascii_number
 from shared.core.windows import format_duration
 from shared.reports import queries
+from shared.reports.offload import MadeFile, discard
 from shared.reports.render_telegram import render_stats
 from userbot.guards import Policy
 from userbot.state import Store
@@ -41,10 +43,21 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file to send with a reply (a document or a photo)."""
+    """A file to send with a reply (a document or a photo): its bytes, or `path`, a private
+    temporary file made by the report helper (`shared.reports.offload`), which is sent by
+    its path (the bot never reads it) and deleted once sent (`discard`)."""
     data: bytes
     filename: str
     caption: str = ""
+    path: str = ""
+
+    @classmethod
+    def from_file(cls, made: MadeFile, caption: str = "") -> Attachment:
+        return cls(b"", made.filename, caption, path=made.path)
+
+    def discard(self) -> None:
+        if self.path:
+            discard(self.path)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,12 @@ class Reply:
     html: bool = True
     document: Attachment | None = None
     photo: Attachment | None = None
+
+    def discard_files(self) -> None:
+        """Delete the temporary files of this reply (after sending, or when it cannot be sent)."""
+        for attachment in (self.document, self.photo):
+            if attachment is not None:
+                attachment.discard()
 
 
 @dataclass(frozen=True)
@@ -184,7 +203,9 @@ def usage_reply(command: Command, prefix: str, problem: str = "") -> Reply:
     return Reply(f"⚠️ {escape(problem)}\n{line}" if problem else f"⚠️ {line}")
 
 
-DURATION = re.compile(r"^(\d+(?:[.,]\d+)?)([mhd]?)$", re.IGNORECASE)
+DURATION = re.compile(r"^([0-9]+(?:[.,][0-9]+)?)([mhd]?)$", re.IGNORECASE | re.ASCII)
+TELEGRAM_ID = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+MAX_TELEGRAM_ID = 2**63 - 1      # the column is a signed 64-bit integer on every backend
 
 
 async def _with_target(context: CommandContext, resolve: Resolver | None, *, optional: bool = False) -> CommandContext:
@@ -199,7 +220,7 @@ async def _with_target(context: CommandContext, resolve: Resolver | None, *, opt
     if args:
         who, rest = args[0], args[1:]
         target: Target | None
-        if re.fullmatch(r"-?\d{1,19}", who):
+        if TELEGRAM_ID.fullmatch(who) and abs(int(who)) <= MAX_TELEGRAM_ID:
             target = Target(int(who))
         elif re.fullmatch(r"@?[A-Za-z][A-Za-z0-9_]{4,31}", who):
             username = who if who.startswith("@") else "@" + who
@@ -207,7 +228,7 @@ async def _with_target(context: CommandContext, resolve: Resolver | None, *, opt
             if target is None:
                 raise UsageError(f"no Telegram user {username}")
         else:
-            raise UsageError(f"'{who}' is neither a user id nor a @username")
+            raise UsageError(f"'{who[:20]}' is neither a user id nor a @username")
         return dataclasses.replace(context, target=target, args=rest)
     if context.chat_id is not None:
         return dataclasses.replace(context, target=Target(context.chat_id, context.chat_label))
@@ -363,11 +384,10 @@ def _set_rule(rule: str, done: str) -> Handler:
 def cooldown(ctx: CommandContext) -> Reply:
     if len(ctx.args) != 1:
         raise UsageError("")
-    try:
-        minutes = float(ctx.args[0].replace(",", "."))
-    except ValueError:
-        raise UsageError(f"'{ctx.args[0]}' is not a number of minutes") from None
-    if not (0 <= minutes <= MAX_COOLDOWN_MINUTES):   # also rejects nan
+    if not is_ascii_number(ctx.args[0]):
+        raise UsageError(f"'{ctx.args[0][:20]}' is not a number of minutes")
+    minutes = decimal_number(ctx.args[0], 0, MAX_COOLDOWN_MINUTES)
+    if minutes is None:
         raise UsageError(f"minutes must be from 0 to {MAX_COOLDOWN_MINUTES}")
     seconds = round(minutes * 60)
     ctx.store.set_cooldown(seconds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
+from shared.core.numbers import decimal_number, whole_number
 from shared.core.windows import format_duration
 from userbot.commands import DURATION, Command, CommandContext, Reply, UsageError
 from userbot.digest import away_digest, digest_period
@@ -19,8 +20,10 @@ MAX_PERSONA = 2000
 def _duration(word: str, default_unit: str = "m") -> dt.timedelta:
     match = DURATION.match(word)
     if match is None:
-        raise UsageError(f"'{word}' is no duration (e.g. 30, 30m, 2h, 1d)")
-    amount = float(match[1].replace(",", "."))
+        raise UsageError(f"'{word[:20]}' is no duration (e.g. 30, 30m, 2h, 1d)")
+    amount = decimal_number(match[1], 0, 60 * 24 * 31)
+    if amount is None:
+        raise UsageError("a pause lasts from a minute to 30 days")
     unit = (match[2] or default_unit).lower()
     delta = dt.timedelta(minutes=amount) if unit == "m" else \
         dt.timedelta(hours=amount) if unit == "h" else dt.timedelta(days=amount)
@@ -93,11 +96,12 @@ def cap(ctx: CommandContext) -> Reply:
     if word in ("off", "none"):
         ctx.store.set_cap(ctx.target.chat_id, None)
         return Reply(f"🧮 No daily token cap for <b>{who}</b>.")
-    if not word.isdigit() or not 0 < int(word) <= 10**12:
-        raise UsageError(f"'{ctx.args[0]}' is not a number of tokens")
-    ctx.store.set_cap(ctx.target.chat_id, int(word))
-    return Reply(f"🧮 <b>{who}</b>: at most {int(word):,} tokens of auto-replies per UTC day; "
-                 "messages past it are left for you.")
+    tokens = whole_number(word, 1, 10**12)
+    if tokens is None:
+        raise UsageError(f"'{ctx.args[0][:20]}' is not a number of tokens from 1 to 10^12")
+    ctx.store.set_cap(ctx.target.chat_id, tokens)
+    return Reply(f"🧮 <b>{who}</b>: at most {tokens:,} tokens of auto-replies per UTC day; "
+                 "messages past it are held until 00:00 UTC and answered then (unless too old by then).")
 
 
 def digest(ctx: CommandContext) -> Reply:
@@ -105,12 +109,9 @@ def digest(ctx: CommandContext) -> Reply:
         raise UsageError(f"unexpected '{ctx.args[1]}'")
     hours = None
     if ctx.args:
-        try:
-            hours = float(ctx.args[0].replace(",", "."))
-        except ValueError:
-            raise UsageError(f"'{ctx.args[0]}' is not a number of hours") from None
-        if not 0 < hours <= 24 * 7:
-            raise UsageError("hours must be from 0 to 168")
+        hours = decimal_number(ctx.args[0], 0, 24 * 7)
+        if not hours:
+            raise UsageError("hours must be a number from 0 to 168")
     since = digest_period(ctx.store, ctx.now, hours)
     return away_digest(ctx.store, ctx.config, since, ctx.now) or Reply("Nothing to show.")
 

@@ -6,7 +6,8 @@ database work. `admit` applies the owner's choice of recipients when a message a
 `observe` moves loop protection; `plan` then decides, for the messages a chat has
 waiting, which are answered now (together, as one burst), which are settled without a
 reply (and why), and how long the rest wait. Waiting is the rule: a cooldown, the owner's
-pause, a cap or auto-replies being off delay a message, never drop it (only its age does).
+pause, a cap (a contact's daily token cap: until the next UTC day) or auto-replies being
+off delay a message, never drop it (only its age does).
 """
 from __future__ import annotations
 
@@ -181,6 +182,7 @@ class Pending:
     date: dt.datetime                           # Telegram's date
     received: dt.datetime                       # when the bot recorded it
     media: bool = False                         # a photo, voice note, ... without text
+    waited: str = ""                            # why it waited last (kept when its age ends the wait)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class Load:
     chat_replies_last_hour: int = 0
     replies_last_minute: int = 0
     owner_away: bool = True
+    chat_tokens_today: int = 0                  # the contact's tokens this UTC day (for `.cap`)
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,26 @@ def _wait(alive: list[Pending], policy: Policy, chat: ChatView, now: dt.datetime
         return Reason.CHAT_CAP, None
     if policy.global_minute_cap and load.replies_last_minute >= policy.global_minute_cap:
         return Reason.GLOBAL_CAP, None
+    if chat.daily_token_cap is not None and load.chat_tokens_today >= chat.daily_token_cap:
+        return Reason.DAILY_CAP, next_utc_day(now)
     return None, None
+
+
+HELD = "held until"     # a wait with a known end, shown as such ("held until 00:00 UTC tomorrow …")
+
+
+def describe_wait(reason: Reason, chat: ChatView, load: Load, now: dt.datetime) -> str:
+    """What `.recent` and the digest say of a waiting message: the reason, or for the daily
+    token cap, when the hold ends."""
+    if reason is Reason.DAILY_CAP:
+        return (f"{HELD} {next_utc_day(now):%H:%M} UTC tomorrow (daily token cap: "
+                f"{load.chat_tokens_today:,} of {chat.daily_token_cap or 0:,} tokens used today)")
+    return str(reason)
+
+
+def next_utc_day(now: dt.datetime) -> dt.datetime:
+    """When the contact's daily token cap starts again (its day is the UTC day)."""
+    return dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time())
 
 
 def owner_away(last_active: dt.datetime | None, online: bool | None, policy: Policy, now: dt.datetime) -> bool:

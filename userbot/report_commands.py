@@ -55,18 +55,20 @@ def render_fates(fates) -> str:
 
 def export(ctx: CommandContext) -> Reply:
     args = _words(ctx, parse_export)
-    # Made in a short-lived helper process: the document's buffers never stay in the bot.
-    document = offload.export_document(ctx.config.database_url, ctx.now, args.format, args.days)
-    period = document.start.isoformat() + (f" → {document.end.isoformat()}" if document.end != document.start else "")
-    return Reply(f"📎 <b>Export</b>: {document.rows:,} calls, {period} (UTC days), {args.format.upper()}",
-                 document=Attachment(document.data, document.filename))
+    # Made in a short-lived helper process into a private temporary file, sent by its path
+    # and then deleted: the document's bytes never pass through the bot.
+    made = offload.export_file(ctx.config.database_url, ctx.now, args.format, args.days)
+    start, end = made.start, made.end
+    period = f"{start}" + (f" → {end}" if end != start else "")
+    return Reply(f"📎 <b>Export</b>: {made.rows:,} calls, {period} (UTC days), {args.format.upper()}",
+                 document=Attachment.from_file(made))
 
 
 def chart(ctx: CommandContext) -> Reply:
     days = _words(ctx, parse_chart)
-    png = offload.chart_png(ctx.config.database_url, ctx.now, days)     # matplotlib never loads in the bot
+    made = offload.chart_file(ctx.config.database_url, ctx.now, days)     # matplotlib never loads in the bot
     return Reply(f"📊 <b>Tokens per UTC day</b>, last {days} days, stacked by key (dashed: daily limits)",
-                 photo=Attachment(png, f"tokenpool-usage-{days}d.png"))
+                 photo=Attachment.from_file(made))
 
 
 def budget(ctx: CommandContext) -> Reply:

@@ -12,14 +12,13 @@ import dataclasses
 import itertools
 import logging
 import random
-import time
 
 from shared.core.config import Config
 from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.startup import open_runtime
 from userbot.alert_delivery import claimer_name, deliver_forever
-from userbot.autoreply import no_typing
+from userbot.autoreply import NO_KEY, no_typing
 from userbot.core import build_core
 from userbot.incoming import IncomingMessage
 
@@ -46,11 +45,19 @@ class LoggingTransport:
         self.bot = bot
         self._ids = itertools.count(1_000_000)
         self.sent = 0
+        self._one_more = asyncio.Event()
 
     async def send_text(self, chat_id: int, text: str) -> int:
         self.sent += 1
+        self._one_more.set()
         log.info("%s → chat %s: %s", self.bot, chat_id, text[:70].replace("\n", " "))
         return next(self._ids)
+
+    async def sent_at_least(self, count: int) -> None:
+        """Return once `count` messages have been sent (however long a busy machine takes)."""
+        while self.sent < count:
+            self._one_more.clear()
+            await self._one_more.wait()
 
     def typing(self, chat_id: int):
         return no_typing(chat_id)
@@ -65,9 +72,11 @@ class LoggingTransport:
         return None
 
 
-async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4.0) -> dict:
-    """About `rate` messages a second for `seconds`, from people who take 5-15 s to answer
-    (faster looks like another bot to the loop guard); returns counts of what happened."""
+async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4.0, min_messages: int = 0) -> dict:
+    """About `rate` messages a second from people who take 5-15 s to answer (faster looks like
+    another bot to the loop guard), for `seconds` and until the bot has sent `min_messages`
+    replies (or no key can pay for one), so that a slow machine shows as much as a fast one;
+    returns counts of what happened."""
     rng = random.Random(seed)
     # Hundreds of made-up chats at once: the account-wide per-minute cap would only queue them.
     config = dataclasses.replace(config, autoreply=dataclasses.replace(config.autoreply, max_replies_per_minute=0))
@@ -77,16 +86,28 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     await core.accountant.settle_journal()
     await core.ai.warm_up()
     transport = LoggingTransport(config.bot.name)
-    stop = asyncio.Event()
+    stop, chat_over, pool_dry = asyncio.Event(), asyncio.Event(), asyncio.Event()
     counts: dict[str, int] = {}
     message_ids = itertools.count(1)
-    deadline = time.monotonic() + seconds
+
+    async def pause(seconds: float) -> None:
+        """A person's think time, cut short when the chat is over."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(chat_over.wait(), seconds)
+
+    async def end_of_chat():
+        await pause(seconds)
+        enough = [asyncio.create_task(transport.sent_at_least(min_messages)), asyncio.create_task(pool_dry.wait())]
+        await asyncio.wait(enough, return_when=asyncio.FIRST_COMPLETED)
+        for task in enough:
+            task.cancel()
+        chat_over.set()
 
     async def person(index: int):
         name, lines = PERSONAS[index % len(PERSONAS)]
         chat_id = 10_000 * (seed + 1) + index
-        await asyncio.sleep(rng.uniform(0, min(10, seconds)))
-        while time.monotonic() < deadline:
+        await pause(rng.uniform(0, min(10, seconds)))
+        while not chat_over.is_set():
             msg = IncomingMessage(chat_id=chat_id, message_id=next(message_ids), sender_id=chat_id,
                                   date=utcnow(), text=rng.choice(lines), is_contact=rng.random() < 0.7,
                                   sender_name=name)
@@ -94,7 +115,9 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
             outcome = handled.outcome or str(handled.reason)
             if outcome != "pending":
                 counts[outcome] = counts.get(outcome, 0) + 1
-            await asyncio.sleep(min(rng.uniform(5.5, 15), max(0.0, deadline - time.monotonic())))
+            if outcome == NO_KEY:
+                pool_dry.set()
+            await pause(rng.uniform(5.5, 15))
 
     async def heartbeats():
         while not stop.is_set():
@@ -121,7 +144,7 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
             await asyncio.sleep(0.2)        # answer_waiting() answers them as they come due
 
     try:
-        await asyncio.gather(*(person(i) for i in range(max(1, round(rate * 10)))))
+        await asyncio.gather(end_of_chat(), *(person(i) for i in range(max(1, round(rate * 10)))))
         await last_wave_answered()
     finally:
         stop.set()

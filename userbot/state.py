@@ -16,7 +16,7 @@ import peewee as pw
 from shared.core.db import conflict_target, database
 from shared.core.models import ChatMessage, ChatRollup, ChatState, HandledMessage, Setting, utcnow
 from shared.core.query_rows import tuple_rows
-from userbot.guards import ChatView, Pending
+from userbot.guards import HELD, ChatView, Pending
 
 ENABLED = "autoreply.enabled"
 COOLDOWN = "autoreply.cooldown_seconds"
@@ -87,6 +87,8 @@ def describe_outcome(outcome: str, reply_id: int | None = None, detail: str = ""
     if outcome == MERGED:
         return f"merged into reply {reply_id}" if reply_id else "merged into the next reply"
     if outcome == PENDING:
+        if detail.startswith(HELD):
+            return detail
         return f"waiting: {detail}" if detail else "waiting"
     if outcome == CLAIMED:
         return "being answered"
@@ -293,7 +295,7 @@ class Store:
         query = (HandledMessage.select().where(self._rows(chat_id) & (HandledMessage.outcome == PENDING))
                  .order_by(HandledMessage.message_id))
         return [Pending(r.id, r.message_id, r.text or "", r.received_at or r.decided_at, r.decided_at,
-                        media=r.kind == MEDIA) for r in query]
+                        media=r.kind == MEDIA, waited=r.detail or "") for r in query]
 
     def chats_with_pending(self) -> list[int]:
         query = (HandledMessage.select(HandledMessage.chat_id).distinct()

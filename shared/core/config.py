@@ -48,6 +48,16 @@ API_HASH_ENV = "TOKENPOOL_API_HASH"
 EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")
 
 
+def user_data_dir(env: typing.Mapping[str, str] | None = None) -> Path:
+    """Where data goes when no config file names a place: `$XDG_DATA_HOME/tokenpool`, by default
+    `~/.local/share/tokenpool` (never the current directory, wherever a command is run)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME", "")
+    if not Path(base).is_absolute():              # the XDG rule: a relative value is ignored
+        base = str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(base) / "tokenpool"
+
+
 RESET_MODES = ("rolling", "utc-day")
 ALLOWANCE_WINDOWS = ("utc-day", "rolling", "minute")
 ALLOWANCE_NAME_MAX = 100
@@ -283,7 +293,8 @@ def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[st
     """Load and validate the config file.
 
     With no path, `$TOKENPOOL_CONFIG` or ./config.toml is used; when that file does not
-    exist and `required` is false, the defaults are returned (the offline demo runs so).
+    exist and `required` is false, the defaults are returned with a warning, their data in
+    the per-user folder (`user_data_dir`), not in the current directory.
     """
     env = os.environ if env is None else env
     explicit = path is not None or CONFIG_ENV in env
@@ -291,9 +302,9 @@ def load_config(path: str | os.PathLike | None = None, *, env: typing.Mapping[st
     if not path.exists():
         if required or explicit:
             raise ConfigError(f"{path}: config file not found (create one with `tokenpool init`)")
-        config = _with_env_overrides(Config(), env)
+        config = _with_env_overrides(Config(data_dir=str(user_data_dir(env))), env)
         where = "the database " + (f"at {DATABASE_ENV}" if env.get(DATABASE_ENV)
-                                   else f"in {Path(config.data_dir).resolve()}/")
+                                   else f"in {config.data_dir}/ (read-only commands create nothing)")
         log.warning("no config file: %s not found (name one with -c PATH or $%s; `tokenpool init` writes one); "
                     "using the defaults, %s", path, CONFIG_ENV, where)
         return config

@@ -18,6 +18,7 @@ import peewee
 from playhouse import db_url
 
 from shared.core.backoff import backoff_delay
+from shared.core.config import user_data_dir
 
 log = logging.getLogger("tokenpool.db")
 
@@ -34,6 +35,10 @@ class DatabaseUnavailable(Exception):
 
 class DatabaseUrlError(ValueError):
     """A database URL the user must fix (unsupported scheme, a folder that does not exist)."""
+
+
+class DatabaseMissing(DatabaseUrlError):
+    """A read-only look at an SQLite database that was never created (`tokenpool migrate` makes it)."""
 
 
 def backend_of(db: peewee.Database) -> str:
@@ -66,7 +71,7 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         if read_only:
             file = Path(path).expanduser()
             if path == ":memory:" or not file.is_file():
-                raise DatabaseUrlError(f"no database at {path} (`tokenpool migrate` creates it)")
+                raise DatabaseMissing(f"no database at {path} (`tokenpool migrate` creates it)")
             options.update(database=f"file:{quote(str(file.resolve()))}?mode=ro", uri=True)
         else:
             if path != ":memory:":
@@ -109,11 +114,16 @@ def prepare_sqlite_file(path: Path) -> None:
     """Owner-only folder and file: the database holds chat texts.
 
     Only the file's own folder is created (mode 0700), and only inside a folder that exists:
-    a mistyped path is an error, not a tree of new folders. The file is created 0600 before
-    SQLite opens it (its -wal and -shm files take the same mode)."""
+    a mistyped path is an error, not a tree of new folders. The per-user data folder (used
+    when there is no config file) is ours, not typed: it is made with its parents. The file
+    is created 0600 before SQLite opens it (its -wal and -shm files take the same mode)."""
     folder = path.parent
     if not folder.is_dir():
-        if not folder.parent.is_dir():
+        if folder.resolve() == user_data_dir().resolve():
+            for missing in reversed([folder, *folder.parents]):
+                if not missing.is_dir():
+                    missing.mkdir(mode=0o700)
+        elif not folder.parent.is_dir():
             raise DatabaseUrlError(f"the folder {folder.parent} does not exist: create it, or correct "
                                    "database.url / data_dir")
         folder.mkdir(mode=0o700, exist_ok=True)

@@ -7,6 +7,7 @@ import sys
 
 from shared.core.config import load_config
 from shared.core.logs import setup_logging
+from shared.core.numbers import whole_number
 
 
 def register(command) -> None:
@@ -20,9 +21,10 @@ def register(command) -> None:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
-    return int(text)
+    port = whole_number(text, 1, 65535)
+    if port is None:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text[:20]!r}")
+    return port
 
 
 def cmd_dashboard(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.core.numbers import whole_number
 from shared.reports.queries import MAX_DAYS, MAX_RECENT, ReportError, grouping
 
 EXPORT_FORMATS = ("csv", "json")
@@ -12,9 +13,10 @@ MAX_CHART_DAYS = 366
 
 
 def _number(word: str, low: int, high: int, what: str) -> int:
-    if not word.isdigit() or not low <= int(word) <= high:
-        raise ReportError(f"{what} must be a whole number from {low} to {high}, not '{word}'")
-    return int(word)
+    value = whole_number(word, low, high)
+    if value is None:
+        raise ReportError(f"{what} must be a whole number from {low} to {high}, not '{word[:20]}'")
+    return value
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,11 @@ def parse_usage(words: list[str]) -> UsageArgs:
     days, by, rest = None, None, list(words)
     while rest:
         word = rest.pop(0)
-        if word.isdigit() and days is None:
+        if word[:1].isdigit() and days is None:     # '²' too: it gets the whole-number message
             days = _number(word, 1, MAX_DAYS, "days")
         elif word.lower() == "by" and rest and by is None:
             by = rest.pop(0)
-        elif by is None and not word.isdigit():
+        elif by is None and not word[:1].isdigit():
             by = word
         else:
             raise ReportError(f"unexpected '{word}'")

@@ -522,7 +522,11 @@ def recent_calls(limit: int = 20) -> list[CallView]:
         raise ReportError(f"the number of calls must be between 1 and {MAX_RECENT}, not {limit}")
     query = (UsageEvent.select(*_CALL_COLUMNS).join(ApiKey)
              .order_by(UsageEvent.at.desc(), UsageEvent.id.desc()).limit(limit))
-    views = _call_views(query)
+    return _named(_call_views(query))
+
+
+def _named(views: list[CallView]) -> list[CallView]:
+    """The calls with their chat's name filled in, where the bots learnt one."""
     names = chat_names([v.chat_id for v in views if v.chat_id is not None])
     return [dataclasses.replace(v, chat_name=names.get(v.chat_id, "")) if v.chat_id in names else v for v in views]
 
@@ -536,7 +540,7 @@ def calls_between(start: dt.datetime, end: dt.datetime, *, batch: int = 5000):
                  .where((UsageEvent.at >= at) & (UsageEvent.at < end)
                         & ((UsageEvent.at > at) | (UsageEvent.id > last_id)))
                  .order_by(UsageEvent.at, UsageEvent.id).limit(batch))
-        views = _call_views(query)
+        views = _named(_call_views(query))
         yield from views
         if len(views) < batch:
             return

@@ -125,7 +125,7 @@ def call_json(call: CallView) -> dict:
         "reasoning_tokens": call.reasoning_tokens, "total_tokens": call.total_tokens,
         **money_json(call.cost_nanousd, call.unpriced_tokens),
         "duration_ms": call.duration_ms, "outcome": call.outcome, "error_code": call.error_code,
-        "chat_id": call.chat_id, "estimated": call.estimated,
+        "chat_id": call.chat_id, "chat_name": call.chat_name, "estimated": call.estimated,
     }
 
 
@@ -174,7 +174,7 @@ CALL_COLUMNS: dict[str, Callable[[str], Any]] = {
     "key_masked": str, "input_tokens": int, "cached_tokens": int, "output_tokens": int,
     "reasoning_tokens": int, "total_tokens": int, "cost_nanousd": int, "cost_usd": usd_text,
     "unpriced": bool, "unpriced_tokens": int, "duration_ms": int, "outcome": str, "error_code": str,
-    "chat_id": int, "estimated": bool,
+    "chat_id": int, "chat_name": str, "estimated": bool,
 }
 DAILY_COLUMNS: dict[str, Callable[[str], Any]] = {
     "day": str, "key_label": str, "key_masked": str, "bot": str, "model": str, "operation": str,

@@ -189,16 +189,25 @@ def usage_view(report: UsageReport) -> Group:
 
 
 def recent_table(calls: list[CallView], title: str = "Recent calls") -> Table:
-    table = _table(title, [("time (UTC)", "left"), ("bot", "left"), ("operation", "left"), ("model", "left"),
-                           ("key", "left"), ("tokens", "right"), ("ms", "right"), ("outcome", "left")],
-                   drop_order=("ms", "operation", "key", "bot"))
+    table = _table(title, [("time (UTC)", "left"), ("bot", "left"), ("operation", "left"), ("chat", "left"),
+                           ("model", "left"), ("key", "left"), ("tokens", "right"), ("ms", "right"),
+                           ("outcome", "left")],
+                   drop_order=("ms", "operation", "key", "bot", "model"))
     for call in calls:
         outcome = Text(call.outcome + (f" {call.error_code}" if call.error_code else ""),
                        style=OUTCOME_STYLE.get(call.outcome, "red"))
         tokens = f"{call.total_tokens:,}" + ("~" if call.estimated else "")
         table.add_row(call.at.strftime("%Y-%m-%d %H:%M:%S"), Text(call.bot), Text(call.operation),
-                      Text(call.model), call.key_masked, tokens, f"{call.duration_ms:,}", outcome)
+                      Text(chat_cell(call)), Text(call.model), call.key_masked, tokens, f"{call.duration_ms:,}",
+                      outcome)
     return table
+
+
+def chat_cell(call: CallView) -> str:
+    """The chat by the name the bots learnt ("Alice (@alice_w)"), else its id; "–" for calls without a chat."""
+    if call.chat_id is None:
+        return "–"
+    return call.chat_name or str(call.chat_id)
 
 
 def budget_view(report: BudgetReport) -> Group:

@@ -1,4 +1,4 @@
-"""`tokenpool demo`: the whole product, offline, in about half a minute.
+"""`tokenpool demo`: the whole product, offline, in about half a minute on an idle machine.
 
 It starts the OpenAI simulator with a few small-allowance keys, a rotation worker and two
 simulated bot processes (the userbot's real auto-reply logic, with only the Telegram
@@ -30,11 +30,15 @@ from shared.reports import charts, queries, render_telegram
 from shared.reports.render_terminal import stats_view, usage_view
 from shared.tools.monitor import monitor_view
 from shared.tools.simulator import Fault, Simulator
+from shared.tools.terminal import show
 
 # label, our daily limit, the provider's own allowance (None: ours is the tighter one)
 DEMO_KEYS = [("alpha", 3_000, None), ("bravo", 6_000, None), ("charlie", 30_000, 4_000),
              ("delta", 100_000, None)]
 BOTS = ("demo-bot-1", "demo-bot-2")
+# Replies each bot sends before it stops (as many as an idle machine manages in 20 s): the pool
+# then has moved past a dry key (alpha, then charlie's provider allowance) however slow the machine.
+MIN_MESSAGES = 60
 
 
 def write_demo_config(workdir: Path, database_url: str, base_url: str, secrets_by_label: dict[str, str]) -> Path:
@@ -71,8 +75,8 @@ headroom_tokens = 400
     return path
 
 
-def run_demo(*, seconds: float = 20.0, database_url: str | None = None, workdir: str | None = None,
-             live: bool = True, console: Console | None = None) -> int:
+def run_demo(*, seconds: float = 20.0, min_messages: int = MIN_MESSAGES, database_url: str | None = None,
+             workdir: str | None = None, live: bool = True, console: Console | None = None) -> int:
     console = console or Console()
     work = Path(workdir or tempfile.mkdtemp(prefix="tokenpool-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -88,8 +92,9 @@ def run_demo(*, seconds: float = 20.0, database_url: str | None = None, workdir:
     config = load_config(config_path)
     open_runtime(config)  # migrate and register the keys before the processes start
     console.print(f"[bold]tokenpool demo[/]: simulator at {base_url}, database {database_url}, "
-                  f"{len(DEMO_KEYS)} keys, {len(BOTS)} bots, worker; about {seconds:.0f} s")
-    procs = _start_processes(config_path, work, seconds)
+                  f"{len(DEMO_KEYS)} keys, {len(BOTS)} bots, worker; the bots chat {seconds:.0f} s and "
+                  f"until each has sent {min_messages} replies")
+    procs = _start_processes(config_path, work, seconds, min_messages)
     stuck: list[str] = []
     try:
         stuck = _watch(procs, config, seconds, live, console)
@@ -99,7 +104,7 @@ def run_demo(*, seconds: float = 20.0, database_url: str | None = None, workdir:
     return _finish(config, work, failures, console)
 
 
-def _start_processes(config_path: Path, work: Path, seconds: float) -> dict[str, subprocess.Popen]:
+def _start_processes(config_path: Path, work: Path, seconds: float, min_messages: int) -> dict[str, subprocess.Popen]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs = {"worker": subprocess.Popen([sys.executable, "-m", "worker", "--config", str(config_path)],
                                         stdout=subprocess.DEVNULL, stderr=open(work / "worker.log", "w"),
@@ -107,16 +112,16 @@ def _start_processes(config_path: Path, work: Path, seconds: float) -> dict[str,
     for seed, name in enumerate(BOTS):
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", "userbot", "--config", str(config_path), "simulate", "--name", name,
-             "--seconds", str(seconds), "--seed", str(seed)],
+             "--seconds", str(seconds), "--min-messages", str(min_messages), "--seed", str(seed)],
             stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"), env=env)
     return procs
 
 
 # Waiting is for conditions, not for a clock: the bots end by themselves once their chat
-# time is over and their last replies are answered, however slow the machine. Only a bot
-# still running this long after its chat time is treated as stuck.
+# time is over, they have sent their replies and their last wave is answered, however slow the
+# machine. Only a bot still running this long after its chat time is treated as stuck.
 STUCK_AFTER_SECONDS = 600.0
-STOP_GRACE_SECONDS = 120.0
+STOP_GRACE_SECONDS = 300.0
 
 
 def _watch(procs, config, seconds: float, live: bool, console: Console) -> list[str]:
@@ -170,9 +175,9 @@ def _finish(config, work: Path, failures: list[str], console: Console) -> int:
     console.rule("The .stats panel, as Saved Messages shows it")
     console.print(telegram_as_text(render_telegram.render_stats(snapshot)), highlight=False)
     console.rule("Keys")
-    console.print(stats_view(snapshot))
-    console.print(usage_view(queries.usage_report(now, days=1, by="key")))
-    console.print(usage_view(queries.usage_report(now, days=1, by="bot")))
+    for table in (stats_view(snapshot), usage_view(queries.usage_report(now, days=1, by="key")),
+                  usage_view(queries.usage_report(now, days=1, by="bot"))):
+        show(table, console=console)         # fitted to a terminal, complete in a pipe
     chart = work / "usage-chart.png"
     chart.write_bytes(charts.usage_chart(now, days=7))
     calls = UsageEvent.select().count()
@@ -188,13 +193,16 @@ def telegram_as_text(message: str) -> str:
 
 
 def cmd_demo(args) -> int:
-    return run_demo(seconds=args.seconds, database_url=args.database, workdir=args.dir, live=not args.no_live)
+    return run_demo(seconds=args.seconds, min_messages=args.min_messages, database_url=args.database,
+                    workdir=args.dir, live=not args.no_live)
 
 
 def register(command) -> None:
     sub = command("demo", cmd_demo, "run the product offline: simulator, worker and two bots, then the reports",
                   json=False)
-    sub.add_argument("--seconds", type=float, default=20.0, help="how long the bots chat (default 20)")
+    sub.add_argument("--seconds", type=float, default=20.0, help="how long the bots chat at least (default 20)")
+    sub.add_argument("--min-messages", type=int, default=MIN_MESSAGES, metavar="N",
+                     help=f"and until each bot has sent N replies, however slow the machine (default {MIN_MESSAGES})")
     sub.add_argument("--database", help="database URL (default: an SQLite file in a temporary folder)")
     sub.add_argument("--dir", help="folder for the database, logs and chart (default: a new temporary one)")
     sub.add_argument("--no-live", action="store_true", help="no live view while it runs")

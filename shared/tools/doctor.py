@@ -14,7 +14,7 @@ from urllib.parse import urlparse, urlunparse
 import peewee as pw
 
 from shared.core.config import API_HASH_ENV, API_ID_ENV, Config, ConfigError, load_config
-from shared.core.db import connect_database
+from shared.core.db import DatabaseMissing, connect_database
 from shared.core.keys import MISCONFIGURED_PREFIX, sync_keys
 from shared.core.liveness import heartbeats, is_alive
 from shared.core.models import utcnow
@@ -48,9 +48,12 @@ def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime 
     except ConfigError as exc:
         return [Check("config", Level.FAIL, str(exc), _config_fix(str(exc)))]
     checks = [_config_check(config)]
-    try:
-        db = connect_database(config.database_url, busy_timeout_seconds=min(config.database.busy_timeout_seconds, 5))
+    timeout = min(config.database.busy_timeout_seconds, 5)
+    try:     # looked at read-only first: a database that is not there is reported, not created
+        db = connect_database(config.database_url, busy_timeout_seconds=timeout, read_only=True)
         db.execute_sql("SELECT 1")
+    except DatabaseMissing as exc:
+        return checks + [Check("database", Level.WARN, str(exc).split(" (")[0], "run `tokenpool migrate`")]
     except (pw.OperationalError, pw.InterfaceError, ValueError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return checks + [Check("database", Level.FAIL, f"cannot reach {_safe_url(config.database_url)}: {detail}",
@@ -60,6 +63,7 @@ def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime 
     checks.append(schema)
     if schema.level is not Level.OK:
         return checks
+    connect_database(config.database_url, busy_timeout_seconds=timeout)    # the config's keys are registered
     sync_keys(config)
     checks.append(_keys_check(config, now))
     if live and config.keys:

@@ -14,10 +14,11 @@ from rich.console import Console, RenderableType
 from shared.reports.render_terminal import fit_to_width, natural_width
 
 
-def show(renderable: RenderableType, file: TextIO | None = None) -> None:
-    out = file or sys.stdout
-    console = Console(file=out)
+def show(renderable: RenderableType, file: TextIO | None = None, *, console: Console | None = None) -> None:
+    """Print `renderable` on `console` (default: a new one on `file` or standard output)."""
+    console = console or Console(file=file or sys.stdout)
     if console.is_terminal:
         console.print(fit_to_width(renderable, console))
     else:
-        Console(file=out, width=max(80, natural_width(renderable, console))).print(renderable)
+        width = max(console.width, natural_width(renderable, console))
+        Console(file=console.file, width=width, no_color=console.no_color).print(renderable)

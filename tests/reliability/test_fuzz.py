@@ -38,6 +38,7 @@ def test_no_command_text_crashes_and_every_rejection_says_why(sqlite_db, sqlite_
     if reply is None:
         return
     assert isinstance(reply, Reply)
+    reply.discard_files()                     # .chart/.export: the helper's temporary file
     assert reply.text.strip() or reply.document or reply.photo
     assert "failed; the bot's log has the details" not in reply.text, f"{text!r} raised inside its handler"
     if reply.text.startswith("⚠️"):

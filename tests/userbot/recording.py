@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import itertools
+import os
+import stat
 from dataclasses import dataclass, field
 
 from pyrogram import Client, enums, raw
@@ -20,6 +22,9 @@ class Call:
     method: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    path: str = ""              # a file sent by its path: where it was,
+    mode: int = 0               # its permission bits when it was sent,
+    dir_mode: int = 0           # and its directory's
 
 
 def local_time(utc: dt.datetime) -> dt.datetime:
@@ -65,11 +70,11 @@ class RecordingClient(Client):
         return True
 
     async def send_document(self, chat_id, document, **kwargs):
-        self.calls.append(Call("send_document", (chat_id, document.name, document.getvalue()), kwargs))
+        self.calls.append(_file_call("send_document", chat_id, document, kwargs))
         return self._sent(chat_id)
 
     async def send_photo(self, chat_id, photo, **kwargs):
-        self.calls.append(Call("send_photo", (chat_id, photo.name, photo.getvalue()), kwargs))
+        self.calls.append(_file_call("send_photo", chat_id, photo, kwargs))
         return self._sent(chat_id)
 
     async def read_chat_history(self, chat_id, max_id: int = 0):
@@ -121,6 +126,17 @@ class RecordingClient(Client):
         chat = Chat(id=chat_id if isinstance(chat_id, int) else self.me.id, type=enums.ChatType.PRIVATE)
         return Message(client=self, id=message_id or next(self._ids), chat=chat, from_user=self.me,
                        date=dt.datetime.now(), text=text, outgoing=True)
+
+
+def _file_call(method: str, chat_id, file, kwargs) -> Call:
+    """A file sent as Pyrogram takes it: a path (read as Telegram would upload it) or a named buffer."""
+    if isinstance(file, str):
+        with open(file, "rb") as sent:
+            data = sent.read()
+        name = kwargs.get("file_name") or os.path.basename(file)
+        return Call(method, (chat_id, name, data), kwargs, path=file, mode=stat.S_IMODE(os.stat(file).st_mode),
+                    dir_mode=stat.S_IMODE(os.stat(os.path.dirname(file)).st_mode))
+    return Call(method, (chat_id, file.name, file.getvalue()), kwargs)
 
 
 def make_user(user_id: int, first_name: str, *, is_bot: bool = False, is_contact: bool = False,

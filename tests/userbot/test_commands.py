@@ -148,7 +148,20 @@ async def test_cooldown_command(make_bot):
     (".cooldown soon", ".cooldown &lt;minutes&gt;", "&#x27;soon&#x27; is not a number of minutes"),
     (".cooldown -5", ".cooldown &lt;minutes&gt;", "minutes must be from 0 to 1440"),
     (".cooldown 99999", ".cooldown &lt;minutes&gt;", "minutes must be from 0 to 1440"),
-    (".cooldown nan", ".cooldown &lt;minutes&gt;", "minutes must be from 0 to 1440"),
+    (".cooldown nan", ".cooldown &lt;minutes&gt;", "&#x27;nan&#x27; is not a number of minutes"),
+    (".cooldown ²", ".cooldown &lt;minutes&gt;", "&#x27;²&#x27; is not a number of minutes"),
+    (".cooldown ٣", ".cooldown &lt;minutes&gt;", "&#x27;٣&#x27; is not a number of minutes"),
+    (".cooldown " + "9" * 5000, ".cooldown &lt;minutes&gt;", "&#x27;99999999999999999999&#x27; is not a number"),
+    (".allow ²", ".allow [user id|@username]", "&#x27;²&#x27; is neither a user id nor a @username"),
+    (".allow " + "9" * 19, ".allow [user id|@username]",
+     "&#x27;9999999999999999999&#x27; is neither a user id nor a @username"),
+    (".allow " + "9" * 5000, ".allow [user id|@username]", "is neither a user id nor a @username"),
+    (".cap 12 ²", ".cap [user id|@username] [tokens|off]", "&#x27;²&#x27; is not a number of tokens from 1 to 10^12"),
+    (".cap 12 " + "9" * 5000, ".cap [user id|@username] [tokens|off]", "is not a number of tokens"),
+    (".pause 12 ²h", ".pause [user id|@username] [minutes|2h|1d]",
+     "&#x27;²h&#x27; is no duration (e.g. 30, 30m, 2h, 1d)"),
+    (".pause 12 " + "9" * 5000, ".pause [user id|@username] [minutes|2h|1d]", "a pause lasts from"),
+    (".digest " + "9" * 5000, ".digest [hours]", "hours must be a number from 0 to 168"),
     (".cooldown 1 2", ".cooldown &lt;minutes&gt;", ""),
     (".allow", ".allow [user id|@username]", ""),
     (".allow !!", ".allow [user id|@username]", "&#x27;!!&#x27; is neither a user id nor a @username"),
@@ -161,6 +174,9 @@ async def test_bad_arguments_get_the_usage_line(make_bot, text, usage, problem):
     bot = await make_bot()
     answer = await command(bot, text)
     line = f"Usage: <code>{usage}</code>"
+    if len(text) > 100:           # the echo of a huge word is cut short
+        assert answer.startswith("⚠️ ") and problem in answer and answer.endswith(line) and len(answer) < 300
+        return
     assert answer == (f"⚠️ {problem}\n{line}" if problem else f"⚠️ {line}")
     assert "Traceback" not in answer
 

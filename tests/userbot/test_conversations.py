@@ -3,6 +3,7 @@ switch, the owner first, exactly once across crashes and duplicate updates, loop
 any AI latency, caps, recipients, the digest and names. All through the real handlers."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -10,7 +11,7 @@ from pyrogram import enums
 from pyrogram.errors import MessageNotModified
 from pyrogram.types import Voice
 
-from shared.core.models import ChatState, HandledMessage
+from shared.core.models import ChatState, HandledMessage, utcnow
 from shared.reports.queries import usage_report
 from tests.userbot.conftest import Clock
 from tests.userbot.recording import ALICE_ID, OWNER_ID, incoming, make_user, owner_in_chat, saved
@@ -279,9 +280,52 @@ async def test_per_chat_persona_and_daily_token_cap(make_bot, sqlite_url):
         await say(bot, ALICE, "bonjour")
         assert received[-1]["messages"][0] == {"role": "system", "content": "Answer formally, in French."}
         await say(bot, ALICE, "encore?")              # 50 + 2 tokens used of 100: one more
-        await say(bot, ALICE, "et encore?")           # 104 of 100: left for the owner
+        await say(bot, ALICE, "et encore?")           # 104 of 100: held until the cap's day resets
         assert len(received) == 2
-    assert [outcome for outcome, _ in fates()] == ["replied", "replied", "daily_token_cap"]
+    assert [outcome for outcome, _ in fates()] == ["replied", "replied", "pending"]
+
+
+async def test_a_message_over_the_daily_cap_is_held_until_the_next_utc_day(make_bot, sqlite_url):
+    clock = Clock(dt.datetime.combine(utcnow().date(), dt.time(15, 0)))
+    received = []
+    async with scripted_openai(received, "Certainly.") as base_url:
+        bot = await make_bot(clock=clock, config=scripted_config(sqlite_url, base_url, max_message_age_minutes=720))
+        await bot.send(owner_in_chat(bot.client, ALICE, ".cap 50"))
+        clock.advance(minutes=31)                      # past the owner's pause of the chat
+        await say(bot, ALICE, "first question")       # 52 tokens of 50: the cap is reached
+        clock.advance(minutes=1)
+        await say(bot, ALICE, "second question")
+        assert len(received) == 1 and fates()[1] == ("pending", None)
+        held = "held until 00:00 UTC tomorrow (daily token cap: 52 of 50 tokens used today)"
+        assert HandledMessage.get(HandledMessage.text == "second question").detail == held
+        await bot.send(saved(bot.client, ".recent 5"))
+        assert f"Alice: “second question” — {held}" in bot.client.edits()[-1]
+        await bot.send(saved(bot.client, ".digest 3"))
+        digest = bot.client.edits()[-1]
+        assert "⚠️ <b>Needs you</b> (1)" in digest and f"“second question” — {held}" in digest
+        clock.now = dt.datetime.combine(clock.now.date(), dt.time(23, 59, 59))
+        assert await bot.tick() == 0                   # still the capped day
+        clock.advance(seconds=1)                       # 00:00 UTC: the cap's day resets
+        assert await bot.tick() == 1
+        assert [m["content"] for m in received[-1]["messages"] if m["role"] == "user"][-1] == "second question"
+    assert [outcome for outcome, _ in fates()] == ["replied", "replied"]
+    assert len(bot.client.texts(ALICE_ID)) == 2
+
+
+async def test_a_held_message_too_old_by_the_reset_says_it_waited_for_the_cap(make_bot, sqlite_url):
+    clock = Clock(dt.datetime.combine(utcnow().date(), dt.time(8, 0)))
+    async with scripted_openai([], "Certainly.") as base_url:
+        bot = await make_bot(clock=clock, config=scripted_config(sqlite_url, base_url, max_message_age_minutes=120))
+        await bot.run_blocking(bot.store.set_cap, ALICE_ID, 50)
+        await say(bot, ALICE, "morning!")
+        await say(bot, ALICE, "still there?")
+        clock.advance(minutes=119)
+        assert await bot.tick() == 0 and fates()[1] == ("pending", None)
+        clock.advance(minutes=2)                       # two hours old, long before midnight
+        assert await bot.tick() == 0
+    row = HandledMessage.get(HandledMessage.text == "still there?")
+    assert (row.outcome, row.detail) == ("too_old", "after waiting: held until 00:00 UTC tomorrow "
+                                                    "(daily token cap: 52 of 50 tokens used today)")
 
 
 async def test_the_digest_names_who_wrote_what_was_answered_and_what_needs_the_owner(make_bot):

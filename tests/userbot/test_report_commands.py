@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -11,7 +12,7 @@ from shared.reports.render_telegram import render_budget, render_recent, render_
 from tests.shared.report_fixtures import NOW, history_config, record_history
 from tests.shared.reports.test_charts import png_size
 from tests.userbot.conftest import Clock
-from tests.userbot.recording import saved
+from tests.userbot.recording import Call, saved
 from userbot.app import BotApp
 from userbot.commands import default_registry
 from userbot.report_commands import COMMANDS
@@ -75,6 +76,15 @@ async def test_chart_sends_a_png(bot):
     (".usage 0", "days must be a whole number from 1 to 3660, not &#x27;0&#x27;"),
     (".usage by colour", "cannot group by &#x27;colour&#x27;"),
     (".recent lots", "n must be a whole number from 1 to 1000"),
+    (".usage ²", "days must be a whole number from 1 to 3660, not &#x27;²&#x27;"),
+    (".usage 7 by ²", "cannot group by &#x27;²&#x27;"),
+    (".usage " + "9" * 5000, "days must be a whole number from 1 to 3660"),
+    (".recent ²", "n must be a whole number from 1 to 1000, not &#x27;²&#x27;"),
+    (".recent " + "9" * 5000, "n must be a whole number from 1 to 1000"),
+    (".recent ٣", "n must be a whole number from 1 to 1000"),
+    (".chart ²", "days must be a whole number from 2 to 366"),
+    (".chart " + "9" * 5000, "days must be a whole number from 2 to 366"),
+    (".export csv ²", "days must be a whole number from 1 to 92"),
     (".export xml", "say which format: csv or json"),
     (".export csv 400", "days must be a whole number from 1 to 92"),
     (".chart 1", "days must be a whole number from 2 to 366"),
@@ -83,3 +93,25 @@ async def test_chart_sends_a_png(bot):
 async def test_bad_arguments_get_the_reason_and_the_usage_line(bot, text, problem):
     reply = await answer(bot, text)
     assert reply.startswith("⚠️ ") and problem in reply and "Usage: <code>." in reply
+    assert len(reply) < 300 and "failed" not in reply
+
+
+@pytest.mark.parametrize("text, method", [(".export csv 2", "send_document"), (".chart 14", "send_photo")])
+async def test_reports_are_sent_by_path_from_a_private_file_that_is_gone_afterwards(bot, text, method):
+    await answer(bot, text)
+    (sent,) = bot.client.sent(method)
+    assert sent.path and sent.args[2]                       # sent by its path; the file had the report
+    assert (sent.mode, sent.dir_mode) == (0o600, 0o700)     # only the bot's user could read it
+    assert not os.path.exists(sent.path) and not os.path.exists(os.path.dirname(sent.path))
+
+
+async def test_a_report_file_is_deleted_when_sending_it_fails(bot):
+    async def fails(*args, **kwargs):
+        bot.client.calls.append(Call("send_document", args, {**kwargs, "path": args[1]}))
+        raise ValueError("Telegram refused the file")      # not retried: raised to the handler
+    bot.client.send_document = fails
+    with pytest.raises(ValueError):
+        await bot.send(saved(bot.client, ".export json 2"))
+    (call,) = bot.client.sent("send_document")
+    path = call.kwargs["path"]
+    assert path.endswith(".json") and not os.path.exists(os.path.dirname(path))

@@ -34,14 +34,16 @@ async def staggered(client, i, messages):
 
 async def test_fifty_concurrent_requests_with_a_key_dying_keep_the_books_exact(db, db_url):
     async with Simulator(latency=0.02) as sim:
-        h = await open_harness(sim, db_url, client={"server_error_retries": 1})
+        # No clock in the story: a loaded machine may take minutes (the timeout is a hang guard only).
+        h = await open_harness(sim, db_url, client={"server_error_retries": 1, "timeout_seconds": 900})
         try:
-            # k1 serves 12 requests, then its quota is gone; k2 serves 5, then stays rate-limited;
+            # k1 serves 12 requests, then its quota is gone; k2 serves 5, then stays rate-limited (for a
+            # day: longer than any test run);
             # k3 stumbles once. Scripted by count, so the story holds however the requests overlap.
             sim.script("k1", *[Fault.ok()] * 12)
             sim.set_fault("k1", Fault.quota())
             sim.script("k2", *[Fault.ok()] * 5)
-            sim.set_fault("k2", Fault.rate_limit(60))
+            sim.set_fault("k2", Fault.rate_limit(86_400))
             sim.script("k3", Fault.server_error())
             prompts = [[{"role": "user", "content": f"message number {i}"}] for i in range(REQUESTS)]
             results = await asyncio.gather(*[staggered(h.client, i, p) for i, p in enumerate(prompts)])

@@ -1,6 +1,7 @@
 """CLI conventions on all three programs, and one-line errors with the fix for what users cause."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.core.config import user_data_dir
 from shared.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,11 +61,52 @@ def test_config_before_and_after_the_command_are_the_same(tmp_path, capsys):
     assert capsys.readouterr().out == before
 
 
-def test_no_config_file_is_a_clear_warning(tmp_path):
-    done = run("shared.tools.cli", "migrate", cwd=tmp_path)
-    assert done.returncode == 0
-    assert "no config file: config.toml not found" in done.stderr
-    assert f"the database in {tmp_path.resolve() / 'data'}/" in done.stderr
+@pytest.fixture
+def no_config(tmp_path, monkeypatch):
+    """A fresh home and an empty current directory, with no config file anywhere."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    for name in ("TOKENPOOL_CONFIG", "TOKENPOOL_DATABASE_URL", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    return home, cwd
+
+
+def test_no_config_file_is_a_clear_warning_and_data_goes_to_the_user_folder(no_config, capsys):
+    home, cwd = no_config
+    assert main(["migrate"]) == 0
+    err = capsys.readouterr().err
+    assert "no config file: config.toml not found" in err
+    user_data = home / ".local" / "share" / "tokenpool"
+    assert f"the database in {user_data}/" in err
+    assert stat.S_IMODE(user_data.stat().st_mode) == 0o700 and (user_data / "tokenpool.db").is_file()
+    assert list(cwd.iterdir()) == []
+    assert main(["keys", "--json"]) == 0               # any directory finds the same database
+    assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("argv", [["keys"], ["stats"], ["usage", "1"], ["doctor"], ["--help"], ["--version"], []])
+def test_read_only_commands_without_a_config_file_create_nothing(no_config, argv, capsys):
+    home, cwd = no_config
+    try:
+        code = main(argv)
+    except SystemExit as exit_:        # --help, --version
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert list(cwd.iterdir()) == [] and list(home.iterdir()) == [], (out, err)
+    if argv and argv[0] in ("keys", "stats", "usage"):
+        assert code == 2 and "no database at" in err and "`tokenpool migrate` creates it" in err
+    elif argv == ["doctor"]:
+        assert code == 3 and "run `tokenpool migrate`" in out
+    else:
+        assert code == 0 and out
+
+
+def test_xdg_data_home_names_the_user_folder(tmp_path):
+    assert user_data_dir({"XDG_DATA_HOME": str(tmp_path), "HOME": "/nowhere"}) == tmp_path / "tokenpool"
+    assert user_data_dir({"XDG_DATA_HOME": "relative", "HOME": "/h"}) == Path("/h/.local/share/tokenpool")
 
 
 def _config(tmp_path: Path, url: str) -> str:

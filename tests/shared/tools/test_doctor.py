@@ -18,9 +18,11 @@ def _levels(checks):
 
 def test_fresh_install_is_told_to_migrate_then_passes(tmp_path):
     path = _config(tmp_path)
-    levels = _levels(run_checks(str(path)))
-    assert levels["config"] is Level.OK and levels["database"] is Level.OK
-    assert levels["schema"] is Level.WARN
+    checks = run_checks(str(path))
+    levels = _levels(checks)
+    assert levels["config"] is Level.OK and levels["database"] is Level.WARN and "schema" not in levels
+    assert checks[-1].fix == "run `tokenpool migrate`" and "no database at" in checks[-1].detail
+    assert not (tmp_path / "state").exists()       # the doctor looks; it creates nothing
     assert cli.main(["--config", str(path), "migrate"]) == 0
     checks = run_checks(str(path))
     levels = _levels(checks)

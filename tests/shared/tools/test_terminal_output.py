@@ -17,13 +17,15 @@ import pytest
 
 from shared.core.accounting import CallRecord, record_call
 from shared.core.keys import sync_keys
-from shared.core.models import ApiKey
+from shared.core.models import ApiKey, ChatState
 from shared.core.pricing import Pricer
 from shared.tools.cli import build_parser, main
 from tests.conftest import make_config
 
 ROOT = Path(__file__).resolve().parents[3]
 LABELS = ["one", "two", "three-little-pigs", "a-rather-long-label-for-key-four"]
+NAMED_CHAT, UNNAMED_CHAT = 1001, 1002
+CHATS = [NAMED_CHAT, UNNAMED_CHAT, None, NAMED_CHAT]       # the chat of each key's calls
 
 
 @pytest.fixture
@@ -33,12 +35,13 @@ def cli_config(tmp_path, sqlite_db, sqlite_url):
             for i, label in enumerate(LABELS)]
     config = make_config(keys, url=sqlite_url)
     ring = sync_keys(config)
+    ChatState.create(bot="bot-with-a-name", chat_id=NAMED_CHAT, label="Alice Wonderland", username="alice_w")
     for n, key_id in enumerate(ring.ids()):
         key = ApiKey.get_by_id(key_id)
         for i in range(n + 1):
             record_call(CallRecord(key_id=key_id, bot="bot-with-a-name", operation="autoreply",
                                    model="gpt-4o-mini", input_tokens=123_456 * (n + 1), output_tokens=789,
-                                   duration_ms=1234, call_id=f"t-{key_id}-{i}"),
+                                   duration_ms=1234, call_id=f"t-{key_id}-{i}", chat_id=CHATS[n]),
                         anchor=key.window_anchor, pricer=Pricer(config.pricing))
     path = tmp_path / "config.toml"
     path.write_text(f'[database]\nurl = "{sqlite_url}"\n' + "".join(
@@ -128,10 +131,28 @@ def test_recent_piped_keeps_every_column(cli_config, run_piped):
     calls = json.loads(run_piped("recent", "5", "--json", "-c", str(cli_config)))
     piped = run_piped("recent", "5", "-c", str(cli_config))
     header = next(line for line in piped.splitlines() if "time (UTC)" in line)
-    for column in ("bot", "operation", "model", "key", "tokens", "ms", "outcome"):
+    for column in ("bot", "operation", "chat", "model", "key", "tokens", "ms", "outcome"):
         assert column in header
     for call in calls:
         assert f"{call['total_tokens']:,}" in piped and call["key_masked"] in piped
+
+
+def test_recent_names_each_calls_chat_in_the_table_and_in_json(cli_config, run_piped):
+    calls = json.loads(run_piped("recent", "10", "--json", "-c", str(cli_config)))
+    names = {c["chat_id"]: c["chat_name"] for c in calls}
+    assert names == {NAMED_CHAT: "Alice Wonderland (@alice_w)", UNNAMED_CHAT: "", None: ""}
+    piped = run_piped("recent", "10", "-c", str(cli_config))
+    rows = [line for line in piped.splitlines() if line.startswith("│")]      # one a call, newest first
+    shown = {NAMED_CHAT: "│ Alice Wonderland (@alice_w) │", UNNAMED_CHAT: f"│ {UNNAMED_CHAT} ", None: "│ – "}
+    assert len(rows) == len(calls)
+    for call, row in zip(calls, rows):
+        assert shown[call["chat_id"]] in row, (call, row)
+    # On 80 columns the chat stays (less important columns go first, and are named).
+    narrow = run_on_terminal("recent", "10", "-c", str(cli_config))
+    assert not cut(narrow) and max(len(line) for line in narrow.splitlines()) <= 80
+    assert "chat" in next(line for line in narrow.splitlines() if "time (UTC)" in line)
+    assert "Alice" in narrow and "(@alice_w)" in narrow and "not shown at 80 columns:" in narrow
+    assert "chat" not in narrow.split("not shown at 80 columns:")[1]
 
 
 @pytest.mark.parametrize("command", [["keys"], ["stats"], ["usage", "3"], ["recent", "3"], ["budget"],
