@@ -10,6 +10,7 @@ import datetime as dt
 import peewee as pw
 
 from shared.core.db import database
+from shared.core.plain_text import PlainCharField, PlainTextField
 
 
 def utcnow() -> dt.datetime:
@@ -236,7 +237,7 @@ class ChatMessage(BaseModel):
     chat_id = pw.BigIntegerField()
     message_id = pw.BigIntegerField()
     role = pw.CharField(max_length=16)                    # "contact", "owner" or "auto"
-    text = pw.TextField()
+    text = PlainTextField()
     at = pw.DateTimeField()
 
     class Meta:
@@ -252,12 +253,12 @@ class HandledMessage(BaseModel):
     decided_at = pw.DateTimeField(index=True)             # when the bot first saw it
     outcome = pw.CharField(max_length=32)                 # "pending", "claimed", "replied", "merged" or why not
     kind = pw.CharField(max_length=8, default="message")  # "message" (a contact's) or "command" (the owner's)
-    text = pw.TextField(null=True)                        # what it said (for bursts and the digest)
+    text = PlainTextField(null=True)                      # what it said (for bursts and the digest)
     received_at = pw.DateTimeField(null=True)             # Telegram's date of the message
     claimed_by = pw.CharField(max_length=128, default="")  # the process answering it now
     reply_id = pw.BigIntegerField(null=True)              # our reply that answered it (also when merged)
     settled_at = pw.DateTimeField(null=True)
-    detail = pw.CharField(max_length=200, default="")      # more about the outcome (an error, a delay)
+    detail = PlainCharField(max_length=200, default="")    # more about the outcome (an error, a delay)
 
     class Meta:
         indexes = ((("bot", "chat_id", "message_id"), True), (("bot", "outcome"), False))
@@ -269,16 +270,16 @@ class ChatState(BaseModel):
     bot = pw.CharField(max_length=64)
     chat_id = pw.BigIntegerField()
     rule = pw.CharField(max_length=8, default="")         # "", "allow" or "deny"
-    label = pw.CharField(max_length=100, default="")      # the chat's display name, kept up to date
+    label = PlainCharField(max_length=100, default="")    # the chat's display name, kept up to date
     last_reply_at = pw.DateTimeField(null=True)
     last_incoming_at = pw.DateTimeField(null=True)
     replies = pw.BigIntegerField(default=0)
     fast_exchanges = pw.IntegerField(default=0)           # quick answers to our replies, in a row
     paused_until = pw.DateTimeField(null=True)            # loop protection
     updated_at = pw.DateTimeField(default=utcnow)
-    username = pw.CharField(max_length=64, default="")    # without "@"; kept up to date
+    username = PlainCharField(max_length=64, default="")  # without "@"; kept up to date
     owner_paused_until = pw.DateTimeField(null=True)      # the owner wrote here (or .pause): hands off
-    persona = pw.TextField(null=True)                     # this chat's system prompt (None: config's)
+    persona = PlainTextField(null=True)                   # this chat's system prompt (None: config's)
     daily_token_cap = pw.BigIntegerField(null=True)       # tokens per UTC day for this contact
     new_chat = pw.BooleanField(null=True)                 # the chat began with a message the bot saw
 
