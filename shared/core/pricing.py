@@ -30,6 +30,11 @@ def format_usd(nano: int) -> str:
     return f"${usd:.4f}"
 
 
+def override_hint(model: str) -> str:
+    """The config lines that price `model`, as one line."""
+    return f'add [pricing.overrides."{model}"] with input_per_mtok and output_per_mtok to the config'
+
+
 class Pricer:
     """Prices calls; remembers which models it could not price so it warns once per model.
 
@@ -58,13 +63,23 @@ class Pricer:
                                 for model, price in self.overrides.items()}
 
     def cost_nanousd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
-        """Cost in nano-USD; input_tokens includes cached_tokens, as OpenAI reports them."""
+        """Cost in nano-USD (0 when unpriced); input_tokens includes cached_tokens, as OpenAI reports them."""
+        return self.price(model, input_tokens, cached_tokens, output_tokens) or 0
+
+    def price(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int | None:
+        """Cost in nano-USD, or None when no price is known for `model` (shown as "unpriced")."""
         if 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+            if model not in self.overrides and not self._known(model):
+                return None if input_tokens or output_tokens else 0
             rates = self._override_rates[model] if model in self.overrides else self._genai_rates(model)
             if rates is not None:
                 return rates.nanousd(input_tokens, cached_tokens, output_tokens)
         usd = self.cost_usd(model, input_tokens, cached_tokens, output_tokens)
-        return 0 if usd is None else usd_to_nano(usd)
+        return None if usd is None else usd_to_nano(usd)
+
+    def is_priced(self, model: str) -> bool:
+        """Whether a price is known for `model` (an override or genai-prices)."""
+        return model in self.overrides or self._known(model)
 
     def cost_usd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal | None:
         if input_tokens == 0 and output_tokens == 0:
@@ -72,10 +87,10 @@ class Pricer:
         override = self.overrides.get(model)
         if override is not None:
             return _override_cost(override, input_tokens, cached_tokens, output_tokens)
-        fixed = self._fixed.get(model, _OTHER_SHAPE) if self.out_of_process else _OTHER_SHAPE
-        if fixed is None:
+        if not self._known(model):
             return None
-        if isinstance(fixed, _Rates) and 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+        fixed = self._fixed.get(model)
+        if fixed is not None and 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
             return fixed.usd(input_tokens, cached_tokens, output_tokens)
         info = self._model_info(model)
         if info is None:
@@ -96,7 +111,7 @@ class Pricer:
         return self._loaded
 
     def prefetch(self, models) -> None:
-        """Find these models' rates now (at start), not at their first call."""
+        """Find these models' prices now (at start), not at their first call."""
         wanted = [m for m in dict.fromkeys(models) if m and m not in self.overrides and m not in self._fixed
                   and m not in self._models and m not in self._unknown]
         if self.out_of_process and wanted:
@@ -104,6 +119,17 @@ class Pricer:
         for model in wanted:
             if model not in self._fixed:
                 self._model_info(model)         # genai-prices, here
+
+    def _known(self, model: str) -> bool:
+        """Whether genai-prices knows `model` (asking the helper once, out of process)."""
+        if self.out_of_process:
+            self.prefetch([model])
+            if model in self._fixed:
+                if self._fixed[model] is None:
+                    self._note_unknown(model)
+                    return False
+                return True
+        return self._model_info(model) is not None
 
     def _model_info(self, model: str):
         """genai-prices' entry for `model` (an OpenAI one first), or None when it has none."""
@@ -124,22 +150,16 @@ class Pricer:
     def _note_unknown(self, model: str) -> None:
         if model not in self._unknown:
             self._unknown.add(model)
-            log.warning("no price known for model %r: its calls are counted at $0 "
-                        "(add [pricing.overrides.%s] to config)", model, model)
+            log.warning("no price known for model %r: its calls are shown as unpriced "
+                        "(%s)", model, override_hint(model))
 
     def _genai_rates(self, model: str) -> _Rates | None:
-        if self.out_of_process:
-            if model not in self._fixed and model not in self._models and model not in self._unknown:
-                self.prefetch([model])
-            if model in self._fixed:
-                fixed = self._fixed[model]
-                if fixed is None:
-                    self._note_unknown(model)
-                    return _FREE
-                return fixed
+        fixed = self._fixed.get(model)
+        if fixed is not None:
+            return fixed
         info = self._model_info(model)
         if info is None:
-            return _FREE
+            return None
         price = info.get_prices(_now())
         cached = self._rates.get(model)
         if cached is None or cached[0] is not price:
@@ -201,9 +221,6 @@ class _Rates:
         if twice > half or (twice == half and quotient % 2):
             quotient += 1
         return quotient
-
-
-_FREE = _Rates(0, 0, 0, 0)
 
 
 def _now() -> dt.datetime:

@@ -71,6 +71,8 @@ HELPED.prefetch(OPENAI_MODELS + ["no-such-model-xyz", "deepseek-chat"])     # on
 @given(st.sampled_from(OPENAI_MODELS + ["local-fine", "local-flat", "no-such-model-xyz", "deepseek-chat"]), usage)
 def test_rates_found_by_the_helper_process_price_every_call_as_in_process(model, tokens):
     assert HELPED.cost_nanousd(model, *tokens) == PRICER.cost_nanousd(model, *tokens)
+    assert HELPED.price(model, *tokens) == PRICER.price(model, *tokens)
+    assert HELPED.is_priced(model) == PRICER.is_priced(model)
     assert HELPED.cost_usd(model, *tokens) == PRICER.cost_usd(model, *tokens)
 
 
