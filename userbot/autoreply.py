@@ -34,6 +34,7 @@ from shared.core.outbox import enqueue_alert
 from shared.core.windows import format_duration
 from userbot import guards
 from userbot.chunks import split_message
+from userbot.fault_injection import AFTER_CLAIM, AFTER_SEND, kill_point
 from userbot.guards import ChatView, Load, Pending, Policy, Reason
 from userbot.incoming import IncomingMessage
 from userbot.photos import MAX_IMAGES_PER_REPLY, caption_of, photo_text, user_content
@@ -280,6 +281,7 @@ class AutoReplier:
         burst = list(plan.answer)
         if not await self._blocking(self.store.claim_rows, [p.row_id for p in burst], self.claimer, now):
             return Handled(DUPLICATE)
+        kill_point(AFTER_CLAIM)
         return await self._answer(chat_id, burst, view, transport, now)
 
     def _plan_inputs(self, chat_id: int, now: dt.datetime) -> tuple[list[Pending], ChatView, Policy, Load]:
@@ -395,6 +397,7 @@ class AutoReplier:
         try:
             for piece in pieces:
                 sent.append(await transport.send_text(chat_id, piece))
+                kill_point(AFTER_SEND)
         finally:
             # Whatever went out counts: the cooldown starts and the context knows it.
             at = self._clock()
