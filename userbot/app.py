@@ -155,6 +155,21 @@ class TelegramTransport:
                 return False
         return True
 
+    async def download_photo(self, chat_id: int, message_id: int, max_bytes: int) -> bytes | None:
+        """The message is fetched afresh: a file reference kept from its arrival may have expired."""
+        message = await telegram_call(self.client.get_messages, chat_id, message_id,
+                                      what=f"reading message {message_id} of chat {chat_id}",
+                                      max_flood_wait=self.max_flood_wait)
+        photo = getattr(message, "photo", None)
+        if photo is None or (photo.file_size or 0) > max_bytes:
+            return None
+        data = await telegram_call(self.client.download_media, message, in_memory=True,
+                                   what=f"downloading a photo of chat {chat_id}", max_flood_wait=self.max_flood_wait)
+        if data is None:
+            return None
+        content = data.getvalue()
+        return content if len(content) <= max_bytes else None
+
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int):
         async def keep_typing():

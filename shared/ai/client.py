@@ -129,7 +129,8 @@ class TrackedClient:
         chain = tuple(dict.fromkeys(models or ())) or (model or self.config.client.default_model,)
         return Request(messages=messages, operation=operation, models=chain, chat_id=chat_id, params=params,
                        stream=stream,
-                       prompt_estimate=estimate_prompt_tokens(messages if isinstance(messages, list) else []))
+                       prompt_estimate=estimate_prompt_tokens(messages if isinstance(messages, list) else [],
+                                                              chain))
 
 
 class ChatStream:

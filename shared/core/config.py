@@ -64,6 +64,8 @@ ALLOWANCE_NAME_MAX = 100
 POLICIES = ("sticky", "round-robin", "most-remaining")
 AUTOREPLY_MODES = ("all", "allow", "deny")
 MEDIA_MODES = ("ignore", "text")
+PHOTO_MODES = MEDIA_MODES + ("vision",)
+IMAGE_DETAILS = ("low", "high", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -167,6 +169,15 @@ class RecipientsConfig:
 
 
 @dataclass(frozen=True)
+class MediaByKindConfig:
+    """What each kind of media gets; a kind left out follows `autoreply.media`."""
+    photo: str | None = setting(None, choices=PHOTO_MODES)      # "vision": the photo goes to the model
+    voice: str | None = setting(None, choices=MEDIA_MODES)
+    sticker: str | None = setting(None, choices=MEDIA_MODES)
+    document: str | None = setting(None, choices=MEDIA_MODES)
+
+
+@dataclass(frozen=True)
 class AutoReplyConfig:
     enabled: bool = True
     model: str = setting("", max_length=MODEL_COLUMN)       # empty: client.default_model
@@ -209,6 +220,12 @@ class AutoReplyConfig:
     mark_read: bool = True                                   # mark a chat read once its messages were answered
     media: str = setting("ignore", choices=MEDIA_MODES)      # voice notes, photos, stickers, files: "ignore" or "text"
     media_text: str = setting("I can't open this here; I'll look at it later.", max_length=4_096)
+    media_by_kind: MediaByKindConfig = field(default_factory=MediaByKindConfig)
+    # photos sent to the model ("vision"): which model (empty: the auto-reply model), how closely it looks,
+    # and the largest photo downloaded
+    vision_model: str = setting("", max_length=MODEL_COLUMN)
+    image_detail: str = setting("low", choices=IMAGE_DETAILS)
+    max_image_bytes: int = setting(5_000_000, low=1, high=20_000_000)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class ApiKey(BaseModel):
     rate_hits_today = pw.BigIntegerField(default=0)
     errors_today = pw.BigIntegerField(default=0)
     cost_today_nanousd = pw.BigIntegerField(default=0)
+    unpriced_today = pw.BigIntegerField(default=0)    # tokens of models without a known price
     # Declared after the counters on purpose: MySQL applies an UPDATE's assignments left to
     # right, and the counters' CASE must compare against the window before it moves.
     window_start = pw.DateTimeField(null=True)
@@ -68,6 +69,7 @@ class ApiKey(BaseModel):
     total_rate_hits = pw.BigIntegerField(default=0)
     total_errors = pw.BigIntegerField(default=0)
     total_cost_nanousd = pw.BigIntegerField(default=0)
+    total_unpriced = pw.BigIntegerField(default=0)
 
     last_used_at = pw.DateTimeField(null=True)
     last_error = pw.CharField(max_length=200, default="")
@@ -103,6 +105,7 @@ class UsageEvent(BaseModel):
     reasoning_tokens = pw.IntegerField(default=0)
     total_tokens = pw.IntegerField(default=0)
     cost_nanousd = pw.BigIntegerField(default=0)
+    unpriced_tokens = pw.IntegerField(default=0)          # all its tokens, when no price is known for its model
     duration_ms = pw.IntegerField(default=0)
     outcome = pw.CharField(max_length=32)
     error_code = pw.CharField(max_length=100, default="")
@@ -126,6 +129,7 @@ class RollupSums(BaseModel):
     reasoning_tokens = pw.BigIntegerField(default=0)
     total_tokens = pw.BigIntegerField(default=0)
     cost_nanousd = pw.BigIntegerField(default=0)
+    unpriced_tokens = pw.BigIntegerField(default=0)  # tokens of calls to models without a known price
     duration_ms = pw.BigIntegerField(default=0)
 
 

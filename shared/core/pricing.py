@@ -30,6 +30,11 @@ def format_usd(nano: int) -> str:
     return f"${usd:.4f}"
 
 
+def override_hint(model: str) -> str:
+    """The config lines that price `model`, as one line."""
+    return f'add [pricing.overrides."{model}"] with input_per_mtok and output_per_mtok to the config'
+
+
 class Pricer:
     """Prices calls; remembers which models it could not price so it warns once per model.
 
@@ -52,13 +57,23 @@ class Pricer:
                                 for model, price in self.overrides.items()}
 
     def cost_nanousd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
-        """Cost in nano-USD; input_tokens includes cached_tokens, as OpenAI reports them."""
+        """Cost in nano-USD (0 when unpriced); input_tokens includes cached_tokens, as OpenAI reports them."""
+        return self.price(model, input_tokens, cached_tokens, output_tokens) or 0
+
+    def price(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int | None:
+        """Cost in nano-USD, or None when no price is known for `model` (shown as "unpriced")."""
         if 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+            if model not in self.overrides and self._model_info(model) is None:
+                return None if input_tokens or output_tokens else 0
             rates = self._override_rates[model] if model in self.overrides else self._genai_rates(model)
             if rates is not None:
                 return rates.nanousd(input_tokens, cached_tokens, output_tokens)
         usd = self.cost_usd(model, input_tokens, cached_tokens, output_tokens)
-        return 0 if usd is None else usd_to_nano(usd)
+        return None if usd is None else usd_to_nano(usd)
+
+    def is_priced(self, model: str) -> bool:
+        """Whether a price is known for `model` (an override or genai-prices)."""
+        return model in self.overrides or self._model_info(model) is not None
 
     def cost_usd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal | None:
         if input_tokens == 0 and output_tokens == 0:
@@ -90,8 +105,8 @@ class Pricer:
                     info = snapshot.find_provider_model(model, None, None, None)[1]
                 except LookupError:
                     self._unknown.add(model)
-                    log.warning("no price known for model %r: its calls are counted at $0 "
-                                "(add [pricing.overrides.%s] to config)", model, model)
+                    log.warning("no price known for model %r: its calls are shown as unpriced "
+                                "(%s)", model, override_hint(model))
                     return None
             self._models[model] = info
         return info
@@ -99,7 +114,7 @@ class Pricer:
     def _genai_rates(self, model: str) -> _Rates | None:
         info = self._model_info(model)
         if info is None:
-            return _FREE
+            return None
         price = info.get_prices(_now())
         cached = self._rates.get(model)
         if cached is None or cached[0] is not price:
@@ -156,9 +171,6 @@ class _Rates:
         if twice > half or (twice == half and quotient % 2):
             quotient += 1
         return quotient
-
-
-_FREE = _Rates(0, 0, 0, 0)
 
 
 def _now() -> dt.datetime:
