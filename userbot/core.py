@@ -16,6 +16,7 @@ from shared.ai.client import TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
+from shared.core.inflight import InFlight
 from shared.core.journal import CallJournal, journal_path
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
@@ -37,6 +38,8 @@ class BotCore:
     async def aclose(self) -> None:
         await self.ai.aclose()
         self.database.close()
+        if self.accountant.inflight is not None:
+            self.accountant.inflight.close()
 
 
 def build_core(config: Config, keyring: KeyRing, *, clock: Callable[[], dt.datetime] = utcnow,
@@ -49,8 +52,9 @@ def build_core(config: Config, keyring: KeyRing, *, clock: Callable[[], dt.datet
     out of the long-lived bot; `Pricer(out_of_process=True)`)."""
     database = DatabaseExecutor()
     call_journal = CallJournal(journal_path(config.data_dir, config.bot.name)) if journal else None
+    inflight = InFlight(config.data_dir, config.bot.name) if journal else None
     pricer = Pricer(config.pricing, out_of_process=journal)
-    accountant = Accountant(config.bot.name, pricer, executor=database, journal=call_journal)
+    accountant = Accountant(config.bot.name, pricer, executor=database, journal=call_journal, inflight=inflight)
     ai = TrackedClient(config, keyring, accountant, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking, clock=clock, sleep=sleep)
