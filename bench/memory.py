@@ -64,9 +64,11 @@ async def bot_steps(base_url: str, database_url: str, seconds: float, in_process
     from shared.core.models import utcnow
     from userbot import report_commands
     from userbot.commands import CommandContext
+    from userbot.core import keep_trio_out
     from userbot.simulate import simulate
     from userbot.state import Store
 
+    keep_trio_out()                                          # as `tokenpool-bot` does before it runs
     config = bot_config(base_url, database_url)
     steps = [("imported userbot.app", rss_mb(), open_fds())]
     await simulate(config, seconds=2, seed=1, rate=1.0)      # start-up: runtime, warm-up, first chats

@@ -16,6 +16,7 @@ from shared.core.db import DatabaseUnavailable, DatabaseUrlError
 from shared.core.logs import setup_logging
 from shared.core.schema import SchemaError
 from userbot.app import run_bot
+from userbot.core import keep_trio_out
 from userbot.session import SetupError, login, telegram_credentials
 from userbot.simulate import simulate
 
@@ -58,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             if args.name:
                 config = dataclasses.replace(config, bot=dataclasses.replace(config.bot, name=args.name))
+            keep_trio_out()
             counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate,
                                           min_messages=args.min_messages))
             log.info("simulated bot %s done: %s", config.bot.name, counts)
             return 0
+        keep_trio_out()
         return asyncio.run(_run(config))
     except USER_ERRORS as exc:
         print(f"tokenpool-bot: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from shared.core.backoff import Backoff
 from shared.core.config import Config
 from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
+from shared.core.plain_text import storable
 from shared.core.startup import open_runtime
 from shared.core.systemd import Notifier
 from userbot import guards
@@ -95,15 +96,15 @@ def incoming_from(message: Message, *, is_muted: bool = False) -> IncomingMessag
         message_id=message.id,
         sender_id=user.id if user else None,
         date=to_utc(message.date),
-        text=message.text or message.caption or "",
+        text=storable(message.text or message.caption or ""),
         is_private=bool(chat and chat.type == enums.ChatType.PRIVATE),
         is_bot=bool(user and user.is_bot) or bool(chat and chat.type == enums.ChatType.BOT),
         is_self=bool(message.outgoing or (user and user.is_self)),
         is_contact=bool(user and user.is_contact),
         is_service=bool(message.service),
         is_muted=is_muted,
-        sender_name=_display_name(chat or user),
-        username=(getattr(chat, "username", None) or (user.username if user else None) or ""),
+        sender_name=storable(_display_name(chat or user)),
+        username=storable(getattr(chat, "username", None) or (user.username if user else None) or ""),
         media=media_kind(message),
     )
 
@@ -153,6 +154,21 @@ class TelegramTransport:
             if message.id < message_id:
                 return False
         return True
+
+    async def download_photo(self, chat_id: int, message_id: int, max_bytes: int) -> bytes | None:
+        """The message is fetched afresh: a file reference kept from its arrival may have expired."""
+        message = await telegram_call(self.client.get_messages, chat_id, message_id,
+                                      what=f"reading message {message_id} of chat {chat_id}",
+                                      max_flood_wait=self.max_flood_wait)
+        photo = getattr(message, "photo", None)
+        if photo is None or (photo.file_size or 0) > max_bytes:
+            return None
+        data = await telegram_call(self.client.download_media, message, in_memory=True,
+                                   what=f"downloading a photo of chat {chat_id}", max_flood_wait=self.max_flood_wait)
+        if data is None:
+            return None
+        content = data.getvalue()
+        return content if len(content) <= max_bytes else None
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int):

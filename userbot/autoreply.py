@@ -34,8 +34,10 @@ from shared.core.outbox import enqueue_alert
 from shared.core.windows import format_duration
 from userbot import guards
 from userbot.chunks import split_message
+from userbot.fault_injection import AFTER_CLAIM, AFTER_SEND, kill_point
 from userbot.guards import ChatView, Load, Pending, Policy, Reason
 from userbot.incoming import IncomingMessage
+from userbot.photos import MAX_IMAGES_PER_REPLY, caption_of, photo_text, user_content
 from userbot.state import (
     AUTO,
     COMMAND,
@@ -46,6 +48,7 @@ from userbot.state import (
     OWNER,
     OWNER_REPLIED,
     PENDING,
+    PHOTO,
     REPLIED,
     ContextLine,
     Store,
@@ -78,6 +81,9 @@ class Transport(Protocol):
 
     async def is_new_chat(self, chat_id: int, message_id: int) -> bool | None:
         """Whether `message_id` began the chat (None: cannot tell)."""
+
+    async def download_photo(self, chat_id: int, message_id: int, max_bytes: int) -> bytes | None:
+        """The picture of a photo message, if it has one of at most `max_bytes` (else None)."""
 
 
 @dataclass
@@ -190,20 +196,19 @@ class AutoReplier:
     def _receive(self, msg: IncomingMessage, now: dt.datetime, new_chat: bool | None) -> Reason | None:
         """Record the message (None: a duplicate) and return REPLY (it waits for its answer)
         or the reason it never gets one."""
-        kind = MEDIA if msg.media and not msg.text.strip() else MESSAGE
-        text = msg.text if msg.text.strip() else f"[{msg.media}]"
+        policy = self.policy_now()
+        kind, text = _kind_and_text(msg, policy)
         if not self.store.record(msg.chat_id, msg.message_id, text, msg.date, now, kind=kind):
             return None
         self.store.note_chat(msg.chat_id, msg.sender_name, msg.username)
         if new_chat is not None:
             self.store.set_new_chat(msg.chat_id, new_chat)
-        policy = self.policy_now()
         view = self.store.chat_view(msg.chat_id)
         reason = guards.admit(msg, policy, view)
         if reason is None:
             loop = guards.observe(msg, policy, view, now)
             self.store.save_loop_state(msg.chat_id, loop.fast_exchanges, loop.paused_until, now)
-            if kind == MESSAGE:
+            if kind in (MESSAGE, PHOTO):
                 self._remember(msg.chat_id, msg.message_id, CONTACT, text, msg.date)
             if loop.detected:
                 reason = Reason.LOOP_DETECTED
@@ -276,6 +281,7 @@ class AutoReplier:
         burst = list(plan.answer)
         if not await self._blocking(self.store.claim_rows, [p.row_id for p in burst], self.claimer, now):
             return Handled(DUPLICATE)
+        kill_point(AFTER_CLAIM)
         return await self._answer(chat_id, burst, view, transport, now)
 
     def _plan_inputs(self, chat_id: int, now: dt.datetime) -> tuple[list[Pending], ChatView, Policy, Load]:
@@ -307,10 +313,7 @@ class AutoReplier:
         try:
             async with transport.typing(chat_id):
                 started = self._clock()
-                if all(p.media for p in burst):
-                    answer = settings.media_text
-                else:
-                    answer = await self._generate(chat_id, burst, view)
+                answer = await self._generate(chat_id, burst, view, transport)
                 await self._type_for(answer, self._clock() - started)
         except NoKeyAvailable as exc:
             return await self._no_key(chat_id, ids, exc, transport)
@@ -356,14 +359,37 @@ class AutoReplier:
         until = view.owner_paused_until
         return until is not None and pause > dt.timedelta(0) and until - pause >= claimed_at
 
-    async def _generate(self, chat_id: int, burst: list[Pending], view: ChatView) -> str:
+    async def _generate(self, chat_id: int, burst: list[Pending], view: ChatView, transport: Transport) -> str:
+        """The answer to the burst: the model's, or `media_text` when there is nothing it could read."""
         settings = self.config.autoreply
+        images = await self._photos(chat_id, burst, transport)
+        if all(p.media or (p.photo and p.message_id not in images and not caption_of(p.text)) for p in burst):
+            return settings.media_text
         lines = await self._blocking(self.store.context, chat_id, settings.context_messages)
-        prompt = build_prompt(view.persona or settings.system_prompt, lines, burst)
-        result = await self.client.chat(prompt, operation=OPERATION, model=settings.model or None,
-                                        models=settings.models or None, chat_id=chat_id,
+        prompt = build_prompt(view.persona or settings.system_prompt, lines, burst, images, settings.image_detail)
+        vision = bool(images) and bool(settings.vision_model)
+        result = await self.client.chat(prompt, operation=OPERATION,
+                                        model=settings.vision_model if vision else settings.model or None,
+                                        models=None if vision else settings.models or None, chat_id=chat_id,
                                         max_tokens=settings.max_output_tokens)
         return result.text
+
+    async def _photos(self, chat_id: int, burst: list[Pending], transport: Transport) -> dict[int, bytes]:
+        """The pictures of the burst's newest photos, by message id (those that could be had)."""
+        images: dict[int, bytes] = {}
+        for p in [p for p in burst if p.photo][-MAX_IMAGES_PER_REPLY:]:
+            try:
+                data = await transport.download_photo(chat_id, p.message_id, self.config.autoreply.max_image_bytes)
+            except Exception as exc:
+                log.warning("cannot fetch the photo of message %s in chat %s (%s); its caption is used", p.message_id,
+                            chat_id, exc)
+                continue
+            if data is None:
+                log.info("the photo of message %s in chat %s is gone or over max_image_bytes; its caption is used",
+                         p.message_id, chat_id)
+            else:
+                images[p.message_id] = data
+        return images
 
     async def _send(self, chat_id: int, ids: list[int], pieces: list[str], transport: Transport,
                     outcome: str = REPLIED) -> list[int]:
@@ -371,6 +397,7 @@ class AutoReplier:
         try:
             for piece in pieces:
                 sent.append(await transport.send_text(chat_id, piece))
+                kill_point(AFTER_SEND)
         finally:
             # Whatever went out counts: the cooldown starts and the context knows it.
             at = self._clock()
@@ -450,17 +477,30 @@ class AutoReplier:
         return Recovered(answered, taken, commands)
 
 
-def build_prompt(system_prompt: str, lines: list[ContextLine], burst: list[Pending] | IncomingMessage) -> list[dict]:
+def build_prompt(system_prompt: str, lines: list[ContextLine], burst: list[Pending] | IncomingMessage,
+                 images: dict[int, bytes] | None = None, detail: str = "low") -> list[dict]:
     """The chat-completions messages: the system prompt, the chat's recent messages, then
-    every message of the burst being answered (also those the context store trimmed)."""
+    every message of the burst being answered (also those the context store trimmed), a
+    photo's picture (from `images`, by message id) beside its caption."""
+    images = images or {}
     if isinstance(burst, IncomingMessage):
         burst = [Pending(0, burst.message_id, burst.text, burst.date, burst.date)]
     in_burst = {p.message_id for p in burst}
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    messages: list[dict] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     messages += [{"role": MODEL_ROLES[line.role], "content": line.text} for line in lines
                  if not (line.role == CONTACT and line.message_id in in_burst)]
-    messages += [{"role": "user", "content": p.text} for p in burst]
+    messages += [{"role": "user", "content": user_content(p.text, images.get(p.message_id), detail)} for p in burst]
     return messages
+
+
+def _kind_and_text(msg: IncomingMessage, policy: Policy) -> tuple[str, str]:
+    """How a message is kept: a photo for the model ("[photo] caption"), media without text
+    ("[voice]"), or text (a caption is text)."""
+    if msg.media and policy.media_mode(msg.media) == "vision":
+        return PHOTO, photo_text(msg.text)
+    if msg.media and not msg.text.strip():
+        return MEDIA, f"[{msg.media}]"
+    return MESSAGE, msg.text
 
 
 def no_key_alert_text(bot: str, frees_up_at: dt.datetime | None, now: dt.datetime) -> str:

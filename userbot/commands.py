@@ -330,6 +330,7 @@ def autoreply_status(ctx: CommandContext) -> str:
         f"Owner writes in a chat: hands off for {settings.owner_pause_minutes} min",
         f"Only when away: {f'yes, after {settings.away_after_minutes} min' if policy.only_when_away else 'no'}",
         f"Recipients: {_recipients(policy)}",
+        f"Media: {_media(policy, settings.vision_model or settings.model or ctx.config.client.default_model)}",
         f"Caps: {settings.max_replies_per_chat_per_hour or 'no'} per chat per hour, "
         f"{settings.max_replies_per_minute or 'no'} per minute in all",
         f"Replies in the last 24 h: {ctx.store.replies_since(ctx.now - dt.timedelta(hours=24)):,}",
@@ -343,6 +344,16 @@ def autoreply_status(ctx: CommandContext) -> str:
         shown = ", ".join(escape(f"{name} ({why}, until {until:%H:%M})") for name, until, why in paused[:10])
         lines.append(f"Paused chats: {shown}")
     return "\n".join(lines)
+
+
+MEDIA_WORDS = {"ignore": "skipped", "text": "answered with media_text", "vision": "shown to the model"}
+
+
+def _media(policy: Policy, vision_model: str) -> str:
+    """"photos shown to the model (gpt-4o); others skipped"."""
+    kinds = [f"{kind}s {MEDIA_WORDS[mode]}" + (f" ({vision_model})" if mode == "vision" else "")
+             for kind, mode in policy.media_by_kind if mode != policy.media]
+    return "; ".join(kinds + [f"{'others' if kinds else 'all'} {MEDIA_WORDS[policy.media]}"])
 
 
 def _recipients(policy: Policy) -> str:

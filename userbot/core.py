@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -43,15 +44,26 @@ def build_core(config: Config, keyring: KeyRing, *, clock: Callable[[], dt.datet
                journal: bool = False) -> BotCore:
     """The core of one bot over `keyring` (from `open_runtime` or `sync_keys`). Without
     `commands` the registry stays empty and the report modules (charts, exports) unloaded;
-    with `journal` calls are journaled in data_dir before they are booked (the real bots)."""
+    with `journal` (the real bots) calls are journaled in data_dir before they are booked,
+    and model prices are found by a short-lived helper process (genai-prices' data stays
+    out of the long-lived bot; `Pricer(out_of_process=True)`)."""
     database = DatabaseExecutor()
     call_journal = CallJournal(journal_path(config.data_dir, config.bot.name)) if journal else None
-    accountant = Accountant(config.bot.name, Pricer(config.pricing), executor=database, journal=call_journal)
+    pricer = Pricer(config.pricing, out_of_process=journal)
+    accountant = Accountant(config.bot.name, pricer, executor=database, journal=call_journal)
     ai = TrackedClient(config, keyring, accountant, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking, clock=clock, sleep=sleep)
     return BotCore(config, database, accountant, ai, run_blocking, replier,
                    default_registry() if commands else Registry())
+
+
+def keep_trio_out() -> None:
+    """The bot runs on asyncio. httpx's transport (httpcore) imports trio whenever trio is
+    installed (the test extra's selenium installs it): ~3 MB resident for nothing. The bot's
+    entry point calls this before the first HTTP client is made; nothing in the bot uses trio."""
+    if "trio" not in sys.modules:
+        sys.modules["trio"] = None     # type: ignore[assignment]   # `import trio` raises ImportError
 
 
 def database_runner(database: DatabaseExecutor | Accountant):

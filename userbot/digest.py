@@ -12,9 +12,9 @@ import peewee as pw
 
 from shared.core.config import Config
 from shared.core.models import UsageEvent
-from shared.core.pricing import format_usd
 from shared.core.query_rows import tuple_rows
 from shared.core.windows import format_duration
+from shared.reports.money import money_text, pricing_hint
 from shared.reports.render_telegram import fit
 from userbot.commands import Reply
 from userbot.state import MERGED, REPLIED, Fate, Store
@@ -32,6 +32,7 @@ class Conversation:
     fates: list[Fate] = field(default_factory=list)
     tokens: int = 0
     cost_nanousd: int = 0
+    unpriced_tokens: int = 0         # tokens of models without a known price
 
     @property
     def link(self) -> str:
@@ -48,11 +49,12 @@ def conversations(store: Store, since: dt.datetime, until: dt.datetime) -> list[
         conversation.fates.append(fate)
     if by_chat:
         e = UsageEvent
-        query = (e.select(e.chat_id, pw.fn.SUM(e.total_tokens), pw.fn.SUM(e.cost_nanousd))
+        query = (e.select(e.chat_id, pw.fn.SUM(e.total_tokens), pw.fn.SUM(e.cost_nanousd), pw.fn.SUM(e.unpriced_tokens))
                  .where((e.bot == store.bot) & (e.at >= since) & (e.at < until) & e.chat_id.in_(list(by_chat)))
                  .group_by(e.chat_id))
-        for chat_id, tokens, cost in tuple_rows(query):
-            by_chat[chat_id].tokens, by_chat[chat_id].cost_nanousd = int(tokens or 0), int(cost or 0)
+        for chat_id, tokens, cost, unpriced in tuple_rows(query):
+            chat = by_chat[chat_id]
+            chat.tokens, chat.cost_nanousd, chat.unpriced_tokens = int(tokens or 0), int(cost or 0), int(unpriced or 0)
     return list(by_chat.values())
 
 
@@ -74,7 +76,7 @@ def render_digest(chats: list[Conversation], since: dt.datetime, now: dt.datetim
     for chat in chats:
         answered = sum(f.outcome in SETTLED_FINE for f in chat.fates)
         lines = [f"👤 {chat.link}: {len(chat.fates)} message(s), {answered} answered · "
-                 f"{chat.tokens:,} tokens · {format_usd(chat.cost_nanousd)}"]
+                 f"{chat.tokens:,} tokens · {money_text(chat.cost_nanousd, chat.unpriced_tokens)}"]
         for fate in chat.fates:
             lines.append(f"  • “{escape(_snippet(fate.text))}” — {escape(fate.describe())}")
             if fate.outcome not in SETTLED_FINE:
@@ -82,12 +84,22 @@ def render_digest(chats: list[Conversation], since: dt.datetime, now: dt.datetim
         items.append("\n".join(lines))
     tokens = sum(c.tokens for c in chats)
     cost = sum(c.cost_nanousd for c in chats)
-    tail = ["", f"Σ {tokens:,} tokens · {format_usd(cost)}"]
+    unpriced = sum(c.unpriced_tokens for c in chats)
+    tail = ["", f"Σ {tokens:,} tokens · {money_text(cost, unpriced)}"]
+    if unpriced:
+        tail.append(f"ℹ️ <i>{escape(pricing_hint(_unpriced_models(since, now)), quote=False)}</i>")
     if needs_you:
         tail += ["", f"⚠️ <b>Needs you</b> ({len(needs_you)})"] + needs_you[:20]
         if len(needs_you) > 20:
             tail.append(f"<i>…and {len(needs_you) - 20} more</i>")
     return fit(head, items, tail, "chats")
+
+
+def _unpriced_models(since: dt.datetime, until: dt.datetime) -> list[str]:
+    e = UsageEvent
+    query = (e.select(e.model).distinct().where((e.at >= since) & (e.at < until) & (e.unpriced_tokens > 0))
+             .order_by(e.model))
+    return [model for (model,) in tuple_rows(query)]
 
 
 def _snippet(text: str) -> str:

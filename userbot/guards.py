@@ -11,6 +11,7 @@ off delay a message, never drop it (only its age does).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 from dataclasses import dataclass
@@ -124,7 +125,12 @@ class Policy:
     away_after: dt.timedelta = dt.timedelta(minutes=10)
     recipients: Recipients = Recipients()
     media: str = "ignore"
+    media_by_kind: tuple[tuple[str, str], ...] = ()   # (kind, behaviour) where a kind has its own
     paused_until: dt.datetime | None = None         # the owner's `.pause` of every chat
+
+    def media_mode(self, kind: str) -> str:
+        """"ignore", "text" or (photos) "vision": what a message of this media kind gets."""
+        return dict(self.media_by_kind).get(kind, self.media)
 
     @classmethod
     def from_config(cls, config: AutoReplyConfig, *, enabled: bool | None = None,
@@ -152,6 +158,8 @@ class Policy:
             away_after=dt.timedelta(minutes=config.away_after_minutes),
             recipients=Recipients(r.contacts, r.non_contacts, r.existing_chats, r.new_chats),
             media=config.media,
+            media_by_kind=tuple((kind, mode) for kind, mode in dataclasses.asdict(config.media_by_kind).items()
+                                if mode is not None),
             paused_until=paused_until,
         )
 
@@ -182,6 +190,7 @@ class Pending:
     date: dt.datetime                           # Telegram's date
     received: dt.datetime                       # when the bot recorded it
     media: bool = False                         # a photo, voice note, ... without text
+    photo: bool = False                         # a photo the model looks at ("vision"); text is its caption
     waited: str = ""                            # why it waited last (kept when its age ends the wait)
 
 
@@ -238,7 +247,7 @@ def admit(msg: IncomingMessage, policy: Policy, chat: ChatView) -> Reason | None
             return Reason.NOT_RECIPIENT
         if policy.skip_muted and msg.is_muted:
             return Reason.MUTED
-    if msg.media and not msg.text.strip() and policy.media == "ignore":
+    if msg.media and not msg.text.strip() and policy.media_mode(msg.media) == "ignore":
         return Reason.MEDIA
     return None
 

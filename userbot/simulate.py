@@ -71,6 +71,9 @@ class LoggingTransport:
     async def is_new_chat(self, chat_id: int, message_id: int) -> bool | None:
         return None
 
+    async def download_photo(self, chat_id: int, message_id: int, max_bytes: int) -> bytes | None:
+        return None                 # the made-up contacts send text only
+
 
 async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4.0, min_messages: int = 0) -> dict:
     """About `rate` messages a second from people who take 5-15 s to answer (faster looks like

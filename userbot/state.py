@@ -36,7 +36,8 @@ REPLIED = "replied"          # answered (the last message of its burst)
 MERGED = "merged"            # answered together with later messages, by `reply_id`
 OWNER_REPLIED = "owner_replied"
 COMMAND_DONE = "done"        # a command that ran
-MESSAGE, MEDIA, COMMAND = "message", "media", "command"     # kinds: a contact's text or media, the owner's command
+# Kinds: a contact's text, media answered without the model, a photo the model looks at, the owner's command.
+MESSAGE, MEDIA, PHOTO, COMMAND = "message", "media", "photo", "command"
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class Store:
         query = (HandledMessage.select().where(self._rows(chat_id) & (HandledMessage.outcome == PENDING))
                  .order_by(HandledMessage.message_id))
         return [Pending(r.id, r.message_id, r.text or "", r.received_at or r.decided_at, r.decided_at,
-                        media=r.kind == MEDIA, waited=r.detail or "") for r in query]
+                        media=r.kind == MEDIA, photo=r.kind == PHOTO, waited=r.detail or "") for r in query]
 
     def chats_with_pending(self) -> list[int]:
         query = (HandledMessage.select(HandledMessage.chat_id).distinct()

@@ -19,7 +19,8 @@ from shared.core.models import ApiKey, KeyReset
 
 # Every per-window counter of ApiKey; all zero when a window starts.
 WINDOW_COUNTERS = (ApiKey.used_today, ApiKey.input_today, ApiKey.cached_today, ApiKey.output_today,
-                   ApiKey.calls_today, ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.cost_today_nanousd)
+                   ApiKey.calls_today, ApiKey.rate_hits_today, ApiKey.errors_today, ApiKey.cost_today_nanousd,
+                   ApiKey.unpriced_today)
 _CHUNK = 500
 
 

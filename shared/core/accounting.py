@@ -121,8 +121,10 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Rec
     """Record one call atomically. `anchor` is the key's window anchor (from its row)."""
     outcome = Outcome(call.outcome)
     usage = call.usage
-    cost = pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
+    price = pricer.price(call.model, usage.input, usage.cached, usage.output)
+    cost = price or 0
     values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
+    values["unpriced"] = usage.input + usage.output if price is None else 0
     db = database.obj
     statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
     try:
@@ -194,6 +196,7 @@ def _event_statement() -> Prepared:
         UsageEvent.input_tokens: slot("input"), UsageEvent.cached_tokens: slot("cached"),
         UsageEvent.output_tokens: slot("output"), UsageEvent.reasoning_tokens: slot("reasoning"),
         UsageEvent.total_tokens: slot("total"), UsageEvent.cost_nanousd: slot("cost"),
+        UsageEvent.unpriced_tokens: slot("unpriced"),
         UsageEvent.duration_ms: slot("duration"), UsageEvent.outcome: slot("outcome"),
         UsageEvent.error_code: slot("error_code"), UsageEvent.chat_id: slot("chat_id"),
         UsageEvent.estimated: slot("estimated"),
@@ -219,6 +222,7 @@ def _key_statement(outcome: Outcome, has_limits: bool) -> Prepared:
         ApiKey.rate_hits_today: today(ApiKey.rate_hits_today, slot("rate_hit")),
         ApiKey.errors_today: today(ApiKey.errors_today, slot("error")),
         ApiKey.cost_today_nanousd: today(ApiKey.cost_today_nanousd, slot("cost")),
+        ApiKey.unpriced_today: today(ApiKey.unpriced_today, slot("unpriced")),
         ApiKey.window_start: pw.Case(None, [(newer, ApiKey.window_start)], start),
         ApiKey.total_tokens: ApiKey.total_tokens + slot("total"),
         ApiKey.total_input: ApiKey.total_input + slot("input"),
@@ -228,6 +232,7 @@ def _key_statement(outcome: Outcome, has_limits: bool) -> Prepared:
         ApiKey.total_rate_hits: ApiKey.total_rate_hits + slot("rate_hit"),
         ApiKey.total_errors: ApiKey.total_errors + slot("error"),
         ApiKey.total_cost_nanousd: ApiKey.total_cost_nanousd + slot("cost"),
+        ApiKey.total_unpriced: ApiKey.total_unpriced + slot("unpriced"),
         ApiKey.last_used_at: slot("at"),
     }
     if outcome is not Outcome.OK:
@@ -251,7 +256,7 @@ def _key_statement(outcome: Outcome, has_limits: bool) -> Prepared:
 _ROLLUP_SUMS = {"calls": "one", "ok_calls": "ok", "error_calls": "error", "rate_hits": "rate_hit",
                 "input_tokens": "input", "cached_tokens": "cached", "output_tokens": "output",
                 "reasoning_tokens": "reasoning", "total_tokens": "total", "cost_nanousd": "cost",
-                "duration_ms": "duration"}
+                "unpriced_tokens": "unpriced", "duration_ms": "duration"}
 
 
 def _rollup_statement() -> Prepared:
@@ -314,7 +319,10 @@ class Accountant:
         """Book `call`; when the database cannot take it after every retry, keep it in the
         journal (if this Accountant has one) and book it once the database is back."""
         try:
-            recorded = await self.executor.run(self.record_once, call, what="recording a call")
+            # With a journal, a database locked past its busy timeout (a frozen writer) sends
+            # the call to the journal at once instead of holding it for every retry.
+            recorded = await self.executor.run(self.record_once, call, what="recording a call",
+                                               retry_locked=self.journal is None)
         except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
             if self.journal is None:
                 raise

@@ -64,6 +64,8 @@ ALLOWANCE_NAME_MAX = 100
 POLICIES = ("sticky", "round-robin", "most-remaining")
 AUTOREPLY_MODES = ("all", "allow", "deny")
 MEDIA_MODES = ("ignore", "text")
+PHOTO_MODES = MEDIA_MODES + ("vision",)
+IMAGE_DETAILS = ("low", "high", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -167,6 +169,15 @@ class RecipientsConfig:
 
 
 @dataclass(frozen=True)
+class MediaByKindConfig:
+    """What each kind of media gets; a kind left out follows `autoreply.media`."""
+    photo: str | None = setting(None, choices=PHOTO_MODES)      # "vision": the photo goes to the model
+    voice: str | None = setting(None, choices=MEDIA_MODES)
+    sticker: str | None = setting(None, choices=MEDIA_MODES)
+    document: str | None = setting(None, choices=MEDIA_MODES)
+
+
+@dataclass(frozen=True)
 class AutoReplyConfig:
     enabled: bool = True
     model: str = setting("", max_length=MODEL_COLUMN)       # empty: client.default_model
@@ -209,6 +220,12 @@ class AutoReplyConfig:
     mark_read: bool = True                                   # mark a chat read once its messages were answered
     media: str = setting("ignore", choices=MEDIA_MODES)      # voice notes, photos, stickers, files: "ignore" or "text"
     media_text: str = setting("I can't open this here; I'll look at it later.", max_length=4_096)
+    media_by_kind: MediaByKindConfig = field(default_factory=MediaByKindConfig)
+    # photos sent to the model ("vision"): which model (empty: the auto-reply model), how closely it looks,
+    # and the largest photo downloaded
+    vision_model: str = setting("", max_length=MODEL_COLUMN)
+    image_detail: str = setting("low", choices=IMAGE_DETAILS)
+    max_image_bytes: int = setting(5_000_000, low=1, high=20_000_000)
 
 
 @dataclass(frozen=True)
@@ -246,6 +263,10 @@ class DashboardConfig:
     port: int = setting(8765, low=1, high=65_535)
     token: str = secret_setting("", max_length=1_000)
     refresh_seconds: int = setting(5, low=0, above=True, high=DAY)
+    session_hours: int = setting(12, low=1, high=24 * 90)      # a login lasts this long
+    # Behind a TLS-terminating reverse proxy that sets X-Forwarded-Proto: trust it (only then)
+    # to mark the session cookie Secure. Off: only a TLS socket of our own counts.
+    trust_forwarded_proto: bool = False
 
 
 @dataclass(frozen=True)

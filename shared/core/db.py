@@ -7,10 +7,13 @@ the same URL syntax through `playhouse.db_url`.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
@@ -214,6 +217,17 @@ def first_line(exc: BaseException) -> str:
     return line
 
 
+_LOCK_TIMEOUTS = ("database is locked", "database table is locked", "lock timeout", "lock wait timeout")
+
+
+def lock_wait_timed_out(exc: BaseException) -> bool:
+    """The statement waited out the whole busy (lock) timeout behind another session's lock:
+    SQLite's "database is locked", PostgreSQL's lock_timeout, MySQL's lock wait timeout.
+    Trying again at once would hold the caller for another full timeout."""
+    text = str(exc).lower()
+    return any(said in text for said in _LOCK_TIMEOUTS)
+
+
 # --- coordination between processes: row locks, advisory locks, wake-ups ----------------------
 
 _CHANNEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -256,6 +270,40 @@ def release_advisory_lock(name: str, db=database) -> None:
     if isinstance(target, peewee.PostgresqlDatabase):
         target.execute_sql("SELECT pg_advisory_unlock(('x' || substr(md5(current_schema() || ':' || %s), 1, 16))"
                            "::bit(64)::bigint)", (name,))
+
+
+@contextlib.contextmanager
+def migration_lock(db: peewee.Database, poll_seconds: float = 0.05) -> Iterator[None]:
+    """Hold the schema's migration lock: one process migrates, the others wait, then find
+    the work done. PostgreSQL: a session advisory lock (scoped to the schema); MySQL: a named
+    lock (scoped to the database); SQLite: flock on the database's folder (never on the file
+    itself, whose POSIX locks SQLite owns). A killed holder's lock is released with it."""
+    db = _target(db)
+    if isinstance(db, peewee.PostgresqlDatabase):
+        while not hold_advisory_lock("tokenpool-migration", db):
+            time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            release_advisory_lock("tokenpool-migration", db)
+    elif isinstance(db, peewee.MySQLDatabase):
+        name = "CONCAT(LEFT(DATABASE(), 40), ':tokenpool-migration')"
+        while not db.execute_sql(f"SELECT GET_LOCK({name}, 1)").fetchone()[0]:
+            pass                                   # GET_LOCK itself waited a second
+        try:
+            yield
+        finally:
+            db.execute_sql(f"SELECT RELEASE_LOCK({name})")
+    elif isinstance(db, peewee.SqliteDatabase) and db.database not in ("", ":memory:") \
+            and not str(db.database).startswith("file:"):
+        folder = os.open(Path(db.database).expanduser().resolve().parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)                       # releases the flock
+    else:
+        yield
 
 
 def notify(channel: str, db=database) -> bool:

@@ -10,6 +10,7 @@ import datetime as dt
 import peewee as pw
 
 from shared.core.db import database
+from shared.core.plain_text import PlainCharField, PlainTextField
 
 
 def utcnow() -> dt.datetime:
@@ -54,6 +55,7 @@ class ApiKey(BaseModel):
     rate_hits_today = pw.BigIntegerField(default=0)
     errors_today = pw.BigIntegerField(default=0)
     cost_today_nanousd = pw.BigIntegerField(default=0)
+    unpriced_today = pw.BigIntegerField(default=0)    # tokens of models without a known price
     # Declared after the counters on purpose: MySQL applies an UPDATE's assignments left to
     # right, and the counters' CASE must compare against the window before it moves.
     window_start = pw.DateTimeField(null=True)
@@ -67,6 +69,7 @@ class ApiKey(BaseModel):
     total_rate_hits = pw.BigIntegerField(default=0)
     total_errors = pw.BigIntegerField(default=0)
     total_cost_nanousd = pw.BigIntegerField(default=0)
+    total_unpriced = pw.BigIntegerField(default=0)
 
     last_used_at = pw.DateTimeField(null=True)
     last_error = pw.CharField(max_length=200, default="")
@@ -102,6 +105,7 @@ class UsageEvent(BaseModel):
     reasoning_tokens = pw.IntegerField(default=0)
     total_tokens = pw.IntegerField(default=0)
     cost_nanousd = pw.BigIntegerField(default=0)
+    unpriced_tokens = pw.IntegerField(default=0)          # all its tokens, when no price is known for its model
     duration_ms = pw.IntegerField(default=0)
     outcome = pw.CharField(max_length=32)
     error_code = pw.CharField(max_length=100, default="")
@@ -125,6 +129,7 @@ class RollupSums(BaseModel):
     reasoning_tokens = pw.BigIntegerField(default=0)
     total_tokens = pw.BigIntegerField(default=0)
     cost_nanousd = pw.BigIntegerField(default=0)
+    unpriced_tokens = pw.BigIntegerField(default=0)  # tokens of calls to models without a known price
     duration_ms = pw.BigIntegerField(default=0)
 
 
@@ -232,7 +237,7 @@ class ChatMessage(BaseModel):
     chat_id = pw.BigIntegerField()
     message_id = pw.BigIntegerField()
     role = pw.CharField(max_length=16)                    # "contact", "owner" or "auto"
-    text = pw.TextField()
+    text = PlainTextField()
     at = pw.DateTimeField()
 
     class Meta:
@@ -248,12 +253,12 @@ class HandledMessage(BaseModel):
     decided_at = pw.DateTimeField(index=True)             # when the bot first saw it
     outcome = pw.CharField(max_length=32)                 # "pending", "claimed", "replied", "merged" or why not
     kind = pw.CharField(max_length=8, default="message")  # "message" (a contact's) or "command" (the owner's)
-    text = pw.TextField(null=True)                        # what it said (for bursts and the digest)
+    text = PlainTextField(null=True)                      # what it said (for bursts and the digest)
     received_at = pw.DateTimeField(null=True)             # Telegram's date of the message
     claimed_by = pw.CharField(max_length=128, default="")  # the process answering it now
     reply_id = pw.BigIntegerField(null=True)              # our reply that answered it (also when merged)
     settled_at = pw.DateTimeField(null=True)
-    detail = pw.CharField(max_length=200, default="")      # more about the outcome (an error, a delay)
+    detail = PlainCharField(max_length=200, default="")    # more about the outcome (an error, a delay)
 
     class Meta:
         indexes = ((("bot", "chat_id", "message_id"), True), (("bot", "outcome"), False))
@@ -265,16 +270,16 @@ class ChatState(BaseModel):
     bot = pw.CharField(max_length=64)
     chat_id = pw.BigIntegerField()
     rule = pw.CharField(max_length=8, default="")         # "", "allow" or "deny"
-    label = pw.CharField(max_length=100, default="")      # the chat's display name, kept up to date
+    label = PlainCharField(max_length=100, default="")    # the chat's display name, kept up to date
     last_reply_at = pw.DateTimeField(null=True)
     last_incoming_at = pw.DateTimeField(null=True)
     replies = pw.BigIntegerField(default=0)
     fast_exchanges = pw.IntegerField(default=0)           # quick answers to our replies, in a row
     paused_until = pw.DateTimeField(null=True)            # loop protection
     updated_at = pw.DateTimeField(default=utcnow)
-    username = pw.CharField(max_length=64, default="")    # without "@"; kept up to date
+    username = PlainCharField(max_length=64, default="")  # without "@"; kept up to date
     owner_paused_until = pw.DateTimeField(null=True)      # the owner wrote here (or .pause): hands off
-    persona = pw.TextField(null=True)                     # this chat's system prompt (None: config's)
+    persona = PlainTextField(null=True)                   # this chat's system prompt (None: config's)
     daily_token_cap = pw.BigIntegerField(null=True)       # tokens per UTC day for this contact
     new_chat = pw.BooleanField(null=True)                 # the chat began with a message the bot saw
 

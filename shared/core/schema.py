@@ -13,6 +13,8 @@ from pathlib import Path
 import peewee as pw
 from playhouse.migrations import Runner
 
+from shared.core.db import migration_lock
+
 log = logging.getLogger("tokenpool.schema")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -37,16 +39,12 @@ def schema_status(db: pw.Database) -> tuple[list[str], list[str], list[str]]:
 
 
 def migrate(db: pw.Database) -> list[str]:
-    """Apply pending migrations; returns their names. Safe when several processes race."""
+    """Apply pending migrations; returns their names. Safe when several processes race: the
+    migration lock lets one migrate at a time, and each looks at what is pending once it holds it."""
     _refuse_newer(db)
-    try:
+    with migration_lock(db):
+        _refuse_newer(db)
         done = runner(db).up()
-    except pw.IntegrityError:
-        # Another process applied the same migration first; its work is ours too.
-        done = []
-    _applied, pending, _unknown = schema_status(db)
-    if pending:
-        done += runner(db).up()
     for name in done:
         log.info("applied migration %s", name)
     return done

@@ -3,7 +3,8 @@
 Every payload is the reporting core's JSON form (`shared.reports.render_json_csv`, the same dicts the
 CLI prints with --json) of the reporting core's queries (`shared.reports.queries`,
 `shared.reports.budgets`). The dashboard only adds what it alone shows, under new names: the
-status counts, the pace forecasts, and each key's successes.
+status counts, the pace forecasts, each key's successes, and costs as text (`cost_text`:
+"$0.0123", or "unpriced (1,200 tokens)" for models without a known price).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.reports import queries, render_json_csv
 from shared.reports.budgets import pool_projection
 from shared.reports.charts import PHONE_HEIGHT, PHONE_WIDTH, usage_chart
 from shared.reports.forecast import KeyForecast, forecast_views, recent_tokens_by_key
+from shared.reports.money import money_text
 from shared.reports.render_json_csv import key_forecast_json
 
 RECENT_CALLS = 20
@@ -30,7 +32,7 @@ def stats_payload(now: dt.datetime, config) -> dict:
     snapshot = queries.stats_snapshot(now, config)
     stats = render_json_csv.stats_json(snapshot)
     tops = {by: queries.key_top_groups(now, by, TOP_PER_KEY) for by in ("operation", "chat")}
-    stats["keys"] = [{**key, "successes": _successes(view),
+    stats["keys"] = [{**key, "successes": _successes(view), "cost_text": _cost_text(view),
                       "top_operations": [render_json_csv.usage_row_json(r) for r in tops["operation"].get(view.id, [])],
                       "top_chats": [render_json_csv.usage_row_json(r) for r in tops["chat"].get(view.id, [])]}
                      for key, view in zip(stats["keys"], snapshot.keys)]
@@ -39,6 +41,7 @@ def stats_payload(now: dt.datetime, config) -> dict:
         counts[view.status.value] += 1
     stats["status_counts"] = counts
     stats["today"]["successes"] = snapshot.today.calls - snapshot.today.errors - snapshot.today.rate_hits
+    stats["today"]["cost_text"] = money_text(snapshot.today.cost_nanousd, snapshot.today.unpriced_tokens)
     stats["projection"] = projection_json(pool_projection(now))
     return stats
 
@@ -77,7 +80,7 @@ def blanks(now: dt.datetime) -> dict:
     key = queries.KeyView(id=0, position=0, label="", masked="", status=Status.FRESH, usage=usage, total_tokens=0,
                           last_used_at=None, last_error="", in_config=True)
     forecast = forecast_views([key], {}, now)[0][0]
-    call = queries.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
+    call = queries.CallView(0, "", now, "", "", "", "", "", 0, 0, 0, 0, 0, 0, 0, 0, "ok", "", None, False)
     process = queries.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
     return {"key": {**_with_extras(render_json_csv.key_json(key), key, forecast),
                     "top_operations": [], "top_chats": []},
@@ -92,11 +95,18 @@ def _successes(view: queries.KeyView) -> int:
     return usage.calls - usage.errors - usage.rate_hits
 
 
+def _cost_text(view: queries.KeyView) -> str:
+    return money_text(view.cost_today_nanousd, view.unpriced_today)
+
+
 def _with_extras(key: dict, view: queries.KeyView, forecast: KeyForecast) -> dict:
-    return {**key, "successes": _successes(view), "forecast": key_forecast_json(forecast)}
+    return {**key, "successes": _successes(view), "cost_text": _cost_text(view),
+            "forecast": key_forecast_json(forecast)}
 
 
 def projection_json(projection) -> dict:
     """budgets.Projection as {"day_so_far": {"tokens", "cost_nanousd"}, ... "month_projected": ...}."""
-    return {name: {**amount, "cost_usd": render_json_csv.usd(amount["cost_nanousd"])}
-            for name, amount in dataclasses.asdict(projection).items()}
+    amounts = {f.name: getattr(projection, f.name) for f in dataclasses.fields(projection)}
+    return {name: {**render_json_csv.amount_json(amount),
+                   "cost_text": money_text(amount.cost_nanousd, amount.unpriced_tokens)}
+            for name, amount in amounts.items()}

@@ -98,14 +98,15 @@ class Guard:
         return bool(self._token)
 
     def token_matches(self, attempt: str) -> bool:
-        return hmac.compare_digest(attempt.encode("utf-8"), self._token)
+        # Header bytes that are not UTF-8 arrive as lone surrogates: compare the raw bytes.
+        return hmac.compare_digest(attempt.encode("utf-8", "surrogateescape"), self._token)
 
     def session_value(self) -> str:
         """The cookie's value: derived from the token, so the cookie never holds the token itself."""
         return self._session
 
     def session_matches(self, value: str) -> bool:
-        return hmac.compare_digest(value.encode("utf-8"), self._session.encode("utf-8"))
+        return hmac.compare_digest(value.encode("utf-8", "surrogateescape"), self._session.encode("utf-8"))
 
     async def reject(self, request: web.Request, what: str) -> None:
         """Log a failed attempt (never what was tried) and hold the answer back."""
@@ -168,5 +169,10 @@ async def headers_middleware(request: web.Request, handler):
     return response
 
 
-def session_cookie_options(request: web.Request) -> dict:
-    return {"httponly": True, "samesite": "Strict", "path": "/", "secure": request.secure}
+def session_cookie_options(request: web.Request, hours: int, trust_forwarded_proto: bool = False) -> dict:
+    """The session cookie expires after `hours`, and is Secure whenever the browser reached
+    us over TLS: our own TLS socket, or (only if trusted) a proxy saying X-Forwarded-Proto https."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    secure = request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
+    secure = secure or (trust_forwarded_proto and forwarded == "https")
+    return {"httponly": True, "samesite": "Strict", "path": "/", "secure": secure, "max_age": hours * 3600}

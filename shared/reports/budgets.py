@@ -15,14 +15,21 @@ alert's dedupe key names the scope, period, metric and the period's first day).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.core.config import Config
 from shared.core.models import ApiKey
 from shared.core.outbox import enqueue_alert
 from shared.core.pricing import format_usd, usd_to_nano
 from shared.core.query_rows import tuple_rows
-from shared.reports.queries import Totals, day_totals, first_usage_day, key_day_totals, utc_day
+from shared.reports.queries import (
+    Totals,
+    day_totals,
+    first_usage_day,
+    key_day_totals,
+    unpriced_models,
+    utc_day,
+)
 
 DAY = dt.timedelta(days=1)
 MIN_ELAPSED = dt.timedelta(hours=1)
@@ -34,10 +41,14 @@ PERIODS = ("day", "month")
 class Amount:
     tokens: int = 0
     cost_nanousd: int = 0
+    unpriced_tokens: int = 0     # tokens of models without a known price (not in cost_nanousd)
 
     @classmethod
     def of(cls, totals: Totals) -> Amount:
-        return cls(totals.total_tokens, totals.cost_nanousd)
+        return cls(totals.total_tokens, totals.cost_nanousd, totals.unpriced_tokens)
+
+    def values(self) -> tuple[int, int, int]:
+        return self.tokens, self.cost_nanousd, self.unpriced_tokens
 
     def get(self, metric: str) -> int:
         return self.cost_nanousd if metric == "cost" else self.tokens
@@ -74,16 +85,14 @@ def project(now: dt.datetime, today: Amount, week: Amount, month: Amount,
     midnight = dt.datetime.combine(utc_day(now), dt.time())
     elapsed = max(now - midnight, MIN_ELAPSED)
     day_scale = (DAY / elapsed)
-    day_projected = Amount(*(round(v * day_scale) for v in (today.tokens, today.cost_nanousd)))
+    day_projected = Amount(*(round(v * day_scale) for v in today.values()))
     days_after_today = (next_month_start(now.date()) - now.date()).days - 1
     pace_days = week_days + 1                       # today counts as one (projected) day
-    daily = [(week.tokens + day_projected.tokens) / pace_days,
-             (week.cost_nanousd + day_projected.cost_nanousd) / pace_days]
-    month_projected = Amount(
-        month.tokens + (day_projected.tokens - today.tokens) + round(daily[0] * days_after_today),
-        month.cost_nanousd + (day_projected.cost_nanousd - today.cost_nanousd) + round(daily[1] * days_after_today))
+    daily = [(w + d) / pace_days for w, d in zip(week.values(), day_projected.values(), strict=True)]
+    month_projected = Amount(*(m + (d - t) + round(pace * days_after_today) for m, d, t, pace in
+                               zip(month.values(), day_projected.values(), today.values(), daily, strict=True)))
     return Projection(day_so_far=today, day_projected=day_projected,
-                      week_daily_average=Amount(round(daily[0]), round(daily[1])),
+                      week_daily_average=Amount(*(round(v) for v in daily)),
                       month_so_far=month, month_projected=month_projected)
 
 
@@ -154,6 +163,7 @@ class BudgetReport:
     now: dt.datetime
     projection: Projection       # the pool's, shown even when no budget is set
     checks: list[BudgetCheck]
+    unpriced_models: list[str] = field(default_factory=list)   # this month's models without a price
 
     @property
     def crossed(self) -> list[BudgetCheck]:
@@ -193,7 +203,8 @@ def budget_report(now: dt.datetime, config: Config) -> BudgetReport:
         for label, budget in config.budgets.keys.items():
             if label in ids:
                 checks += _checks(label, budget, by_key.get(ids[label], empty), now)
-    return BudgetReport(now=now, projection=projection, checks=checks)
+    models = unpriced_models(month_start(utc_day(now)), utc_day(now)) if projection.month_so_far.unpriced_tokens else []
+    return BudgetReport(now=now, projection=projection, checks=checks, unpriced_models=models)
 
 
 def alert_text(check: BudgetCheck) -> str:

@@ -78,6 +78,8 @@ class KeyView:
     frees_up_at: dt.datetime | None = None     # when an ineligible key can be used again
     rl_remaining_requests: int | None = None
     rl_remaining_tokens: int | None = None
+    unpriced_today: int = 0                    # tokens of models without a known price
+    total_unpriced: int = 0
 
     @property
     def number(self) -> int:
@@ -105,7 +107,8 @@ def key_view(row: ApiKey, now: dt.datetime, low_threshold: int) -> KeyView:
                    invalid_reason=row.invalid_reason,
                    frees_up_at=None if status in ELIGIBLE else frees_up_at(row, now),
                    rl_remaining_requests=row.rl_remaining_requests,
-                   rl_remaining_tokens=row.rl_remaining_tokens)
+                   rl_remaining_tokens=row.rl_remaining_tokens,
+                   unpriced_today=row.unpriced_today if current else 0, total_unpriced=row.total_unpriced)
 
 
 # --- the .stats panel --------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class PoolToday:
     lifetime_tokens: int        # every key ever registered, removed ones included
     lifetime_calls: int
     lifetime_cost_nanousd: int
+    unpriced_tokens: int = 0            # tokens of models without a known price
+    lifetime_unpriced_tokens: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -164,6 +169,7 @@ class StatsSnapshot:
     forecasts: dict[int, KeyForecast]       # by key id, at the pace of the last hour
     pool_forecast: PoolForecast
     allowances: list[AllowanceView] = field(default_factory=list)   # shared pools, with their keys
+    unpriced_models: list[str] = field(default_factory=list)        # models no price is known for
 
     @property
     def daily_limit(self) -> int | None:
@@ -176,19 +182,21 @@ def stats_snapshot(now: dt.datetime, config) -> StatsSnapshot:
     """Gather the `.stats` panel: keys in config, key in use, pool totals, process health."""
     keys = key_views(now, config.pool.low_threshold)
     lifetime = one_tuple(ApiKey.select(pw.fn.SUM(ApiKey.total_tokens), pw.fn.SUM(ApiKey.total_calls),
-                                       pw.fn.SUM(ApiKey.total_cost_nanousd)))
+                                       pw.fn.SUM(ApiKey.total_cost_nanousd), pw.fn.SUM(ApiKey.total_unpriced)))
     today = PoolToday(
         used=sum(k.usage.used for k in keys), left=sum(k.usage.left for k in keys if k.status not in SPENT),
         limit=sum(k.usage.limit for k in keys), calls=sum(k.usage.calls for k in keys),
         errors=sum(k.usage.errors for k in keys), rate_hits=sum(k.usage.rate_hits for k in keys),
         cost_nanousd=sum(k.cost_today_nanousd for k in keys),
         lifetime_tokens=int(lifetime[0] or 0), lifetime_calls=int(lifetime[1] or 0),
-        lifetime_cost_nanousd=int(lifetime[2] or 0))
+        lifetime_cost_nanousd=int(lifetime[2] or 0),
+        unpriced_tokens=sum(k.unpriced_today for k in keys), lifetime_unpriced_tokens=int(lifetime[3] or 0))
     ranking = KeyRanking.select().order_by(KeyRanking.generation.desc()).first()
     forecasts, pool_forecast = forecast_views(keys, recent_tokens_by_key(now), now)
     return StatsSnapshot(now=now, keys=keys, in_use=_key_in_use(keys, ranking), today=today,
                          processes=process_health(now), ranking_generation=ranking and ranking.generation,
-                         forecasts=forecasts, pool_forecast=pool_forecast, allowances=allowance_views(now))
+                         forecasts=forecasts, pool_forecast=pool_forecast, allowances=allowance_views(now),
+                         unpriced_models=unpriced_models() if today.lifetime_unpriced_tokens else [])
 
 
 def _key_in_use(keys: list[KeyView], ranking: KeyRanking | None) -> KeyView | None:
@@ -225,6 +233,7 @@ class Totals:
     reasoning_tokens: int = 0
     total_tokens: int = 0
     cost_nanousd: int = 0
+    unpriced_tokens: int = 0     # tokens of models without a known price (not in cost_nanousd)
     duration_ms: int = 0
 
     @property
@@ -260,6 +269,15 @@ def day_totals(start: dt.date, end: dt.date, *, key_id: int | None = None) -> To
     if key_id is not None:
         query = query.where(DailyRollup.key == key_id)
     return _totals(one_dict(query))
+
+
+def unpriced_models(start: dt.date | None = None, end: dt.date | None = None) -> list[str]:
+    """The models with unpriced tokens (over the UTC days start..end, or ever), by name."""
+    query = (DailyRollup.select(DailyRollup.model).distinct()
+             .where(DailyRollup.unpriced_tokens > 0).order_by(DailyRollup.model))
+    if start is not None and end is not None:
+        query = query.where(DailyRollup.day.between(start, end))
+    return [row[0] for row in tuple_rows(query)]
 
 
 def first_usage_day() -> dt.date | None:
@@ -316,6 +334,7 @@ class UsageReport:
     rows: list[UsageRow]
     total: Totals
     more: int = 0
+    unpriced_models: list[str] = field(default_factory=list)
 
 
 def usage_report(now: dt.datetime, days: int = 30, by: str = "day", *, top: int | None = None) -> UsageReport:
@@ -338,7 +357,9 @@ def usage_report(now: dt.datetime, days: int = 30, by: str = "day", *, top: int 
         rows.sort(key=lambda r: (-r.totals.total_tokens, -r.totals.calls, r.group))
         if top is not None and len(rows) > top:
             rows, more = rows[:top], len(rows) - top
-    return UsageReport(by=by, days=days, start=start, end=end, rows=rows, total=total, more=more)
+    models = unpriced_models(start, end) if total.unpriced_tokens else []
+    return UsageReport(by=by, days=days, start=start, end=end, rows=rows, total=total, more=more,
+                       unpriced_models=models)
 
 
 def _grouped(by: str, start: dt.date, end: dt.date) -> list[UsageRow]:
@@ -472,6 +493,7 @@ class CallView:
     reasoning_tokens: int
     total_tokens: int
     cost_nanousd: int
+    unpriced_tokens: int
     duration_ms: int
     outcome: str
     error_code: str
@@ -483,7 +505,7 @@ class CallView:
 _CALL_COLUMNS = (UsageEvent.id, UsageEvent.call_id, UsageEvent.at, UsageEvent.bot, UsageEvent.operation,
                  UsageEvent.model, ApiKey.label, ApiKey.masked, UsageEvent.input_tokens,
                  UsageEvent.cached_tokens, UsageEvent.output_tokens, UsageEvent.reasoning_tokens,
-                 UsageEvent.total_tokens, UsageEvent.cost_nanousd, UsageEvent.duration_ms,
+                 UsageEvent.total_tokens, UsageEvent.cost_nanousd, UsageEvent.unpriced_tokens, UsageEvent.duration_ms,
                  UsageEvent.outcome, UsageEvent.error_code, UsageEvent.chat_id, UsageEvent.estimated)
 
 

@@ -2,7 +2,9 @@
 
 Field names are stable and the same everywhere; docs/reports.md lists them. Conventions:
 - times are ISO 8601 UTC strings ending in "Z"; days are "YYYY-MM-DD" (UTC days);
-- money is exact: `*_nanousd` integers (1e-9 USD) plus `*_usd` decimal strings;
+- money is exact: `*_nanousd` integers (1e-9 USD) plus `*_usd` decimal strings, beside
+  `unpriced` (a flag) and `unpriced_tokens`: tokens of models without a known price.
+  Both money fields are null when every token was unpriced (unknown, not free);
 - durations are whole seconds (`*_seconds`) or milliseconds (`*_ms`);
 - rates are fractions in 0..1, or null when there were no calls.
 """
@@ -16,10 +18,10 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from shared.core.pricing import nano_to_usd
 from shared.reports.allowance_views import allowance_json
 from shared.reports.budgets import Amount, BudgetReport
 from shared.reports.forecast import KeyForecast, PoolForecast
+from shared.reports.money import money_json, pricing_hint, usd
 from shared.reports.queries import (
     CallView,
     KeyView,
@@ -40,9 +42,7 @@ def parse_iso(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text.removesuffix("Z"))
 
 
-def usd(nano: int) -> str:
-    """Exact decimal USD, as a string (JSON numbers would be read as floats)."""
-    return format(nano_to_usd(nano).normalize(), "f")
+__all__ = ["usd"]     # re-exported for the dashboard
 
 
 def seconds(delta: dt.timedelta) -> int:
@@ -57,11 +57,11 @@ def key_json(view: KeyView) -> dict:
         "label": view.label, "masked": view.masked, "number": view.number, "status": view.status.value,
         "used": usage.used, "limit": usage.limit, "left": usage.left, "calls": usage.calls,
         "rate_hits": usage.rate_hits, "errors": usage.errors,
-        "cost_nanousd": view.cost_today_nanousd, "cost_usd": usd(view.cost_today_nanousd),
+        **money_json(view.cost_today_nanousd, view.unpriced_today),
         "window_start": iso(usage.window_start), "resets_in_seconds": seconds(usage.resets_in),
         "frees_up_at": iso(view.frees_up_at),
         "lifetime_tokens": view.total_tokens, "lifetime_calls": view.total_calls,
-        "lifetime_cost_nanousd": view.total_cost_nanousd, "lifetime_cost_usd": usd(view.total_cost_nanousd),
+        **money_json(view.total_cost_nanousd, view.total_unpriced, "lifetime_cost"),
         "last_used_at": iso(view.last_used_at), "last_error": view.last_error,
         "invalid_reason": view.invalid_reason,
         "rl_remaining_requests": view.rl_remaining_requests, "rl_remaining_tokens": view.rl_remaining_tokens,
@@ -87,21 +87,21 @@ def stats_json(snapshot: StatsSnapshot) -> dict:
         "today": {
             "used": today.used, "left": today.left, "limit": today.limit, "calls": today.calls,
             "errors": today.errors, "rate_hits": today.rate_hits, "success_rate": today.success_rate,
-            "cost_nanousd": today.cost_nanousd, "cost_usd": usd(today.cost_nanousd),
+            **money_json(today.cost_nanousd, today.unpriced_tokens),
             "lifetime_tokens": today.lifetime_tokens, "lifetime_calls": today.lifetime_calls,
-            "lifetime_cost_nanousd": today.lifetime_cost_nanousd,
-            "lifetime_cost_usd": usd(today.lifetime_cost_nanousd),
+            **money_json(today.lifetime_cost_nanousd, today.lifetime_unpriced_tokens, "lifetime_cost"),
         },
         "forecast": pool_forecast_json(snapshot.pool_forecast),
         "keys": [{**key_json(view), "forecast": key_forecast_json(snapshot.forecasts[view.id])}
                  for view in snapshot.keys],
         "processes": [process_json(p) for p in snapshot.processes],
         "allowances": [allowance_json(a) for a in snapshot.allowances],
+        "pricing_hint": pricing_hint(snapshot.unpriced_models),
     }
 
 
 def totals_json(totals: Totals) -> dict:
-    return {**dataclasses.asdict(totals), "cost_usd": usd(totals.cost_nanousd),
+    return {**dataclasses.asdict(totals), **money_json(totals.cost_nanousd, totals.unpriced_tokens),
             "success_rate": totals.success_rate, "avg_ms": totals.avg_ms}
 
 
@@ -112,7 +112,8 @@ def usage_row_json(row: UsageRow) -> dict:
 def usage_json(report: UsageReport) -> dict:
     return {"by": report.by, "days": report.days, "start_day": report.start.isoformat(),
             "end_day": report.end.isoformat(), "rows": [usage_row_json(r) for r in report.rows],
-            "more": report.more, "total": totals_json(report.total)}
+            "more": report.more, "total": totals_json(report.total),
+            "pricing_hint": pricing_hint(report.unpriced_models)}
 
 
 def call_json(call: CallView) -> dict:
@@ -122,7 +123,7 @@ def call_json(call: CallView) -> dict:
         "key_masked": call.key_masked, "input_tokens": call.input_tokens,
         "cached_tokens": call.cached_tokens, "output_tokens": call.output_tokens,
         "reasoning_tokens": call.reasoning_tokens, "total_tokens": call.total_tokens,
-        "cost_nanousd": call.cost_nanousd, "cost_usd": usd(call.cost_nanousd),
+        **money_json(call.cost_nanousd, call.unpriced_tokens),
         "duration_ms": call.duration_ms, "outcome": call.outcome, "error_code": call.error_code,
         "chat_id": call.chat_id, "chat_name": call.chat_name, "estimated": call.estimated,
     }
@@ -134,7 +135,7 @@ def rollup_json(row: RollupView) -> dict:
 
 
 def amount_json(amount: Amount) -> dict:
-    return {"tokens": amount.tokens, "cost_nanousd": amount.cost_nanousd, "cost_usd": usd(amount.cost_nanousd)}
+    return {"tokens": amount.tokens, **money_json(amount.cost_nanousd, amount.unpriced_tokens)}
 
 
 def budget_json(report: BudgetReport) -> dict:
@@ -150,6 +151,7 @@ def budget_json(report: BudgetReport) -> dict:
                      "period_start": c.period_start.isoformat(), "limit": c.limit, "used": c.used,
                      "projected": c.projected, "fraction": c.fraction, "state": c.state}
                     for c in report.checks],
+        "pricing_hint": pricing_hint(report.unpriced_models),
     }
 
 
@@ -162,19 +164,25 @@ def dumps(value) -> str:
 # Exports are "calls" (one row per call, from the events) or "daily" (one row per rollup:
 # UTC day x key x bot x model x operation). Columns are the JSON fields, in this order.
 
-CALL_COLUMNS = {
+def usd_text(text: str) -> str:
+    """The cost_usd column's type: text, but an empty cell is null (unpriced), not ''."""
+    return text
+
+
+CALL_COLUMNS: dict[str, Callable[[str], Any]] = {
     "id": int, "call_id": str, "at": str, "bot": str, "operation": str, "model": str, "key_label": str,
     "key_masked": str, "input_tokens": int, "cached_tokens": int, "output_tokens": int,
-    "reasoning_tokens": int, "total_tokens": int, "cost_nanousd": int, "cost_usd": str,
-    "duration_ms": int, "outcome": str, "error_code": str, "chat_id": int, "chat_name": str,
-    "estimated": bool,
+    "reasoning_tokens": int, "total_tokens": int, "cost_nanousd": int, "cost_usd": usd_text,
+    "unpriced": bool, "unpriced_tokens": int, "duration_ms": int, "outcome": str, "error_code": str,
+    "chat_id": int, "chat_name": str, "estimated": bool,
 }
-DAILY_COLUMNS = {
+DAILY_COLUMNS: dict[str, Callable[[str], Any]] = {
     "day": str, "key_label": str, "key_masked": str, "bot": str, "model": str, "operation": str,
-    **{name: int for name in Totals.__dataclass_fields__}, "cost_usd": str, "success_rate": float,
+    **{name: int for name in Totals.__dataclass_fields__}, "cost_usd": usd_text, "unpriced": bool,
+    "success_rate": float,
     "avg_ms": int,
 }
-EXPORTS: dict[str, tuple[dict[str, type], Callable[[Any], dict]]] = {
+EXPORTS: dict[str, tuple[dict[str, Callable[[str], Any]], Callable[[Any], dict]]] = {
     "calls": (CALL_COLUMNS, call_json), "daily": (DAILY_COLUMNS, rollup_json)}
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-from shared.core.pricing import format_usd
 from shared.core.status import Status
 from shared.core.windows import format_duration
 from shared.reports.allowance_views import telegram_block
 from shared.reports.budgets import Amount, BudgetCheck, BudgetReport
 from shared.reports.forecast import KeyForecast, Outlook
 from shared.reports.humanize import ago, compact, percent
+from shared.reports.money import money_text, pricing_hint
 from shared.reports.queries import (
     CallView,
     KeyView,
@@ -80,7 +80,9 @@ def render_stats(snapshot: StatsSnapshot) -> str:
         f"✅ Total Left: {today.left:,} tokens",
         f"🌟 Lifetime Total: {today.lifetime_tokens:,} tokens",
         f"📞 Calls: {today.calls:,} · ❌ Errors: {today.errors:,} · ✔️ {percent(today.success_rate)} ok",
-        f"💵 Cost: {format_usd(today.cost_nanousd)} · lifetime {format_usd(today.lifetime_cost_nanousd)}",
+        f"💵 Cost: {money_text(today.cost_nanousd, today.unpriced_tokens)} · lifetime "
+        f"{money_text(today.lifetime_cost_nanousd, today.lifetime_unpriced_tokens)}",
+        *_hint_lines(snapshot.unpriced_models),
         f"🔮 {escape(snapshot.pool_forecast.text, quote=False)}",
         "",
         RULE,
@@ -94,6 +96,12 @@ def render_stats(snapshot: StatsSnapshot) -> str:
                                                      for a in snapshot.allowances] + items
     tail = ["", RULE, "🩺 <b>Health</b>"] + _health_lines(snapshot.processes)
     return fit(head, items, tail, "keys")
+
+
+def _hint_lines(models: list[str]) -> list[str]:
+    """The `[pricing]` hint, when some tokens were unpriced."""
+    hint = pricing_hint(models)
+    return [f"ℹ️ <i>{escape(hint, quote=False)}</i>"] if hint else []
 
 
 def _key_block(view: KeyView, now: dt.datetime, forecast: KeyForecast | None = None) -> str:
@@ -131,7 +139,7 @@ def _health_lines(processes: list[ProcessHealth]) -> list[str]:
 
 def totals_line(totals: Totals) -> str:
     return (f"{totals.total_tokens:,} tok · {totals.calls:,} calls · {percent(totals.success_rate)} ok"
-            f" · {format_usd(totals.cost_nanousd)}")
+            f" · {money_text(totals.cost_nanousd, totals.unpriced_tokens)}")
 
 
 def render_usage(report: UsageReport) -> str:
@@ -147,7 +155,7 @@ def render_usage(report: UsageReport) -> str:
         tail.append(f"<i>…and {report.more:,} more {report.by}s</i>")
     tail += ["", RULE, f"Σ <b>Total</b>: {totals_line(report.total)}",
              f"📥 in {report.total.input_tokens:,} (cached {report.total.cached_tokens:,}) · "
-             f"📤 out {report.total.output_tokens:,}"]
+             f"📤 out {report.total.output_tokens:,}", *_hint_lines(report.unpriced_models)]
     return fit(head, items, tail, "rows")
 
 
@@ -186,7 +194,7 @@ STATE_WORDS = {"ok": "", "heading_over": " · heading over", "over": " · crosse
 
 
 def amount_text(amount: Amount) -> str:
-    return f"{amount.tokens:,} tokens · {format_usd(amount.cost_nanousd)}"
+    return f"{amount.tokens:,} tokens · {money_text(amount.cost_nanousd, amount.unpriced_tokens)}"
 
 
 def render_budget(report: BudgetReport) -> str:
@@ -202,7 +210,7 @@ def render_budget(report: BudgetReport) -> str:
     items = [_budget_line(check) for check in report.checks]
     if not items:
         items = ["No budgets set: add a <code>[budgets]</code> section to the config."]
-    return fit(head, items, [], "budgets")
+    return fit(head, items, _hint_lines(report.unpriced_models), "budgets")
 
 
 def _budget_line(check: BudgetCheck) -> str:

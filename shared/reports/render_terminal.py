@@ -6,13 +6,13 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from shared.core.pricing import format_usd
 from shared.core.status import Status
 from shared.core.windows import format_duration
 from shared.reports.allowance_views import allowances_table
 from shared.reports.budgets import BudgetReport
 from shared.reports.forecast import KeyForecast, Outlook
 from shared.reports.humanize import ago, percent
+from shared.reports.money import money_text, pricing_hint
 from shared.reports.queries import (
     CallView,
     KeyView,
@@ -134,18 +134,26 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
             ("daily limit per key", f"{limit:,}" if limit is not None else "varies by key"),
             ("used today", f"{today.used:,} tokens"),
             ("left today", f"{today.left:,} tokens"),
-            ("lifetime", f"{today.lifetime_tokens:,} tokens, {format_usd(today.lifetime_cost_nanousd)}"),
+            ("lifetime", f"{today.lifetime_tokens:,} tokens, "
+                         f"{money_text(today.lifetime_cost_nanousd, today.lifetime_unpriced_tokens)}"),
             ("calls today", f"{today.calls:,} ({today.errors:,} errors, {today.rate_hits:,} rate hits, "
                             f"{percent(today.success_rate)} ok)"),
-            ("cost today", format_usd(today.cost_nanousd)),
+            ("cost today", money_text(today.cost_nanousd, today.unpriced_tokens)),
             ("forecast", snapshot.pool_forecast.text)):
         summary.add_row(name, Text(value))
-    parts: list[RenderableType] = [summary, keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
+    parts: list[RenderableType] = [summary, *hint(snapshot.unpriced_models),
+                                   keys_table(snapshot.keys, forecasts=snapshot.forecasts)]
     if snapshot.allowances:
         parts.append(allowances_table(snapshot.allowances, snapshot.now))
     parts.append(health_table(snapshot.processes) if snapshot.processes
                  else Text("No worker or bot has reported yet.", style="dim"))
     return Group(*parts)
+
+
+def hint(models: list[str]) -> list[Text]:
+    """The `[pricing]` hint as a line, when some tokens were unpriced."""
+    line = pricing_hint(models)
+    return [Text(line, style="yellow")] if line else []
 
 
 TOTAL_COLUMNS = [("calls", "right"), ("ok", "right"), ("errors", "right"), ("rate hits", "right"),
@@ -156,7 +164,7 @@ TOTAL_COLUMNS = [("calls", "right"), ("ok", "right"), ("errors", "right"), ("rat
 def _total_cells(t) -> list[str]:
     return [f"{t.calls:,}", percent(t.success_rate), f"{t.error_calls:,}", f"{t.rate_hits:,}",
             f"{t.input_tokens:,}", f"{t.cached_tokens:,}", f"{t.output_tokens:,}", f"{t.total_tokens:,}",
-            format_usd(t.cost_nanousd), "–" if t.avg_ms is None else f"{t.avg_ms:,}"]
+            money_text(t.cost_nanousd, t.unpriced_tokens), "–" if t.avg_ms is None else f"{t.avg_ms:,}"]
 
 
 def usage_table(report: UsageReport) -> Table:
@@ -173,6 +181,11 @@ def usage_table(report: UsageReport) -> Table:
     for column, cell in zip(table.columns, ["total"] + _total_cells(report.total)):
         column.footer = cell
     return table
+
+
+def usage_view(report: UsageReport) -> Group:
+    """The usage table, and the `[pricing]` hint when some of its tokens were unpriced."""
+    return Group(usage_table(report), *hint(report.unpriced_models))
 
 
 def recent_table(calls: list[CallView], title: str = "Recent calls") -> Table:
@@ -203,9 +216,10 @@ def budget_view(report: BudgetReport) -> Group:
     for name, amount in (("today so far", p.day_so_far), ("today, projected", p.day_projected),
                          ("daily pace (last 7 days and today)", p.week_daily_average),
                          ("month so far", p.month_so_far), ("month, projected", p.month_projected)):
-        pace.add_row(name, f"{amount.tokens:,}", format_usd(amount.cost_nanousd))
+        pace.add_row(name, f"{amount.tokens:,}", money_text(amount.cost_nanousd, amount.unpriced_tokens))
     if not report.checks:
-        return Group(pace, Text("No budgets set: add a [budgets] section to the config.", style="dim"))
+        return Group(pace, *hint(report.unpriced_models),
+                     Text("No budgets set: add a [budgets] section to the config.", style="dim"))
     budgets = _table("Budgets", [("scope", "left"), ("period", "left"), ("metric", "left"), ("used", "right"),
                                  ("limit", "right"), ("%", "right"), ("projected", "right"), ("state", "left")],
                      drop_order=("metric", "%"))
@@ -213,4 +227,4 @@ def budget_view(report: BudgetReport) -> Group:
         budgets.add_row(Text(c.scope), c.period, c.metric, c.show(c.used), c.show(c.limit),
                         f"{c.fraction * 100:.0f}%", c.show(c.projected),
                         f"[{STATE_STYLE[c.state]}]{c.state}[/]")
-    return Group(pace, budgets)
+    return Group(pace, *hint(report.unpriced_models), budgets)

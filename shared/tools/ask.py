@@ -12,7 +12,7 @@ import sys
 
 from shared.ai.client import ChatResult, ClientError, TrackedClient
 from shared.core.accounting import Accountant
-from shared.core.pricing import Pricer, format_usd, nano_to_usd
+from shared.core.pricing import Pricer, format_usd, nano_to_usd, override_hint
 from shared.core.startup import open_runtime
 
 
@@ -52,8 +52,7 @@ async def _ask(runtime, args) -> int:
         accountant.close()
     key = next((keyring.get(i) for i in keyring.ids() if keyring.get(i).label == result.key_label), None)
     allowances = [a.name for a in key.allowances_for(result.model)] if key else []
-    unpriced = result.cost_nanousd == 0 and result.usage.total > 0 and \
-        pricer.cost_usd(result.model, result.input_tokens, result.cached_tokens, result.output_tokens) is None
+    unpriced = pricer.price(result.model, result.input_tokens, result.cached_tokens, result.output_tokens) is None
     if args.json:
         print(json.dumps(_json(result, key.masked if key else "", allowances, unpriced), indent=2))
         return 0
@@ -75,8 +74,8 @@ async def _ask(runtime, args) -> int:
 
 def _cost(result: ChatResult, unpriced: bool) -> str:
     if unpriced:
-        return (f"unpriced (no price known for {result.model}; add [pricing.overrides.\"{result.model}\"] "
-                "with input_per_mtok and output_per_mtok)")
+        return (f"unpriced ({result.usage.total:,} tokens; no price known for {result.model}: "
+                f"{override_hint(result.model)})")
     return f"${nano_to_usd(result.cost_nanousd):.6f}" if result.cost_nanousd < 10_000_000 \
         else format_usd(result.cost_nanousd)
 

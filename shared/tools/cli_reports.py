@@ -65,7 +65,7 @@ def cmd_usage(args, config, now) -> int:
     if args.json:
         _print_json(render_data.usage_json(report))
     else:
-        show(render_terminal.usage_table(report))
+        show(render_terminal.usage_view(report))
     return 0
 
 

@@ -27,7 +27,7 @@ from shared.core.config import load_config
 from shared.core.models import UsageEvent, utcnow
 from shared.core.startup import open_runtime
 from shared.reports import charts, queries, render_telegram
-from shared.reports.render_terminal import stats_view, usage_table
+from shared.reports.render_terminal import stats_view, usage_view
 from shared.tools.monitor import monitor_view
 from shared.tools.simulator import Fault, Simulator
 from shared.tools.terminal import show
@@ -175,8 +175,8 @@ def _finish(config, work: Path, failures: list[str], console: Console) -> int:
     console.rule("The .stats panel, as Saved Messages shows it")
     console.print(telegram_as_text(render_telegram.render_stats(snapshot)), highlight=False)
     console.rule("Keys")
-    for table in (stats_view(snapshot), usage_table(queries.usage_report(now, days=1, by="key")),
-                  usage_table(queries.usage_report(now, days=1, by="bot"))):
+    for table in (stats_view(snapshot), usage_view(queries.usage_report(now, days=1, by="key")),
+                  usage_view(queries.usage_report(now, days=1, by="bot"))):
         show(table, console=console)         # fitted to a terminal, complete in a pipe
     chart = work / "usage-chart.png"
     chart.write_bytes(charts.usage_chart(now, days=7))

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from shared.core.db import TRANSIENT_ERRORS, database
 from shared.core.models import utcnow
-from shared.core.pricing import format_usd
+from shared.reports.money import money_text
 from shared.reports.queries import calls_per_minute, recent_calls, stats_snapshot
 from shared.reports.render_terminal import fit_to_width, health_table, keys_table, recent_table
 
@@ -30,7 +30,7 @@ def monitor_view(config, now, *, calls: int = 10) -> Group:
         ("calls/min ", "bold"), f"{calls_per_minute(now, 1):.0f} (last 1 min), "
                                f"{calls_per_minute(now, 10):.1f} (10-min avg)   ",
         ("today ", "bold"), f"{today.used:,} used, {today.left:,} left, {today.calls:,} calls, "
-                            f"{format_usd(today.cost_nanousd)}   ",
+                            f"{money_text(today.cost_nanousd, today.unpriced_tokens)}   ",
         ("in use ", "bold"), f"#{in_use.number} {in_use.label}" if in_use else "none")
     parts: list[RenderableType] = [header, keys_table(snapshot.keys, bars=True),
                                    recent_table(recent_calls(calls), "Newest calls")]

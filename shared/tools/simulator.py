@@ -8,6 +8,9 @@ the real error bodies. It enforces its own per-key token allowance (429
 `rate_limit_exceeded`), and serves faults on demand per key: scripted one-shot faults
 (`script`) or a standing one (`set_fault`).
 
+Messages may carry content parts, images included (`sim_content`), counted in the usage
+as the bot's estimate counts them.
+
 It knows keys by fingerprint only; a secret is hashed on arrival and never stored or
 logged.
 """
@@ -34,6 +37,7 @@ from shared.ai.rate_limits import format_duration
 from shared.ai.token_estimates import estimate_prompt_tokens, estimate_text_tokens
 from shared.core.keys import fingerprint as fingerprint_of
 from shared.core.keys import mask
+from shared.tools.sim_content import ContentProblem, count_images
 
 log = logging.getLogger("tokenpool.sim")
 
@@ -161,6 +165,7 @@ class SimKey:
     ok: int = 0                           # requests answered 200
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    images: int = 0                       # image parts in admitted requests
     faults: collections.deque = field(default_factory=collections.deque)
     standing_fault: Fault | None = None
     recent: collections.deque = field(default_factory=collections.deque)   # (t, tokens) this minute
@@ -369,10 +374,16 @@ class Simulator:
         if problem is not None:
             return problem
         messages = body["messages"]
-        prompt_tokens = estimate_prompt_tokens(messages)
+        try:
+            images = count_images(messages, body["model"])
+        except ContentProblem as exc:
+            return _error(400, str(exc), "invalid_request_error", "invalid_value", param=exc.param)
+        prompt_tokens = estimate_prompt_tokens(messages, (body["model"],))
         refusal = self._admit(key, body["model"], prompt_tokens)
         if refusal is not None:
             return refusal
+        with self._lock:
+            key.images += images
         bad_usage = fault.hint if fault is not None and fault.kind == "bad_usage" else None
         no_sse = fault is not None and fault.kind == "no_sse"
         fault = fault if fault is not None and fault.kind == "cut" else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import io
 import itertools
 import os
 import stat
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pyrogram import Client, enums, raw
 from pyrogram.errors import UsernameNotOccupied
-from pyrogram.types import Chat, Dialog, Message, User
+from pyrogram.types import Chat, Dialog, Message, Photo, User
 
 OWNER_ID = 424242
 ALICE_ID = 1001
@@ -45,6 +46,7 @@ class RecordingClient(Client):
         self.histories: dict[int, list[Message]] = {}
         self.fail_sends = 0                          # raise on the next N send_message calls
         self.edit_errors: list[Exception] = []       # raised by the next edit_message_text calls
+        self.files: dict[str, bytes] = {}            # file_id -> the bytes download_media serves
         self._ids = itertools.count(50_000)
 
     # --- what the bot sends ------------------------------------------------------------------
@@ -107,6 +109,21 @@ class RecordingClient(Client):
         for dialog in self.dialogs[:limit or None]:
             yield dialog
 
+    async def get_messages(self, chat_id=None, message_ids=None, **kwargs):
+        """One message of a chat's history (as Telegram keeps it), or None."""
+        self.calls.append(Call("get_messages", (chat_id, message_ids)))
+        return next((m for m in self.histories.get(chat_id, []) if m.id == message_ids), None)
+
+    async def download_media(self, message, file_name: str = "downloads/", in_memory: bool = False, **kwargs):
+        media = getattr(message, "photo", None) or getattr(message, "document", None)
+        self.calls.append(Call("download_media", (message.id,), {"in_memory": in_memory}))
+        if not in_memory:
+            raise AssertionError("the bot downloads into memory only")
+        data = self.files[media.file_id]
+        stream = io.BytesIO(data)
+        stream.name = f"photo_{message.id}.jpg"
+        return stream
+
     async def get_chat_history(self, chat_id, limit: int = 0, **kwargs):
         for message in list(reversed(self.histories.get(chat_id, [])))[:limit or None]:   # newest first
             yield message
@@ -156,6 +173,12 @@ def incoming(sender: User, text: str | None = "hello there", *, date: dt.datetim
     chat = Chat(id=sender.id, type=chat_type, first_name=sender.first_name, username=sender.username)
     return Message(client=client, id=message_id or next(_message_ids), from_user=sender, chat=chat,
                    date=local_time(date or _utcnow()), text=text, outgoing=False, service=service, **media)
+
+
+def photo(file_id: str, size: int, *, width: int = 1280, height: int = 960) -> Photo:
+    """A real `pyrogram.types.Photo` (its bytes are served by `RecordingClient.files[file_id]`)."""
+    return Photo(file_id=file_id, file_unique_id=f"u-{file_id}", width=width, height=height, file_size=size,
+                 date=dt.datetime.now())
 
 
 def in_group(sender: User, text: str, *, client: Client | None = None) -> Message:

@@ -8,7 +8,7 @@ import openai
 import pytest
 from pyrogram import enums
 
-from shared.core.models import Alert, ApiKey, ChatMessage, HandledMessage, UsageEvent
+from shared.core.models import Alert, ApiKey, ChatMessage, ChatState, HandledMessage, UsageEvent
 from tests.userbot.conftest import Clock
 from tests.userbot.recording import (
     ALICE_ID,
@@ -346,3 +346,13 @@ async def test_a_failed_send_is_not_retried_into_a_double_answer(make_bot):
     assert HandledMessage.get().outcome == "failed"
     await bot.send(message)
     assert bot.client.texts(ALICE_ID) == []
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"])     # NUL: PostgreSQL refuses it; a lone surrogate: every driver
+async def test_characters_a_backend_refuses_are_dropped_and_the_message_answered(any_bot, bad):
+    sender = make_user(1003, f"Ca{bad}rol", username="carol_c")
+    message = incoming(sender, f"hel{bad}lo", client=any_bot.client)
+    await any_bot.send(message)
+    assert len(any_bot.client.texts(1003)) == 1
+    assert HandledMessage.get().text == "hello"
+    assert ChatState.get(ChatState.chat_id == 1003).label == "Carol"

@@ -101,6 +101,7 @@ async def test_autoreply_on_off_status(make_bot):
         "Owner writes in a chat: hands off for 30 min",
         "Only when away: no",
         "Recipients: contacts, non-contacts, existing chats, new chats",
+        "Media: all skipped",
         "Caps: no per chat per hour, no per minute in all",
         "Replies in the last 24 h: 0",
         f"Allowed chats: 1: @alice_w ({ALICE_ID})",

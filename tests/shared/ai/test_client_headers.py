@@ -96,5 +96,5 @@ def test_token_estimates_are_characters_over_four_plus_chat_overhead():
     messages = [{"role": "system", "content": "x" * 40}, {"role": "user", "content": [
         {"type": "text", "text": "y" * 8}, {"type": "image_url", "image_url": {"url": "data:"}}]}]
     assert message_text(messages[1]) == "y" * 8
-    assert estimate_prompt_tokens(messages) == 3 + (4 + 10) + (4 + 2)
+    assert estimate_prompt_tokens(messages) == 3 + (4 + 10) + (4 + 2) + 85 + 8 * 170   # the image at its worst
     assert estimate_prompt_tokens([]) == 0

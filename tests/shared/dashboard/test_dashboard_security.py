@@ -1,6 +1,9 @@
 """Who may see the dashboard: loopback by default, a token everywhere else, cookies done right."""
 import dataclasses
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -136,3 +139,49 @@ def test_dashboard_settings_are_checked():
         make_config(0, dashboard={"refresh_seconds": 0})
     with pytest.raises(ConfigError, match="'dashboard.port' must be between 1 and 65535"):
         make_config(0, dashboard={"port": 70_000})
+
+
+def _set_cookie(response) -> str:
+    return response.headers["Set-Cookie"]
+
+
+async def test_session_cookie_expires_and_is_not_secure_over_plain_http(client):
+    response = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+    header = _set_cookie(response)
+    assert "Max-Age=43200" in header                       # [dashboard] session_hours = 12
+    assert "Secure" not in header
+    # A proxy header is not believed unless the config says so.
+    spoofed = await client.post("/login", data={"token": TOKEN}, allow_redirects=False,
+                                headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in _set_cookie(spoofed)
+
+
+async def test_session_cookie_is_secure_behind_a_trusted_tls_proxy(sqlite_db, sqlite_url):
+    config = build_dashboard_fixture(sqlite_url, token=TOKEN)
+    config = dataclasses.replace(config, dashboard=dataclasses.replace(
+        config.dashboard, trust_forwarded_proto=True, session_hours=2))
+    async with TestClient(TestServer(create_app(config, clock=lambda: NOW))) as client:
+        behind = await client.post("/login", data={"token": TOKEN}, allow_redirects=False,
+                                   headers={"X-Forwarded-Proto": "https"})
+        plain = await client.post("/login", data={"token": TOKEN}, allow_redirects=False,
+                                  headers={"X-Forwarded-Proto": "http"})
+    assert "Secure" in _set_cookie(behind) and "Max-Age=7200" in _set_cookie(behind)
+    assert "Secure" not in _set_cookie(plain)
+
+
+async def test_session_cookie_is_secure_when_served_over_tls(sqlite_db, sqlite_url, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    config = build_dashboard_fixture(sqlite_url, token=TOKEN)
+    server = TestServer(create_app(config, clock=lambda: NOW))
+    await server.start_server(ssl=context)
+    async with TestClient(server) as client:
+        assert client.server.scheme == "https"
+        response = await client.post("/login", data={"token": TOKEN}, allow_redirects=False, ssl=False)
+        assert response.status == 303
+    assert "Secure" in _set_cookie(response) and "Max-Age=43200" in _set_cookie(response)

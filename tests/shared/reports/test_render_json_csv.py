@@ -78,10 +78,12 @@ def test_stats_json_field_names_are_stable_and_hold_no_secret(sqlite_db, sqlite_
     config = build_panel(sqlite_url)
     data = stats_json(stats_snapshot(NOW, config))
     assert list(data) == ["generated_at", "keys_total", "key_in_use", "daily_limit_per_key",
-                          "ranking_generation", "today", "forecast", "keys", "processes", "allowances"]
+                          "ranking_generation", "today", "forecast", "keys", "processes", "allowances",
+                          "pricing_hint"]
     assert list(data["today"]) == ["used", "left", "limit", "calls", "errors", "rate_hits", "success_rate",
-                                   "cost_nanousd", "cost_usd", "lifetime_tokens", "lifetime_calls",
-                                   "lifetime_cost_nanousd", "lifetime_cost_usd"]
+                                   "cost_nanousd", "cost_usd", "unpriced", "unpriced_tokens", "lifetime_tokens",
+                                   "lifetime_calls", "lifetime_cost_nanousd", "lifetime_cost_usd",
+                                   "lifetime_unpriced", "lifetime_unpriced_tokens"]
     assert data["keys"][2]["label"] == "ops&dev" and data["keys"][2]["status"] == "EXHAUSTED"
     assert data["keys"][2]["forecast"]["outlook"] == "exhausted"
     assert list(data["forecast"]) == ["outlook", "text", "tokens_per_hour", "left", "next_reset_at", "runs_out_at"]

@@ -68,7 +68,7 @@ def test_ask_json_and_unpriced_models(tmp_path, capsys):
         assert [s["outcome"] for s in data["steps"]] == ["ok"] and data["key"] == "k1"
         assert cli.main(["--config", path, "ask", "--model", "llama-3.3-70b-versatile", "hi"]) == 0
         out = capsys.readouterr().out
-        assert 'unpriced (no price known for llama-3.3-70b-versatile; add [pricing.overrides."llama-3.3-70b' in out
+        assert 'tokens; no price known for llama-3.3-70b-versatile: add [pricing.overrides."llama-3.3-70b' in out
         assert "$0" not in out
     finally:
         groq.stop()

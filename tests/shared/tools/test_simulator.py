@@ -2,6 +2,7 @@
 as `tokenpool sim` in a real process."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -15,6 +16,7 @@ import openai
 import pytest
 
 from shared.ai.rate_limits import rate_limit_snapshot
+from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.keys import fingerprint
 from shared.tools.simulator import Fault, Simulator, SimulatorError, parse_fault
 
@@ -238,3 +240,37 @@ def test_tokenpool_sim_refuses_a_fault_for_an_unknown_label(tmp_path):
                            "--fault", "k9=quota"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and "no key labelled 'k9'" in done.stderr
+
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60          # enough of a JPEG for the simulator's check
+
+
+def _photo_message(data: bytes = JPEG, detail: str = "low", role: str = "user") -> dict:
+    url = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+    return {"role": role, "content": [{"type": "text", "text": "what is this?"},
+                                      {"type": "image_url", "image_url": {"url": url, "detail": detail}}]}
+
+
+async def test_image_parts_are_accepted_and_counted_like_the_bots_estimate():
+    messages = [_photo_message()]
+    async with Simulator({KEY: None}) as sim, client(sim) as api:
+        mini = await api.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        big = await api.chat.completions.create(model="gpt-4o", messages=messages)
+    assert mini.usage.prompt_tokens == estimate_prompt_tokens(messages, ("gpt-4o-mini",)) > 2_833
+    assert 85 < big.usage.prompt_tokens == estimate_prompt_tokens(messages, ("gpt-4o",)) < 200
+    assert sim.stats(KEY).images == 2
+
+
+@pytest.mark.parametrize("model, message, problem", [
+    ("o3-mini", _photo_message(), "only supported by certain models"),
+    ("gpt-4o", _photo_message(role="assistant"), "only allowed for messages with role 'user'"),
+    ("gpt-4o", _photo_message(b"not a picture at all"), "unsupported image"),
+    ("gpt-4o", _photo_message(detail="medium"), "Supported values are"),
+    ("gpt-4o", {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.jpg"}}]},
+     "base64-encoded data URL"),
+])
+async def test_bad_image_parts_answer_400_like_openai(model, message, problem):
+    async with Simulator({KEY: None}) as sim, client(sim) as api:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await api.chat.completions.create(model=model, messages=[message])
+    assert problem in caught.value.message and sim.stats(KEY).images == 0
