@@ -15,7 +15,9 @@ from shared.core.config import ConfigError, load_config
 from shared.core.db import DatabaseUnavailable, DatabaseUrlError
 from shared.core.logs import setup_logging
 from shared.core.schema import SchemaError
-from userbot.app import run_bot
+from userbot.accounts import account_configs
+from userbot.app import run_bots
+from userbot.core import keep_trio_out
 from userbot.session import SetupError, login, telegram_credentials
 from userbot.simulate import simulate
 
@@ -30,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_option = config_options()
     run = sub.add_parser("run", help="run the bot (the default)", parents=[config_option])
     run.set_defaults(command="run")
+    run.add_argument("--account", action="append", default=[], metavar="PATH",
+                     help="serve another Telegram account in this process: its config file gives its [bot] "
+                          "(name, session) and [autoreply] settings and its data_dir; the database, keys, pool, "
+                          "client and pricing are the first config's (-c). Repeat for more accounts")
     log_in = sub.add_parser("login", help="log in to Telegram interactively and save the session",
                             parents=[config_option])
     log_in.add_argument("--print-session-string", action="store_true",
@@ -58,11 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             if args.name:
                 config = dataclasses.replace(config, bot=dataclasses.replace(config.bot, name=args.name))
+            keep_trio_out()
             counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate,
                                           min_messages=args.min_messages))
             log.info("simulated bot %s done: %s", config.bot.name, counts)
             return 0
-        return asyncio.run(_run(config))
+        configs = account_configs(config, getattr(args, "account", None) or [])
+        keep_trio_out()
+        return asyncio.run(_run(configs))
     except USER_ERRORS as exc:
         print(f"tokenpool-bot: {exc}", file=sys.stderr)
         return 2
@@ -74,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-async def _run(config) -> int:
-    credentials = telegram_credentials(config)
+async def _run(configs) -> int:
+    accounts = [(config, telegram_credentials(config)) for config in configs]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await run_bot(config, credentials, stop=stop)
+    await run_bots(accounts, stop=stop)
     return 0
 
 

@@ -28,6 +28,7 @@ from shared.core.plain_text import storable
 from shared.core.startup import open_runtime
 from shared.core.systemd import Notifier
 from userbot import guards
+from userbot.accounts import check_sessions
 from userbot.alert_delivery import claimer_name, deliver_forever
 from userbot.autoreply import DUPLICATE, AutoReplier
 from userbot.chunks import TELEGRAM_LIMIT, split_message, utf16_length
@@ -40,7 +41,7 @@ from userbot.commands import (
     is_command,
     run_command,
 )
-from userbot.core import build_core
+from userbot.core import BotCore, build_cores, close_cores
 from userbot.digest import away_digest
 from userbot.incoming import IncomingMessage
 from userbot.retry import NETWORK_ERRORS, telegram_call
@@ -454,55 +455,80 @@ async def run_bot(config: Config, credentials: TelegramCredentials, *, stop: asy
 
     Under systemd (`Type=notify`) it reports READY once connected, and pings the watchdog
     from its own task, so a database outage (retried, not fatal) does not look like a hang."""
-    require_session(config, credentials)
+    await run_bots([(config, credentials)], stop=stop, client_class=client_class, notifier=notifier)
+
+
+async def run_bots(accounts: list[tuple[Config, TelegramCredentials]], *, stop: asyncio.Event | None = None,
+                   client_class: type[Client] = Client, notifier: Notifier | None = None) -> None:
+    """Run one or more Telegram accounts in this process until `stop` is set: each its own
+    Pyrogram client, session, name and settings (configs from `userbot.accounts`), over one
+    database thread, one HTTP pool and one pricer (`userbot.core.build_cores`)."""
+    for config, credentials in accounts:
+        require_session(config, credentials)
+    check_sessions(accounts)
     stop = stop or asyncio.Event()
     notifier = notifier or Notifier()
-    runtime = open_runtime(config)
-    core = build_core(config, runtime.keyring, journal=True)
-    run_blocking, replier = core.run_blocking, core.replier
-    await core.ai.warm_up()        # the first message does not pay for lazy imports and compiling
-    bot = BotApp(config, replier, core.registry, run_blocking=run_blocking)
-    client = make_client(config, credentials, client_class)
-    for handler in bot.handlers():
-        client.add_handler(handler)
-    for status_handler in bot.status_handlers():
-        client.add_handler(status_handler, group=1)
+    configs = [config for config, _ in accounts]
+    runtime = open_runtime(configs[0])
+    cores = build_cores(configs, runtime.keyring, journal=True)
+    bots, clients = [], []
     try:
-        await _start(client, config, stop)
-        if stop.is_set():
-            return
-        secure_session(config)
-        await core.accountant.settle_journal()      # calls a previous run served but could not book
-        me = client.me
-        log.info("bot %s running as %s; %d key(s) held", config.bot.name, _who(me), len(runtime.keyring))
-        notifier.ready(f"running as {_who(me)}")
-        tasks = [asyncio.create_task(_heartbeats(config, run_blocking, stop), name="heartbeat"),
-                 asyncio.create_task(_watchdog(notifier, stop), name="watchdog"),
-                 asyncio.create_task(_pruning(config, replier, run_blocking, stop), name="pruning"),
-                 asyncio.create_task(_conversations(bot, client, stop), name="conversations")]
-        if config.bot.deliver_alerts:
-            async def to_saved_messages(text: str):
-                return await telegram_call(client.send_message, "me", text, parse_mode=enums.ParseMode.DISABLED,
-                                           what="posting an alert",
-                                           max_flood_wait=config.bot.max_flood_wait_seconds)
-            tasks.append(asyncio.create_task(
-                deliver_forever(to_saved_messages, claimer_name(config.bot.name),
-                                interval=config.bot.alert_poll_seconds, stop=stop,
-                                run_blocking=run_blocking), name="alerts"))
+        for (config, credentials), core in zip(accounts, cores):
+            await core.ai.warm_up()        # the first message does not pay for lazy imports and compiling
+            bot = BotApp(config, core.replier, core.registry, run_blocking=core.run_blocking)
+            client = make_client(config, credentials, client_class)
+            for handler in bot.handlers():
+                client.add_handler(handler)
+            for status_handler in bot.status_handlers():
+                client.add_handler(status_handler, group=1)
+            bots.append(bot)
+            clients.append(client)
+        for config, client in zip(configs, clients):
+            await _start(client, config, stop)
+            if stop.is_set():
+                return
+        for config, core, client in zip(configs, cores, clients):
+            secure_session(config)
+            await core.accountant.settle_journal()      # calls a previous run served but could not book
+            log.info("bot %s running as %s; %d key(s) held", config.bot.name, _who(client.me), len(runtime.keyring))
+        notifier.ready("running as " + ", ".join(_who(client.me) for client in clients))
+        tasks = [asyncio.create_task(_watchdog(notifier, stop), name="watchdog")]
+        for config, core, bot, client in zip(configs, cores, bots, clients):
+            tasks += _account_tasks(config, core, bot, client, stop)
         await stop.wait()
-        log.info("bot %s stopping", config.bot.name)
+        for config in configs:
+            log.info("bot %s stopping", config.bot.name)
         notifier.stopping()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):     # otherwise the heartbeat simply goes stale
-            await run_blocking(sign_off, "bot", config.bot.name)
+        for config, core in zip(configs, cores):
+            with contextlib.suppress(Exception):     # otherwise the heartbeat simply goes stale
+                await core.run_blocking(sign_off, "bot", config.bot.name)
     finally:
-        with contextlib.suppress(ConnectionError, RPCError, OSError):
-            if client.is_connected:
-                await client.stop()
-        await core.aclose()
+        for client in clients:
+            with contextlib.suppress(ConnectionError, RPCError, OSError):
+                if client.is_connected:
+                    await client.stop()
+        await close_cores(cores)
         notifier.close()
+
+
+def _account_tasks(config: Config, core: BotCore, bot: BotApp, client: Client,
+                   stop: asyncio.Event) -> list[asyncio.Task]:
+    """One account's background work: heartbeat, pruning, waiting conversations, alerts."""
+    name = config.bot.name
+    tasks = [asyncio.create_task(_heartbeats(config, core.run_blocking, stop), name=f"heartbeat {name}"),
+             asyncio.create_task(_pruning(config, core.replier, core.run_blocking, stop), name=f"pruning {name}"),
+             asyncio.create_task(_conversations(bot, client, stop), name=f"conversations {name}")]
+    if config.bot.deliver_alerts:
+        async def to_saved_messages(text: str):
+            return await telegram_call(client.send_message, "me", text, parse_mode=enums.ParseMode.DISABLED,
+                                       what="posting an alert", max_flood_wait=config.bot.max_flood_wait_seconds)
+        tasks.append(asyncio.create_task(
+            deliver_forever(to_saved_messages, claimer_name(name), interval=config.bot.alert_poll_seconds, stop=stop,
+                            run_blocking=core.run_blocking), name=f"alerts {name}"))
+    return tasks
 
 
 def _who(me) -> str:

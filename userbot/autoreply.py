@@ -34,22 +34,21 @@ from shared.core.outbox import enqueue_alert
 from shared.core.windows import format_duration
 from userbot import guards
 from userbot.chunks import split_message
+from userbot.fault_injection import AFTER_CLAIM, AFTER_SEND, kill_point
 from userbot.guards import ChatView, Load, Pending, Policy, Reason
 from userbot.incoming import IncomingMessage
-from userbot.photos import MAX_IMAGES_PER_REPLY, caption_of, photo_text, user_content
+from userbot.photos import MAX_IMAGES_PER_REPLY, caption_of
+from userbot.prompt import build_prompt, kind_and_text
 from userbot.state import (
     AUTO,
     COMMAND,
     CONTACT,
-    MEDIA,
     MESSAGE,
-    MODEL_ROLES,
     OWNER,
     OWNER_REPLIED,
     PENDING,
     PHOTO,
     REPLIED,
-    ContextLine,
     Store,
     Switches,
 )
@@ -196,7 +195,7 @@ class AutoReplier:
         """Record the message (None: a duplicate) and return REPLY (it waits for its answer)
         or the reason it never gets one."""
         policy = self.policy_now()
-        kind, text = _kind_and_text(msg, policy)
+        kind, text = kind_and_text(msg, policy)
         if not self.store.record(msg.chat_id, msg.message_id, text, msg.date, now, kind=kind):
             return None
         self.store.note_chat(msg.chat_id, msg.sender_name, msg.username)
@@ -280,6 +279,7 @@ class AutoReplier:
         burst = list(plan.answer)
         if not await self._blocking(self.store.claim_rows, [p.row_id for p in burst], self.claimer, now):
             return Handled(DUPLICATE)
+        kill_point(AFTER_CLAIM)
         return await self._answer(chat_id, burst, view, transport, now)
 
     def _plan_inputs(self, chat_id: int, now: dt.datetime) -> tuple[list[Pending], ChatView, Policy, Load]:
@@ -395,6 +395,7 @@ class AutoReplier:
         try:
             for piece in pieces:
                 sent.append(await transport.send_text(chat_id, piece))
+                kill_point(AFTER_SEND)
         finally:
             # Whatever went out counts: the cooldown starts and the context knows it.
             at = self._clock()
@@ -472,32 +473,6 @@ class AutoReplier:
         if taken:
             await self.run_due(transport)
         return Recovered(answered, taken, commands)
-
-
-def build_prompt(system_prompt: str, lines: list[ContextLine], burst: list[Pending] | IncomingMessage,
-                 images: dict[int, bytes] | None = None, detail: str = "low") -> list[dict]:
-    """The chat-completions messages: the system prompt, the chat's recent messages, then
-    every message of the burst being answered (also those the context store trimmed), a
-    photo's picture (from `images`, by message id) beside its caption."""
-    images = images or {}
-    if isinstance(burst, IncomingMessage):
-        burst = [Pending(0, burst.message_id, burst.text, burst.date, burst.date)]
-    in_burst = {p.message_id for p in burst}
-    messages: list[dict] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    messages += [{"role": MODEL_ROLES[line.role], "content": line.text} for line in lines
-                 if not (line.role == CONTACT and line.message_id in in_burst)]
-    messages += [{"role": "user", "content": user_content(p.text, images.get(p.message_id), detail)} for p in burst]
-    return messages
-
-
-def _kind_and_text(msg: IncomingMessage, policy: Policy) -> tuple[str, str]:
-    """How a message is kept: a photo for the model ("[photo] caption"), media without text
-    ("[voice]"), or text (a caption is text)."""
-    if msg.media and policy.media_mode(msg.media) == "vision":
-        return PHOTO, photo_text(msg.text)
-    if msg.media and not msg.text.strip():
-        return MEDIA, f"[{msg.media}]"
-    return MESSAGE, msg.text
 
 
 def no_key_alert_text(bot: str, frees_up_at: dt.datetime | None, now: dt.datetime) -> str:

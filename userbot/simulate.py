@@ -19,7 +19,7 @@ from shared.core.models import utcnow
 from shared.core.startup import open_runtime
 from userbot.alert_delivery import claimer_name, deliver_forever
 from userbot.autoreply import NO_KEY, no_typing
-from userbot.core import build_core
+from userbot.core import BotCore, build_cores, close_cores
 from userbot.incoming import IncomingMessage
 
 log = logging.getLogger("tokenpool.simulate")
@@ -80,14 +80,33 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
     another bot to the loop guard), for `seconds` and until the bot has sent `min_messages`
     replies (or no key can pay for one), so that a slow machine shows as much as a fast one;
     returns counts of what happened."""
-    rng = random.Random(seed)
+    (counts,) = await simulate_accounts([config], seconds=seconds, seed=seed, rate=rate, min_messages=min_messages)
+    return counts
+
+
+async def simulate_accounts(configs: list[Config], *, seconds: float, seed: int, rate: float = 4.0,
+                            min_messages: int = 0) -> list[dict]:
+    """`simulate` for several accounts in one process (configs from `userbot.accounts`),
+    side by side over one database thread, HTTP pool and pricer; counts per account."""
     # Hundreds of made-up chats at once: the account-wide per-minute cap would only queue them.
-    config = dataclasses.replace(config, autoreply=dataclasses.replace(config.autoreply, max_replies_per_minute=0))
-    runtime = open_runtime(config)
-    core = build_core(config, runtime.keyring, commands=False, journal=True)     # no one types commands here
-    run_blocking, replier = core.run_blocking, core.replier
-    await core.accountant.settle_journal()
-    await core.ai.warm_up()
+    configs = [dataclasses.replace(c, autoreply=dataclasses.replace(c.autoreply, max_replies_per_minute=0))
+               for c in configs]
+    runtime = open_runtime(configs[0])
+    cores = build_cores(configs, runtime.keyring, commands=False, journal=True)     # no one types commands here
+    try:
+        for core in cores:
+            await core.accountant.settle_journal()
+            await core.ai.warm_up()
+        return list(await asyncio.gather(*(_converse(core, seconds=seconds, seed=seed + i, rate=rate,
+                                                     min_messages=min_messages) for i, core in enumerate(cores))))
+    finally:
+        await close_cores(cores)
+
+
+async def _converse(core: BotCore, *, seconds: float, seed: int, rate: float, min_messages: int) -> dict:
+    """One simulated account's chats (see `simulate`)."""
+    config, run_blocking, replier = core.config, core.run_blocking, core.replier
+    rng = random.Random(seed)
     transport = LoggingTransport(config.bot.name)
     stop, chat_over, pool_dry = asyncio.Event(), asyncio.Event(), asyncio.Event()
     counts: dict[str, int] = {}
@@ -154,7 +173,6 @@ async def simulate(config: Config, *, seconds: float, seed: int, rate: float = 4
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(Exception):
             await run_blocking(sign_off, "bot", config.bot.name)
-        await core.aclose()
     return counts
 
 

@@ -77,7 +77,7 @@ class TrackedClient:
     async def warm_up(self) -> None:
         """Do now, at start, what the first message would otherwise wait for: openai's and
         anyio's lazily imported request code (~1 s on a loaded machine), the selection and
-        accounting statements compiled, the default model's price looked up. Sends nothing."""
+        accounting statements compiled, the configured models' prices looked up. Sends nothing."""
         warm = getattr(self.failover.dialect, "warm_up", None)
         if warm is not None:
             await warm()
@@ -86,6 +86,8 @@ class TrackedClient:
     def _warm_database(self) -> None:
         self.selector.pick(utcnow(), model=self.config.client.default_model)
         prepare_statements(database.obj)
+        autoreply = self.config.autoreply
+        self.accountant.pricer.prefetch([self.config.client.default_model, autoreply.model, *autoreply.models])
         self.accountant.pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
 
     async def chat(self, messages: list[dict], *, operation: str, model: str | None = None,

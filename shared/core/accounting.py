@@ -319,7 +319,10 @@ class Accountant:
         """Book `call`; when the database cannot take it after every retry, keep it in the
         journal (if this Accountant has one) and book it once the database is back."""
         try:
-            recorded = await self.executor.run(self.record_once, call, what="recording a call")
+            # With a journal, a database locked past its busy timeout (a frozen writer) sends
+            # the call to the journal at once instead of holding it for every retry.
+            recorded = await self.executor.run(self.record_once, call, what="recording a call",
+                                               retry_locked=self.journal is None)
         except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
             if self.journal is None:
                 raise

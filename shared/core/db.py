@@ -217,6 +217,17 @@ def first_line(exc: BaseException) -> str:
     return line
 
 
+_LOCK_TIMEOUTS = ("database is locked", "database table is locked", "lock timeout", "lock wait timeout")
+
+
+def lock_wait_timed_out(exc: BaseException) -> bool:
+    """The statement waited out the whole busy (lock) timeout behind another session's lock:
+    SQLite's "database is locked", PostgreSQL's lock_timeout, MySQL's lock wait timeout.
+    Trying again at once would hold the caller for another full timeout."""
+    text = str(exc).lower()
+    return any(said in text for said in _LOCK_TIMEOUTS)
+
+
 # --- coordination between processes: row locks, advisory locks, wake-ups ----------------------
 
 _CHANNEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

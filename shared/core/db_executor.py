@@ -17,7 +17,7 @@ import logging
 import time
 
 from shared.core.backoff import backoff_delay
-from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, drop_connection, first_line
+from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, drop_connection, first_line, lock_wait_timed_out
 
 log = logging.getLogger("tokenpool.db")
 
@@ -44,9 +44,12 @@ class DatabaseExecutor:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def run(self, fn, *args, what: str | None = None, attempts: int | None = None, **kwargs):
+    async def run(self, fn, *args, what: str | None = None, attempts: int | None = None,
+                  retry_locked: bool = True, **kwargs):
         """`fn(*args, **kwargs)` on the database thread; transient errors are retried with
-        backoff, and after the last attempt raised as DatabaseUnavailable."""
+        backoff, and after the last attempt raised as DatabaseUnavailable. `retry_locked=False`:
+        a lock wait that timed out (a frozen writer holds the lock) is not retried, for callers
+        that have somewhere else to put their write (the call journal)."""
         what = what or str(getattr(fn, "__name__", "database call"))
         attempts = attempts or self.attempts
         for attempt in range(1, attempts + 1):
@@ -55,6 +58,8 @@ class DatabaseExecutor:
             except TRANSIENT_ERRORS as exc:
                 await self.run_once(drop_connection)    # a restarted server is reconnected to
                 self._note_down(what, exc)
+                if not retry_locked and lock_wait_timed_out(exc):
+                    raise DatabaseUnavailable(f"{what}: the database stayed locked ({first_line(exc)})") from exc
                 if attempt == attempts:
                     log.error("%s failed after %d attempts: %s", what, attempts, first_line(exc))
                     raise DatabaseUnavailable(f"{what}: database unavailable ({first_line(exc)})") from exc

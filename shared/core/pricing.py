@@ -46,10 +46,16 @@ class Pricer:
     picks another price object for the current time.
     """
 
-    def __init__(self, config: PricingConfig | None = None):
+    def __init__(self, config: PricingConfig | None = None, *, out_of_process: bool = False):
         self.overrides = dict(config.overrides) if config else {}
         self._unknown: set[str] = set()
-        self._prices = _price_data()
+        self._loaded = None                                  # genai_prices, once needed here
+        # out_of_process (the bot): genai-prices' data (~4 MB resident, never given back once
+        # loaded) stays out of this process. A short-lived `python -m shared.core.pricing`
+        # finds each model once and sends back its flat rates as integers; only a model
+        # with another price shape (tiers, time-of-day or dated prices) loads the data here.
+        self.out_of_process = out_of_process
+        self._fixed: dict[str, _Rates | None] = {}           # model -> rates found by the helper (None: unknown)
         self._models: dict[str, object] = {}                 # model -> genai-prices ModelInfo
         self._rates: dict[str, tuple[object, _Rates | None]] = {}   # model -> (price object, its rates)
         self._override_rates = {model: _Rates.of(price.input_per_mtok, price.cached_input_per_mtok,
@@ -63,7 +69,7 @@ class Pricer:
     def price(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> int | None:
         """Cost in nano-USD, or None when no price is known for `model` (shown as "unpriced")."""
         if 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
-            if model not in self.overrides and self._model_info(model) is None:
+            if model not in self.overrides and not self._known(model):
                 return None if input_tokens or output_tokens else 0
             rates = self._override_rates[model] if model in self.overrides else self._genai_rates(model)
             if rates is not None:
@@ -73,7 +79,7 @@ class Pricer:
 
     def is_priced(self, model: str) -> bool:
         """Whether a price is known for `model` (an override or genai-prices)."""
-        return model in self.overrides or self._model_info(model) is not None
+        return model in self.overrides or self._known(model)
 
     def cost_usd(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal | None:
         if input_tokens == 0 and output_tokens == 0:
@@ -81,6 +87,11 @@ class Pricer:
         override = self.overrides.get(model)
         if override is not None:
             return _override_cost(override, input_tokens, cached_tokens, output_tokens)
+        if not self._known(model):
+            return None
+        fixed = self._fixed.get(model)
+        if fixed is not None and 0 <= cached_tokens <= input_tokens and output_tokens >= 0:
+            return fixed.usd(input_tokens, cached_tokens, output_tokens)
         info = self._model_info(model)
         if info is None:
             return None
@@ -93,6 +104,33 @@ class Pricer:
                         output_tokens, exc)
             return None
 
+    @property
+    def _prices(self):
+        if self._loaded is None:
+            self._loaded = _price_data()
+        return self._loaded
+
+    def prefetch(self, models) -> None:
+        """Find these models' prices now (at start), not at their first call."""
+        wanted = [m for m in dict.fromkeys(models) if m and m not in self.overrides and m not in self._fixed
+                  and m not in self._models and m not in self._unknown]
+        if self.out_of_process and wanted:
+            self._fixed.update({m: r for m, r in _rates_from_helper(wanted).items() if not isinstance(r, str)})
+        for model in wanted:
+            if model not in self._fixed:
+                self._model_info(model)         # genai-prices, here
+
+    def _known(self, model: str) -> bool:
+        """Whether genai-prices knows `model` (asking the helper once, out of process)."""
+        if self.out_of_process:
+            self.prefetch([model])
+            if model in self._fixed:
+                if self._fixed[model] is None:
+                    self._note_unknown(model)
+                    return False
+                return True
+        return self._model_info(model) is not None
+
     def _model_info(self, model: str):
         """genai-prices' entry for `model` (an OpenAI one first), or None when it has none."""
         info = self._models.get(model)
@@ -104,14 +142,21 @@ class Pricer:
                 try:
                     info = snapshot.find_provider_model(model, None, None, None)[1]
                 except LookupError:
-                    self._unknown.add(model)
-                    log.warning("no price known for model %r: its calls are shown as unpriced "
-                                "(%s)", model, override_hint(model))
+                    self._note_unknown(model)
                     return None
             self._models[model] = info
         return info
 
+    def _note_unknown(self, model: str) -> None:
+        if model not in self._unknown:
+            self._unknown.add(model)
+            log.warning("no price known for model %r: its calls are shown as unpriced "
+                        "(%s)", model, override_hint(model))
+
     def _genai_rates(self, model: str) -> _Rates | None:
+        fixed = self._fixed.get(model)
+        if fixed is not None:
+            return fixed
         info = self._model_info(model)
         if info is None:
             return None
@@ -159,6 +204,11 @@ class _Rates:
         return cls.of(values.get("input_mtok", Decimal(0)), values.get("cache_read_mtok"),
                       values.get("output_mtok", Decimal(0)))
 
+    def usd(self, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
+        """The exact cost in USD (not rounded)."""
+        total = (input_tokens - cached_tokens) * self.input + cached_tokens * self.cached + output_tokens * self.output
+        return Decimal(total).scaleb(-self.scale) / MILLION
+
     def nanousd(self, input_tokens: int, cached_tokens: int, output_tokens: int) -> int:
         # USD = Σ/10**scale/1e6, nano-USD = Σ × 1000 / 10**scale, rounded half to even.
         total = ((input_tokens - cached_tokens) * self.input + cached_tokens * self.cached
@@ -185,8 +235,54 @@ def _price_data():
     return genai_prices
 
 
+_OTHER_SHAPE = "other"          # the helper's word for a model priced in-process (not flat rates)
+HELPER_TIMEOUT_SECONDS = 60
+
+
+def _rates_from_helper(models: list[str]) -> dict[str, _Rates | None | str]:
+    """Ask `python -m shared.core.pricing` for these models: flat rates, None (unknown to
+    genai-prices) or _OTHER_SHAPE. If the helper cannot run, every model is _OTHER_SHAPE
+    (priced here, as without the helper)."""
+    import json
+    import subprocess
+    import sys
+    try:
+        done = subprocess.run([sys.executable, "-m", "shared.core.pricing"], input=json.dumps(models).encode(),
+                              capture_output=True, timeout=HELPER_TIMEOUT_SECONDS, check=True)
+        found = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log.warning("the pricing helper failed (%s); pricing with genai-prices in this process", exc)
+        return {model: _OTHER_SHAPE for model in models}
+    return {model: (_Rates(*found[model]) if isinstance(found.get(model), list) else
+                    None if found.get(model) is None else _OTHER_SHAPE) for model in models}
+
+
+def _helper_answer(models: list[str]) -> dict[str, list[int] | str | None]:
+    """In the helper: each model's flat rates as [input, cached, output, scale] when its
+    price is one unconditional flat price (it cannot change while a bot runs), None when
+    genai-prices does not know it, "other" for any other shape."""
+    pricer = Pricer()
+    answer: dict[str, list[int] | str | None] = {}
+    for model in models:
+        info = pricer._model_info(model)
+        if info is None:
+            answer[model] = None
+            continue
+        price = getattr(info, "prices", None)
+        rates = _Rates.of_genai(price) if price is not None and not isinstance(price, list) else None
+        answer[model] = [rates.input, rates.cached, rates.output, rates.scale] if rates else _OTHER_SHAPE
+    return answer
+
+
 def _override_cost(price: ModelPrice, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
     cached_rate = price.cached_input_per_mtok if price.cached_input_per_mtok is not None else price.input_per_mtok
     uncached = max(0, input_tokens - cached_tokens)
     return (uncached * price.input_per_mtok + cached_tokens * cached_rate
             + output_tokens * price.output_per_mtok) / MILLION
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    logging.disable(logging.WARNING)          # the bot warns about unknown models itself
+    sys.stdout.write(json.dumps(_helper_answer(json.loads(sys.stdin.read()))))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from html import escape
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from shared.core.allowances import AllowanceUsage, allowance_usage, members
 from shared.core.models import ApiKey
 from shared.core.query_rows import tuple_rows
 from shared.core.windows import format_duration
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 WINDOW_NAMES = {"utc-day": "UTC day", "rolling": "rolling 24 h", "minute": "minute"}
 
@@ -62,6 +64,8 @@ def telegram_block(view: AllowanceView, now: dt.datetime) -> str:
 
 
 def allowances_table(views: list[AllowanceView], now: dt.datetime) -> Table:
+    from rich.table import Table  # here: the bot shows allowances in Telegram, never loads rich (~1 MB)
+
     table = Table(title="Allowances (shared by keys)", title_justify="left")
     for name in ("name", "window", "models", "used / limit", "state", "keys"):
         table.add_column(name, justify="right" if name == "used / limit" else "left")

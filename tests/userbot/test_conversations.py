@@ -401,3 +401,21 @@ async def test_an_answer_being_written_when_the_owner_steps_in_is_dropped(make_b
         await say(bot, ALICE, "can you send me the file?")
     assert bot.client.texts(ALICE_ID) == []
     assert fates() == [("owner_replied", None)]
+
+
+async def test_held_messages_wait_for_the_reset_or_for_cap_off_on_every_backend(any_bot):
+    bot = any_bot
+    bot.clock.now = dt.datetime.combine(bot.clock.now.date(), dt.time(12, 0))
+    await bot.send(owner_in_chat(bot.client, ALICE, ".cap 1"))
+    bot.clock.advance(minutes=31)
+    await say(bot, ALICE, "one")                      # answered: the cap is crossed by this reply
+    await say(bot, ALICE, "two")
+    await say(bot, BOB, "three")
+    bot.clock.advance(minutes=1)
+    assert await bot.tick() == 0
+    assert len(bot.client.texts(ALICE_ID)) == 1 and len(bot.client.texts(BOB.id)) == 1
+    assert fates()[1] == ("pending", None)
+    assert HandledMessage.get(HandledMessage.text == "two").detail.startswith("held until 00:00 UTC tomorrow")
+    await bot.send(owner_in_chat(bot.client, ALICE, ".cap off"))      # the owner lifts it: answered now
+    assert await bot.tick() == 1
+    assert [outcome for outcome, _ in fates()] == ["replied", "replied"]

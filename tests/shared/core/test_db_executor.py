@@ -60,3 +60,24 @@ async def test_after_the_last_attempt_the_caller_hears_database_unavailable():
         assert executor.unavailable
     finally:
         executor.close()
+
+
+@pytest.mark.parametrize("locked", ["database is locked", "canceling statement due to lock timeout",
+                                    "(1205, 'Lock wait timeout exceeded; try restarting transaction')"])
+async def test_a_lock_wait_that_timed_out_is_not_retried_when_the_caller_says_so(locked):
+    executor = DatabaseExecutor(attempts=5, base_delay=0.01)
+    tries = []
+
+    def blocked():
+        tries.append(1)
+        raise peewee.OperationalError(locked)
+
+    try:
+        with pytest.raises(DatabaseUnavailable, match="stayed locked"):
+            await executor.run(blocked, retry_locked=False)
+        assert len(tries) == 1
+        with pytest.raises(DatabaseUnavailable):
+            await executor.run(blocked)                 # by default it is retried like any outage
+        assert len(tries) == 1 + 5
+    finally:
+        executor.close()
