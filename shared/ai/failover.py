@@ -222,15 +222,16 @@ class Failover:
                                                                              "none answered"), last, full)
 
     async def _reserve(self, request: Request, key: HeldKey, model: str) -> Hold | None:
-        """Hold the call's worst case against the allowances it draws on (AllowanceFull if one
-        has no room); None when the key draws on none for this model."""
+        """Hold the call's worst case against the allowances it draws on and the key's own
+        daily limit (AllowanceFull if one has no room); None when there is nothing to hold."""
         refs = key.allowances_for(model)
-        if not refs:
+        on_key = self.config.client.reserve_key_limits
+        if not refs and not on_key:
             return None
         output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
         ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
         return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
-                                       what="reserving against an allowance")
+                                       key.id if on_key else None, what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
@@ -312,9 +313,9 @@ class Failover:
 def _no_key_error(pick: Pick, last: Failure | None,
                   full: list[AllowanceFull] | None = None) -> NoKeyAvailable | RequestRejected:
     if full and (last is None or last.outcome not in RETRYING):
-        names = ", ".join(dict.fromkeys(f"'{f.allowance.name}'" for f in full))
+        names = ", ".join(dict.fromkeys(f.allowance.described for f in full))
         frees = min([f.frees_up_at for f in full] + ([pick.frees_up_at] if pick.frees_up_at else []))
-        return NoKeyAvailable(f"No API key can take this call now: allowance {names} is used up for its window "
+        return NoKeyAvailable(f"No API key can take this call now: {names} is used up for its window "
                               f"(frees up in {format_duration(frees - utcnow())}, at {frees:%H:%M} UTC).", frees)
     if last is not None and last.other_keys_may_serve:
         return RequestRejected(last.message, last.status or 0, last.error_code, model_unserved=True)
