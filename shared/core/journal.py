@@ -116,7 +116,7 @@ def call_to_json(call: CallRecord) -> dict:
         data["rate_limits"] = {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
                                for k, v in dataclasses.asdict(call.rate_limits).items()}
     if call.hold is not None:
-        data["hold"] = {"hold_id": call.hold.hold_id,
+        data["hold"] = {"hold_id": call.hold.hold_id, "on_key": call.hold.on_key,
                         "entries": [[allowance_id, start.isoformat()] for allowance_id, start in call.hold.entries]}
     return data
 
@@ -136,5 +136,5 @@ def call_from_json(data: dict) -> CallRecord:
     hold = data.get("hold")
     if hold is not None:
         data["hold"] = Hold(hold["hold_id"], tuple((int(a), dt.datetime.fromisoformat(start))
-                                                   for a, start in hold["entries"]))
+                                                   for a, start in hold["entries"]), bool(hold.get("on_key")))
     return CallRecord(**data)

@@ -49,7 +49,8 @@ async def test_nothing_is_sent_while_calls_cannot_be_booked_and_sending_resumes_
     url = f"sqlite:///{small_disk}/tokenpool.db"
     executor = DatabaseExecutor(attempts=2, base_delay=0.01)
     async with Simulator() as sim:
-        config = sim_config(sim, url, 1)
+        # No reservations: with them, a full disk refuses the reservation before anything is sent.
+        config = sim_config(sim, url, 1, client={"reserve_key_limits": False})
         ensure_schema(connect_database(url, busy_timeout_seconds=1))
         ring = sync_keys(config)
         journal = CallJournal(journal_path(small_disk, "b"))          # on the same, soon full, disk

@@ -52,6 +52,6 @@ def test_nothing_in_flight_leaves_no_file(tmp_path):
 
 
 def test_a_call_with_its_reservation_survives_the_journal_format():
-    hold = Hold("h1", ((3, dt.datetime(2026, 11, 30, 0, 0)), (4, dt.datetime(2026, 11, 30, 15, 0))))
+    hold = Hold("h1", ((3, dt.datetime(2026, 11, 30, 0, 0)), (4, dt.datetime(2026, 11, 30, 15, 0))), on_key=True)
     call = CallRecord(key_id=1, bot="b", operation="op", model="m", hold=hold, call_id="c")
     assert call_from_json(call_to_json(call)) == call
