@@ -25,11 +25,12 @@ import collections
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
-from shared.ai.errors import NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.errors import BookingPaused, NoKeyAvailable, ProviderUnavailable, RequestRejected
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import (
@@ -91,6 +92,7 @@ class Attempt:
     sent: Sent | None = None
     answer: Answer | None = None     # None for a stream until it ends
     hold: Hold | None = None         # its reservation against the key's allowances
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the one it is booked under
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,11 @@ class Failover:
 
     async def send(self, request: Request) -> Attempt:
         """The first attempt some key accepts, trying each model of the chain in turn.
-        Non-streamed answers are read here, so an unreadable one fails over too."""
+        Non-streamed answers are read here, so an unreadable one fails over too. Nothing is
+        sent while served calls cannot be booked anywhere (BookingPaused)."""
+        if not await self.accountant.can_book():
+            raise BookingPaused("no call is sent while served calls cannot be booked anywhere (the database "
+                                "and the call journal both refuse writes); sending resumes once one takes writes")
         errors: list[NoKeyAvailable | RequestRejected] = []
         for i, model in enumerate(request.models):
             try:
@@ -171,7 +177,7 @@ class Failover:
                           cached_tokens=usage.cached, output_tokens=usage.output, reasoning_tokens=usage.reasoning,
                           duration_ms=duration_ms, error_code=error_code, chat_id=request.chat_id,
                           estimated=estimated, at=attempt.at, cooldown_until=cooldown_until,
-                          rate_limits=rate_limits, hold=attempt.hold)
+                          rate_limits=rate_limits, hold=attempt.hold, call_id=attempt.call_id)
         recorded = await self.accountant.arecord(call)
         request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
         _log_call(call, attempt.key, recorded.cost_nanousd)
@@ -216,15 +222,16 @@ class Failover:
                                                                              "none answered"), last, full)
 
     async def _reserve(self, request: Request, key: HeldKey, model: str) -> Hold | None:
-        """Hold the call's worst case against the allowances it draws on (AllowanceFull if one
-        has no room); None when the key draws on none for this model."""
+        """Hold the call's worst case against the allowances it draws on and the key's own
+        daily limit (AllowanceFull if one has no room); None when there is nothing to hold."""
         refs = key.allowances_for(model)
-        if not refs:
+        on_key = self.config.client.reserve_key_limits
+        if not refs and not on_key:
             return None
         output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
         ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
         return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
-                                       what="reserving against an allowance")
+                                       key.id if on_key else None, what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
@@ -241,6 +248,12 @@ class Failover:
                        hold: Hold | None = None) -> Attempt | Failure:
         """One request to one key: the accepted attempt, or the failure (already recorded)."""
         attempt = Attempt(key, model, utcnow(), time.perf_counter(), hold=hold)
+        # Written down before it goes: a crash before it is booked leaves an estimated charge.
+        self.accountant.intend(CallRecord(key_id=key.id, bot=self.config.bot.name, operation=request.operation,
+                                          model=model, outcome=Outcome.INTERRUPTED,
+                                          input_tokens=request.prompt_estimate, estimated=True,
+                                          error_code="process_died", chat_id=request.chat_id, at=attempt.at,
+                                          hold=hold, call_id=attempt.call_id))
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
                                                    stream=request.stream)
@@ -300,9 +313,9 @@ class Failover:
 def _no_key_error(pick: Pick, last: Failure | None,
                   full: list[AllowanceFull] | None = None) -> NoKeyAvailable | RequestRejected:
     if full and (last is None or last.outcome not in RETRYING):
-        names = ", ".join(dict.fromkeys(f"'{f.allowance.name}'" for f in full))
+        names = ", ".join(dict.fromkeys(f.allowance.described for f in full))
         frees = min([f.frees_up_at for f in full] + ([pick.frees_up_at] if pick.frees_up_at else []))
-        return NoKeyAvailable(f"No API key can take this call now: allowance {names} is used up for its window "
+        return NoKeyAvailable(f"No API key can take this call now: {names} is used up for its window "
                               f"(frees up in {format_duration(frees - utcnow())}, at {frees:%H:%M} UTC).", frees)
     if last is not None and last.other_keys_may_serve:
         return RequestRejected(last.message, last.status or 0, last.error_code, model_unserved=True)

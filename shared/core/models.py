@@ -326,6 +326,20 @@ class AllowanceHold(BaseModel):
         indexes = ((("allowance", "window_start", "expires_at"), False),)
 
 
+class KeyHold(BaseModel):
+    """A reservation against a key's own daily limit (the key as its own allowance), settled
+    with the call or ignored once `expires_at` passes."""
+    id = pw.BigAutoField()
+    hold_id = pw.CharField(max_length=32, index=True)
+    key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE")
+    window_start = pw.DateTimeField()
+    tokens = pw.BigIntegerField(default=0)
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("key", "window_start", "expires_at"), False),)
+
+
 class KeyAllowance(BaseModel):
     """Which keys draw on which allowance (from config), for reports."""
     id = pw.AutoField()
@@ -339,5 +353,5 @@ class KeyAllowance(BaseModel):
 ALL_MODELS = [ApiKey, UsageEvent, DailyRollup, KeyRanking, KeyReset, Lease, Heartbeat, Alert, Setting,
               ChatRollup,
               ChatMessage, HandledMessage, ChatState,
-              Allowance, AllowanceWindow, AllowanceHold, KeyAllowance]
+              Allowance, AllowanceWindow, AllowanceHold, KeyAllowance, KeyHold]
 

@@ -177,6 +177,10 @@ def test_phone_and_desktop_layouts_and_their_screenshots(browser, sqlite_db, sql
         assert top["keys"] < 844                                   # on the first screen
         first_key = browser.find_element(By.CSS_SELECTOR, '[data-items="keys"] > article.key')
         assert first_key.location["y"] < 844 and first_key.size["width"] <= width
+        # Compact key cards: the figures are tiles, three to a row, and two cards fit on one screen.
+        tiles = [tile.location["y"] for tile in first_key.find_elements(By.CSS_SELECTOR, ".kv")[:4]]
+        assert tiles[0] == tiles[1] == tiles[2] < tiles[3]
+        assert first_key.size["height"] <= 844 / 2, first_key.size
         assert "size=phone" in browser.execute_script("return document.getElementById('chart-img').currentSrc;")
         assert "size=phone" in browser.execute_script("return document.getElementById('cost-img').currentSrc;")
         table = browser.find_element(By.CSS_SELECTOR, "#calls table")
