@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.ai.client import BudgetExceeded, ClientError, NoKeyAvailable, TrackedClient
+from shared.ai.client import BookingPaused, BudgetExceeded, ClientError, NoKeyAvailable, TrackedClient
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable
 from shared.core.models import utcnow
@@ -315,6 +315,12 @@ class AutoReplier:
                 await self._type_for(answer, self._clock() - started)
         except NoKeyAvailable as exc:
             return await self._no_key(chat_id, ids, exc, transport)
+        except BookingPaused:
+            # Calls cannot be booked anywhere (logged once by the accountant): the messages wait
+            # and are answered once booking works again.
+            with contextlib.suppress(DatabaseUnavailable):
+                await self._blocking(self.store.release, ids)
+            return Handled(Reason.REPLY, outcome=PENDING)
         except ClientError as exc:
             log.warning("no auto-reply in chat %s: %s", chat_id, exc)
             await self._blocking(self.store.settle_rows, ids, FAILED, self._clock(), detail=str(exc))

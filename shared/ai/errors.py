@@ -36,6 +36,11 @@ class ProviderUnavailable(NoKeyAvailable):
     A NoKeyAvailable, so callers that fall back when no key can serve handle this too."""
 
 
+class BookingPaused(ClientError):
+    """No call is sent while served calls cannot be booked anywhere (the database and the call
+    journal both refuse writes); sending resumes by itself once either takes writes again."""
+
+
 class RequestRejected(ClientError):
     """The API refused the request itself (bad model, bad input); another key would not help.
 

@@ -25,11 +25,18 @@ import collections
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
-from shared.ai.errors import BudgetExceeded, NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.errors import (
+    BookingPaused,
+    BudgetExceeded,
+    NoKeyAvailable,
+    ProviderUnavailable,
+    RequestRejected,
+)
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import (
@@ -92,6 +99,7 @@ class Attempt:
     sent: Sent | None = None
     answer: Answer | None = None     # None for a stream until it ends
     hold: Hold | None = None         # its reservation against the key's allowances
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the one it is booked under
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,11 @@ class Failover:
 
     async def send(self, request: Request) -> Attempt:
         """The first attempt some key accepts, trying each model of the chain in turn.
-        Non-streamed answers are read here, so an unreadable one fails over too."""
+        Non-streamed answers are read here, so an unreadable one fails over too. Nothing is
+        sent while served calls cannot be booked anywhere (BookingPaused)."""
+        if not await self.accountant.can_book():
+            raise BookingPaused("no call is sent while served calls cannot be booked anywhere (the database "
+                                "and the call journal both refuse writes); sending resumes once one takes writes")
         errors: list[NoKeyAvailable | RequestRejected] = []
         for i, model in enumerate(request.models):
             try:
@@ -174,7 +186,7 @@ class Failover:
                           cached_tokens=usage.cached, output_tokens=usage.output, reasoning_tokens=usage.reasoning,
                           duration_ms=duration_ms, error_code=error_code, chat_id=request.chat_id,
                           estimated=estimated, at=attempt.at, cooldown_until=cooldown_until,
-                          rate_limits=rate_limits, hold=attempt.hold)
+                          rate_limits=rate_limits, hold=attempt.hold, call_id=attempt.call_id)
         recorded = await self.accountant.arecord(call)
         request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
         _log_call(call, attempt.key, recorded.cost_nanousd)
@@ -258,6 +270,12 @@ class Failover:
                        hold: Hold | None = None) -> Attempt | Failure:
         """One request to one key: the accepted attempt, or the failure (already recorded)."""
         attempt = Attempt(key, model, utcnow(), time.perf_counter(), hold=hold)
+        # Written down before it goes: a crash before it is booked leaves an estimated charge.
+        self.accountant.intend(CallRecord(key_id=key.id, bot=self.config.bot.name, operation=request.operation,
+                                          model=model, outcome=Outcome.INTERRUPTED,
+                                          input_tokens=request.prompt_estimate, estimated=True,
+                                          error_code="process_died", chat_id=request.chat_id, at=attempt.at,
+                                          hold=hold, call_id=attempt.call_id))
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
                                                    stream=request.stream)
