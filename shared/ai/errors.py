@@ -20,6 +20,16 @@ class NoKeyAvailable(ClientError):
         self.frees_up_at = frees_up_at
 
 
+class BudgetExceeded(NoKeyAvailable):
+    """An enforced budget (`[budgets] enforce = true`) has no room for the call: calls stop
+    until its period ends (`frees_up_at`) or the owner lifts it. `dedupe_key` names the
+    budget and its period (one alert each)."""
+
+    def __init__(self, message: str, frees_up_at: dt.datetime | None, dedupe_key: str):
+        super().__init__(message, frees_up_at)
+        self.dedupe_key = dedupe_key
+
+
 class ProviderUnavailable(NoKeyAvailable):
     """Every key tried failed with server errors, timeouts or connection errors.
 

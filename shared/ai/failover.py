@@ -30,7 +30,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
-from shared.ai.errors import BookingPaused, NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.errors import (
+    BookingPaused,
+    BudgetExceeded,
+    NoKeyAvailable,
+    ProviderUnavailable,
+    RequestRejected,
+)
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import (
@@ -42,6 +48,7 @@ from shared.core.accounting import (
 )
 from shared.core.allowances import AllowanceFull, Hold, reserve
 from shared.core.backoff import backoff_delay
+from shared.core.budget_holds import BudgetFull, enforced_limits
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import HeldKey, KeyRing
@@ -132,6 +139,8 @@ class Failover:
         for i, model in enumerate(request.models):
             try:
                 return await self._send_model(request, model)
+            except BudgetExceeded:
+                raise                   # a cheaper model would cross the same budget
             except NoKeyAvailable as exc:
                 errors.append(exc)
             except RequestRejected as exc:
@@ -190,6 +199,7 @@ class Failover:
         tried: set[int] = set()
         last: Failure | None = None
         full: list[AllowanceFull] = []
+        budget_full: list[BudgetFull] = []
         for _ in range(self.config.client.max_attempts):
             pick = await self._pick(model, tried)
             if pick.key is None:
@@ -205,6 +215,12 @@ class Failover:
                         break
                 try:
                     hold = await self._reserve(request, key, model)
+                except BudgetFull as exc:
+                    request.steps.append(Step(key.label, model, "budget_full", exc.budget.scope))
+                    if exc.pool_wide:       # no other key can help
+                        raise BudgetExceeded(str(exc), exc.frees_up_at, exc.dedupe_key) from None
+                    budget_full.append(exc)
+                    break
                 except AllowanceFull as exc:
                     full.append(exc)
                     request.steps.append(Step(key.label, model, "allowance_full", exc.allowance.name))
@@ -218,6 +234,9 @@ class Failover:
             if last is not None and last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
         pick = await self._pick(model, tried)
+        if budget_full and last is None and not full:
+            first = budget_full[0]
+            raise BudgetExceeded(str(first), first.frees_up_at, first.dedupe_key)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
                                                                              "none answered"), last, full)
 
@@ -226,12 +245,15 @@ class Failover:
         daily limit (AllowanceFull if one has no room); None when there is nothing to hold."""
         refs = key.allowances_for(model)
         on_key = self.config.client.reserve_key_limits
-        if not refs and not on_key:
+        budgets = enforced_limits(self.config, key.id, key.label)
+        if not refs and not on_key and not budgets:
             return None
         output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
+        tokens = request.prompt_estimate + output
+        cost = self.accountant.pricer.cost_nanousd(model, request.prompt_estimate, 0, output) if budgets else 0
         ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
-        return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
-                                       key.id if on_key else None, what="reserving against an allowance")
+        return await self.database.run(reserve, refs, tokens, utcnow(), ttl, key.id if on_key else None,
+                                       budgets, cost, what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""

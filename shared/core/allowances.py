@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from shared.core import windows
+from shared.core.budget_holds import BudgetLimit, check_budgets, drop_holds, insert_holds
 from shared.core.config import Config
 from shared.core.db import locking, write_transaction
 from shared.core.models import (
@@ -83,6 +84,7 @@ class Hold:
     hold_id: str
     entries: tuple[tuple[int, dt.datetime], ...]
     on_key: bool = False
+    on_budgets: bool = False
 
 
 class AllowanceFull(Exception):
@@ -162,13 +164,15 @@ def _ref(row: Allowance) -> AllowanceRef:
 # --- reserving and settling ---------------------------------------------------------------------
 
 def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.timedelta,
-            key_id: int | None = None) -> Hold:
-    """Hold `tokens` and one request against every allowance of `refs`, and the tokens against
-    the own daily limit of the key `key_id` (when given), all or none."""
+            key_id: int | None = None, budgets: list[BudgetLimit] | None = None, cost_nanousd: int = 0) -> Hold:
+    """Hold `tokens` and one request against every allowance of `refs`, the tokens against
+    the own daily limit of the key `key_id` (when given), and the tokens and `cost_nanousd`
+    against the enforced `budgets` (BudgetFull when one has no room), all or none."""
     hold_id = uuid.uuid4().hex
     entries = []
     with write_transaction():
         key_start = None if key_id is None else _check_key(key_id, tokens, now)
+        budget_rows = check_budgets(budgets, tokens, cost_nanousd, now) if budgets else []
         for ref in sorted(refs, key=lambda r: r.id):      # one lock order: no deadlocks between reservers
             start = ref.window_start(now)
             used_tokens, used_requests = _locked_window(ref.id, start)
@@ -185,7 +189,8 @@ def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.tim
         if key_start is not None:   # inserted last, with every lock held (no lock waits inside)
             KeyHold.insert(hold_id=hold_id, key=key_id, window_start=key_start, tokens=tokens,
                            expires_at=now + ttl).execute()
-    return Hold(hold_id, tuple(entries), on_key=key_id is not None)
+        insert_holds(budget_rows, hold_id, now + ttl)
+    return Hold(hold_id, tuple(entries), on_key=key_id is not None, on_budgets=bool(budget_rows))
 
 
 def key_ref(key_id: int, label: str, anchor: dt.datetime, limit: int) -> AllowanceRef:
@@ -234,6 +239,8 @@ def _drop(hold: Hold) -> None:
         AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
     if hold.on_key:     # the key's counters moved with the call's record, in the same transaction
         KeyHold.delete().where(KeyHold.hold_id == hold.hold_id).execute()
+    if hold.on_budgets:     # as did the rollups the budgets are read from
+        drop_holds(hold.hold_id)
 
 
 def _locked_window(allowance_id: int, start: dt.datetime) -> tuple[int, int]:

@@ -257,6 +257,9 @@ class BudgetConfig:
     daily_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     monthly_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     keys: dict[str, KeyBudget] = field(default_factory=dict)
+    # Refuse calls whose worst case would cross a budget (auto-replies send the fallback text)
+    # until the period ends or the owner lifts it (`.budget lift`, `tokenpool budget lift`).
+    enforce: bool = False
 
 
 @dataclass(frozen=True)
