@@ -1,9 +1,12 @@
 """Overshoot of a nearly used allowance when 8 processes race for it, per backend.
 
 Each process runs a real TrackedClient against the offline simulator and calls until it
-is refused. Baseline: today's single-key limit (`daily_token_limit`, checked against the
-key row before sending; calls in flight all pass the check). Reserved: an allowance shared
-by three keys (an organization), each call's worst case reserved before sending.
+is refused. Three races per backend:
+- key, checked: one key's own `daily_token_limit` with `reserve_key_limits = false` (the limit
+  checked against the key row before sending; calls in flight all pass the check);
+- key, reserved: the same key with its limit reserved like an allowance (the default);
+- allowance: an allowance shared by three keys (an organization), each call's worst case
+  reserved before sending.
 Overshoot = tokens booked beyond the limit. The simulator counts prompt tokens as our
 estimate does, so the reserved figure shows the reservation logic, not estimation error.
 
@@ -40,28 +43,33 @@ LIMIT = 250_000
 MAX_TOKENS = 120
 
 
-def config(url: str, sim_url: str, reserved: bool):
+MODES = ("key, checked", "key, reserved", "allowance")
+
+
+def config(url: str, sim_url: str, mode: str):
+    reserved = mode == "allowance"
     keys = [{"label": f"k{i}", "api_key": f"sk-bench-{i:02d}-" + "x" * 24, "base_url": sim_url,
              "daily_token_limit": 10 * LIMIT if reserved else LIMIT,
              **({"allowances": ["org"]} if reserved else {})} for i in range(1, (3 if reserved else 1) + 1)]
-    raw = {"database": {"url": url}, "keys": keys, "client": {"max_attempts": 3}}
+    raw = {"database": {"url": url}, "keys": keys,
+           "client": {"max_attempts": 3, "reserve_key_limits": mode != "key, checked"}}
     if reserved:
         raw["allowances"] = [{"name": "org", "tokens": LIMIT, "models": ["gpt-4o"]}]
     return parse_config(raw, "bench.toml", env={})
 
 
-def used(reserved: bool) -> int:
-    if reserved:
+def used(mode: str) -> int:
+    if mode == "allowance":
         return allowance_usage(utcnow(), ["org"])[0].tokens_used
     return window_usage(ApiKey.get(), utcnow()).used
 
 
-def prepare(url: str, sim_url: str, reserved: bool, room: int) -> None:
+def prepare(url: str, sim_url: str, mode: str, room: int) -> None:
     connect_database(url)
     ensure_schema(connect_database(url))
-    sync_keys(config(url, sim_url, reserved))
+    sync_keys(config(url, sim_url, mode))
     now = utcnow()
-    if reserved:
+    if mode == "allowance":
         (usage,) = allowance_usage(now, ["org"])
         AllowanceWindow.insert(allowance=usage.ref.id, window_start=usage.window_start,
                                tokens_used=LIMIT - room).execute()
@@ -70,9 +78,9 @@ def prepare(url: str, sim_url: str, reserved: bool, room: int) -> None:
         ApiKey.update(used_today=LIMIT - room, window_start=window_usage(key, now).window_start).execute()
 
 
-def racer(url: str, sim_url: str, reserved: bool, start, index: int, results) -> None:
+def racer(url: str, sim_url: str, mode: str, start, index: int, results) -> None:
     connect_database(url)
-    cfg = config(url, sim_url, reserved)
+    cfg = config(url, sim_url, mode)
     ring = sync_keys(cfg)
 
     async def run() -> int:
@@ -95,11 +103,11 @@ def racer(url: str, sim_url: str, reserved: bool, start, index: int, results) ->
     results.put(asyncio.run(run()))
 
 
-def race(url: str, sim_url: str, reserved: bool, processes: int, room: int) -> tuple[int, int]:
-    prepare(url, sim_url, reserved, room)
+def race(url: str, sim_url: str, mode: str, processes: int, room: int) -> tuple[int, int]:
+    prepare(url, sim_url, mode, room)
     ctx = mp.get_context("spawn")
     start, results = ctx.Barrier(processes), ctx.Queue()
-    workers = [ctx.Process(target=racer, args=(url, sim_url, reserved, start, i, results))
+    workers = [ctx.Process(target=racer, args=(url, sim_url, mode, start, i, results))
                for i in range(processes)]
     for w in workers:
         w.start()
@@ -107,7 +115,7 @@ def race(url: str, sim_url: str, reserved: bool, processes: int, room: int) -> t
     for w in workers:
         w.join()
     connect_database(url)
-    return max(0, used(reserved) - LIMIT), served
+    return max(0, used(mode) - LIMIT), served
 
 
 def fresh(backend: str, base: str, tmp: str):
@@ -137,20 +145,20 @@ def main() -> None:
     backends = [("sqlite", "")] + [(name, os.environ[env]) for name, env in
                                    (("postgres", "TOKENPOOL_TEST_PG_URL"), ("mysql", "TOKENPOOL_TEST_MYSQL_URL"))
                                    if os.environ.get(env)]
-    print(f"{args.processes} processes racing for the last {args.room:,} tokens of a {LIMIT:,}-token allowance "
-          f"(calls of up to {MAX_TOKENS} output tokens, {args.latency_ms} ms each)")
-    print(f"{'backend':<10} {'baseline overshoot':>20} {'calls':>6}   {'reserved overshoot':>20} {'calls':>6}")
+    print(f"{args.processes} processes racing for the last {args.room:,} tokens of a {LIMIT:,}-token limit "
+          f"(calls of up to {MAX_TOKENS} output tokens, {args.latency_ms} ms each); overshoot in tokens (calls)")
+    print(f"{'backend':<10}" + "".join(f"{mode:>22}" for mode in MODES))
     with tempfile.TemporaryDirectory() as tmp:
         for backend, base in backends:
-            figures = []
-            for reserved in (False, True):
+            cells = []
+            for mode in MODES:
                 url, drop = fresh(backend, base, tmp)
                 try:
-                    figures.append(race(url, sim_url, reserved, args.processes, args.room))
+                    over, calls = race(url, sim_url, mode, args.processes, args.room)
                 finally:
                     drop()
-            (b_over, b_calls), (r_over, r_calls) = figures
-            print(f"{backend:<10} {b_over:>13,} tokens {b_calls:>6}   {r_over:>13,} tokens {r_calls:>6}", flush=True)
+                cells.append(f"{over:,} ({calls})")
+            print(f"{backend:<10}" + "".join(f"{cell:>22}" for cell in cells), flush=True)
     sim.stop()
 
 

@@ -7,7 +7,7 @@ heartbeat + the key rows, re-checked), send with `with_raw_response`, parse usag
 rate-limit headers, record the event/counters/rollup in one transaction, log the console
 line (to /dev/null here).
 
-Run:  .venv/bin/python bench/client_overhead.py [--calls 500] [--database-url URL]
+Run:  .venv/bin/python bench/client_overhead.py [--calls 500] [--database-url URL] [--profile FILE]
 Targets: p50 overhead <= 0.6 ms; the process's first call (after `warm_up`, which the bot runs
 at start) within 2x of the steady overhead.
 """
@@ -61,7 +61,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(base_url: str, database_url: str, calls: int, warmup: int) -> dict:
+async def measure(base_url: str, database_url: str, calls: int, warmup: int, profile: str = "") -> dict:
     config = parse_config({"database": {"url": database_url}, "bot": {"name": "bench"},
                            "keys": [{"label": "bench", "api_key": SECRET, "base_url": base_url,
                                      "daily_token_limit": 10 ** 12}]}, "bench.toml", env={})
@@ -81,19 +81,29 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int) -> 
     first = time.perf_counter() - first_started
     bare = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0)
 
+    bare_cpu, tracked_cpu = [], []
+
     async def bare_call() -> float:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        bare_cpu.append(time.process_time() - cpu)
         return time.perf_counter() - started
 
     async def tracked_call() -> float:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await tracked.chat(MESSAGES, operation="bench")
+        tracked_cpu.append(time.process_time() - cpu)
         return time.perf_counter() - started
 
     for _ in range(warmup):
         await bare_call()
         await tracked_call()
+    del bare_cpu[:], tracked_cpu[:]
+    profiler = None
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
     bare_times, tracked_times, paired = [], [], []
     for i in range(calls):
         if i % 2:
@@ -105,6 +115,9 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int) -> 
         paired.append(t - b)
         if i % 50 == 0:   # the worker keeps beating; selection must keep seeing it alive
             await accountant.run(beat, "worker", "bench-worker")
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     events = await accountant.run(lambda: UsageEvent.select().where(UsageEvent.operation == "bench").count())
     await tracked.aclose()
     await bare.close()
@@ -112,7 +125,7 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int) -> 
     accountant.close()
     runtime.db.close()
     return {"bare": bare_times, "tracked": tracked_times, "paired": paired, "events": events, "first": first,
-            "warm_up": warm_up}
+            "warm_up": warm_up, "bare_cpu": bare_cpu, "tracked_cpu": tracked_cpu}
 
 
 def report(label: str, result: dict, calls: int, warmup: int) -> None:
@@ -127,6 +140,13 @@ def report(label: str, result: dict, calls: int, warmup: int) -> None:
     paired = statistics.median(result["paired"]) * ms
     print(f"  p50 overhead          {tracked_p50 - bare_p50:.3f} ms (difference of medians); "
           f"{paired:.3f} ms (median of paired differences)")
+    # CPU time of this process per call (every thread: the database thread's share of a
+    # tracked call included): what tracking costs in work, whatever the machine's load does
+    # to wall-clock time. The simulator's CPU is in its own process and not counted.
+    bare_cpu, tracked_cpu = statistics.median(result["bare_cpu"]) * ms, statistics.median(result["tracked_cpu"]) * ms
+    mean_bare, mean_tracked = statistics.fmean(result["bare_cpu"]) * ms, statistics.fmean(result["tracked_cpu"]) * ms
+    print(f"  CPU per call (process_time, this process)  bare p50 {bare_cpu:.3f} ms, tracked p50 {tracked_cpu:.3f} ms: "
+          f"overhead {tracked_cpu - bare_cpu:.3f} ms p50, {mean_tracked - mean_bare:.3f} ms mean")
     first_overhead = result["first"] * ms - bare_p50
     print(f"  first call            {result['first'] * ms:.3f} ms, overhead {first_overhead:.3f} ms over the bare p50 "
           f"= {first_overhead / paired if paired > 0 else float('nan'):.1f}x the steady overhead "
@@ -138,6 +158,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir")
+    parser.add_argument("--profile", metavar="FILE", default="",
+                        help="write a cProfile of the measured calls (bare and tracked) to FILE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     calls_log = logging.getLogger("tokenpool.calls")
@@ -149,7 +171,7 @@ def main() -> int:
         process, base_url = start_simulator(tmp)
         try:
             url = args.database_url or f"sqlite:///{tmp}/bench.db"
-            result = asyncio.run(measure(base_url, url, args.calls, args.warmup))
+            result = asyncio.run(measure(base_url, url, args.calls, args.warmup, args.profile))
             report(url.split(":", 1)[0], result, args.calls, args.warmup)
         finally:
             process.send_signal(signal.SIGTERM)

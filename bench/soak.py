@@ -31,13 +31,15 @@ async def bot(base_url: str, database_url: str, seconds: float) -> None:
     import logging
 
     import userbot.app  # noqa: F401  (the real bot module, pyrogram and all)
-    from bench.memory import bot_config
+    from bench.memory import bot_config, upload
     from shared.core.models import utcnow
     from userbot import report_commands
     from userbot.commands import CommandContext
+    from userbot.core import keep_trio_out
     from userbot.simulate import simulate
     from userbot.state import Store
     logging.basicConfig(level=logging.ERROR)
+    keep_trio_out()                                          # as `tokenpool-bot` does before it runs
     config = bot_config(base_url, database_url, name="soak-bot")
     deadline = time.monotonic() + seconds
 
@@ -45,8 +47,9 @@ async def bot(base_url: str, database_url: str, seconds: float) -> None:
         while time.monotonic() + COMMANDS_EVERY < deadline:
             await asyncio.sleep(COMMANDS_EVERY)
             ctx = dict(bot=config.bot.name, config=config, store=Store(config.bot.name), now=utcnow())
-            await asyncio.to_thread(report_commands.chart, CommandContext(**ctx, args=("30",)))
-            await asyncio.to_thread(report_commands.export, CommandContext(**ctx, args=("json", "7")))
+            # Sent as the bot sends them: the helper's file read from its path, then deleted.
+            upload(await asyncio.to_thread(report_commands.chart, CommandContext(**ctx, args=("30",))))
+            upload(await asyncio.to_thread(report_commands.export, CommandContext(**ctx, args=("json", "7"))))
 
     await asyncio.gather(simulate(config, seconds=seconds, seed=7), commands())
 

@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.ai.client import ClientError, NoKeyAvailable, TrackedClient
+from shared.ai.client import BookingPaused, BudgetExceeded, ClientError, NoKeyAvailable, TrackedClient
 from shared.core.config import Config
 from shared.core.db import DatabaseUnavailable
 from shared.core.models import utcnow
@@ -315,6 +315,12 @@ class AutoReplier:
                 await self._type_for(answer, self._clock() - started)
         except NoKeyAvailable as exc:
             return await self._no_key(chat_id, ids, exc, transport)
+        except BookingPaused:
+            # Calls cannot be booked anywhere (logged once by the accountant): the messages wait
+            # and are answered once booking works again.
+            with contextlib.suppress(DatabaseUnavailable):
+                await self._blocking(self.store.release, ids)
+            return Handled(Reason.REPLY, outcome=PENDING)
         except ClientError as exc:
             log.warning("no auto-reply in chat %s: %s", chat_id, exc)
             await self._blocking(self.store.settle_rows, ids, FAILED, self._clock(), detail=str(exc))
@@ -419,6 +425,8 @@ class AutoReplier:
         now = self._clock()
         text = no_key_alert_text(self.config.bot.name, exc.frees_up_at, now)
         dedupe = f"no_key:{self.config.bot.name}:{(exc.frees_up_at or now).strftime('%Y-%m-%dT%H')}"
+        if isinstance(exc, BudgetExceeded):     # one alert per budget and period, whichever bot
+            text, dedupe = f"💸 Auto-replies stopped: {exc}.", exc.dedupe_key
         await self._blocking(enqueue_alert, "no_key", dedupe, text)
         log.warning("no key can pay for an auto-reply in chat %s: %s", chat_id, exc)
         fallback = self.config.autoreply.fallback_text.strip()

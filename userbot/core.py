@@ -23,6 +23,7 @@ from shared.ai.openai_dialect import OpenAICompatible
 from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
+from shared.core.inflight import InFlight
 from shared.core.journal import CallJournal, journal_path
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
@@ -63,6 +64,8 @@ class BotCore:
     owns_shared: bool = True    # the first account's core closes what the accounts share
 
     async def aclose(self) -> None:
+        if self.accountant.inflight is not None:
+            self.accountant.inflight.close()
         if self.owns_shared:
             await self.shared.aclose()
 
@@ -81,7 +84,9 @@ def build_core(config: Config, keyring: KeyRing, *, clock: Callable[[], dt.datet
         shared = SharedParts.make(config, keyring, out_of_process_pricing=journal)
     database = shared.database
     call_journal = CallJournal(journal_path(config.data_dir, config.bot.name)) if journal else None
-    accountant = Accountant(config.bot.name, shared.pricer, executor=database, journal=call_journal)
+    inflight = InFlight(config.data_dir, config.bot.name) if journal else None
+    accountant = Accountant(config.bot.name, shared.pricer, executor=database, journal=call_journal,
+                            inflight=inflight)
     ai = TrackedClient(config, keyring, accountant, shared.dialect, database=database)
     run_blocking = database_runner(database)
     replier = AutoReplier(config, ai, run_blocking=run_blocking, clock=clock, sleep=sleep)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
+from shared.core.budget_holds import lift
 from shared.reports import offload
 from shared.reports.arguments import (
     parse_chart,
@@ -72,9 +73,16 @@ def chart(ctx: CommandContext) -> Reply:
 
 
 def budget(ctx: CommandContext) -> Reply:
+    if ctx.args[:1] == ("lift",) and len(ctx.args) == 1:
+        return Reply(lifted_text(lift(ctx.now)))
     if ctx.args:
-        raise UsageError(f"unexpected '{ctx.args[0]}'")
+        raise UsageError(f"unexpected '{ctx.args[0]}' (only `budget lift`)")
     return Reply(render_budget(budget_report(ctx.now, ctx.config)))
+
+
+def lifted_text(lifted) -> str:
+    periods = ", ".join(f"the {'UTC day' if period == 'day' else 'month'} from {start}" for period, start in lifted)
+    return f"💸 Budgets lifted: calls go on until the end of {periods}."
 
 
 COMMANDS = (
@@ -84,5 +92,6 @@ COMMANDS = (
     Command("export", "export csv|json [days]", "the calls of the last N UTC days as a file (default 1)", export,
             example="export csv 7"),
     Command("chart", "chart [days]", "a chart of tokens per day by key (default 30 days)", chart, example="chart 14"),
-    Command("budget", "budget", "budgets and where today's and this week's pace lead", budget),
+    Command("budget", "budget [lift]", "budgets and where the pace leads; `lift`: let calls go on past an "
+            "enforced budget until the period ends", budget),
 )

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from shared.ai.dialect import Answer, Dialect, StreamCut
 from shared.ai.errors import (  # noqa: F401  (re-exported: callers import errors from here)
+    BookingPaused,
+    BudgetExceeded,
     ClientError,
     NoKeyAvailable,
     ProviderUnavailable,

@@ -20,10 +20,25 @@ class NoKeyAvailable(ClientError):
         self.frees_up_at = frees_up_at
 
 
+class BudgetExceeded(NoKeyAvailable):
+    """An enforced budget (`[budgets] enforce = true`) has no room for the call: calls stop
+    until its period ends (`frees_up_at`) or the owner lifts it. `dedupe_key` names the
+    budget and its period (one alert each)."""
+
+    def __init__(self, message: str, frees_up_at: dt.datetime | None, dedupe_key: str):
+        super().__init__(message, frees_up_at)
+        self.dedupe_key = dedupe_key
+
+
 class ProviderUnavailable(NoKeyAvailable):
     """Every key tried failed with server errors, timeouts or connection errors.
 
     A NoKeyAvailable, so callers that fall back when no key can serve handle this too."""
+
+
+class BookingPaused(ClientError):
+    """No call is sent while served calls cannot be booked anywhere (the database and the call
+    journal both refuse writes); sending resumes by itself once either takes writes again."""
 
 
 class RequestRejected(ClientError):

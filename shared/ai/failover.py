@@ -25,11 +25,18 @@ import collections
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from shared.ai.dialect import Answer, Dialect, Failure, ProviderFailure, Sent
-from shared.ai.errors import NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.errors import (
+    BookingPaused,
+    BudgetExceeded,
+    NoKeyAvailable,
+    ProviderUnavailable,
+    RequestRejected,
+)
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import (
@@ -41,6 +48,7 @@ from shared.core.accounting import (
 )
 from shared.core.allowances import AllowanceFull, Hold, reserve
 from shared.core.backoff import backoff_delay
+from shared.core.budget_holds import BudgetFull, enforced_limits
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import HeldKey, KeyRing
@@ -91,6 +99,7 @@ class Attempt:
     sent: Sent | None = None
     answer: Answer | None = None     # None for a stream until it ends
     hold: Hold | None = None         # its reservation against the key's allowances
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the one it is booked under
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,17 @@ class Failover:
 
     async def send(self, request: Request) -> Attempt:
         """The first attempt some key accepts, trying each model of the chain in turn.
-        Non-streamed answers are read here, so an unreadable one fails over too."""
+        Non-streamed answers are read here, so an unreadable one fails over too. Nothing is
+        sent while served calls cannot be booked anywhere (BookingPaused)."""
+        if not await self.accountant.can_book():
+            raise BookingPaused("no call is sent while served calls cannot be booked anywhere (the database "
+                                "and the call journal both refuse writes); sending resumes once one takes writes")
         errors: list[NoKeyAvailable | RequestRejected] = []
         for i, model in enumerate(request.models):
             try:
                 return await self._send_model(request, model)
+            except BudgetExceeded:
+                raise                   # a cheaper model would cross the same budget
             except NoKeyAvailable as exc:
                 errors.append(exc)
             except RequestRejected as exc:
@@ -171,7 +186,7 @@ class Failover:
                           cached_tokens=usage.cached, output_tokens=usage.output, reasoning_tokens=usage.reasoning,
                           duration_ms=duration_ms, error_code=error_code, chat_id=request.chat_id,
                           estimated=estimated, at=attempt.at, cooldown_until=cooldown_until,
-                          rate_limits=rate_limits, hold=attempt.hold)
+                          rate_limits=rate_limits, hold=attempt.hold, call_id=attempt.call_id)
         recorded = await self.accountant.arecord(call)
         request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
         _log_call(call, attempt.key, recorded.cost_nanousd)
@@ -184,6 +199,7 @@ class Failover:
         tried: set[int] = set()
         last: Failure | None = None
         full: list[AllowanceFull] = []
+        budget_full: list[BudgetFull] = []
         for _ in range(self.config.client.max_attempts):
             pick = await self._pick(model, tried)
             if pick.key is None:
@@ -199,6 +215,12 @@ class Failover:
                         break
                 try:
                     hold = await self._reserve(request, key, model)
+                except BudgetFull as exc:
+                    request.steps.append(Step(key.label, model, "budget_full", exc.budget.scope))
+                    if exc.pool_wide:       # no other key can help
+                        raise BudgetExceeded(str(exc), exc.frees_up_at, exc.dedupe_key) from None
+                    budget_full.append(exc)
+                    break
                 except AllowanceFull as exc:
                     full.append(exc)
                     request.steps.append(Step(key.label, model, "allowance_full", exc.allowance.name))
@@ -212,19 +234,26 @@ class Failover:
             if last is not None and last.outcome is Outcome.BAD_REQUEST and not last.other_keys_may_serve:
                 raise RequestRejected(last.message, last.status or 0, last.error_code)
         pick = await self._pick(model, tried)
+        if budget_full and last is None and not full:
+            first = budget_full[0]
+            raise BudgetExceeded(str(first), first.frees_up_at, first.dedupe_key)
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
                                                                              "none answered"), last, full)
 
     async def _reserve(self, request: Request, key: HeldKey, model: str) -> Hold | None:
-        """Hold the call's worst case against the allowances it draws on (AllowanceFull if one
-        has no room); None when the key draws on none for this model."""
+        """Hold the call's worst case against the allowances it draws on and the key's own
+        daily limit (AllowanceFull if one has no room); None when there is nothing to hold."""
         refs = key.allowances_for(model)
-        if not refs:
+        on_key = self.config.client.reserve_key_limits
+        budgets = enforced_limits(self.config, key.id, key.label)
+        if not refs and not on_key and not budgets:
             return None
         output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
+        tokens = request.prompt_estimate + output
+        cost = self.accountant.pricer.cost_nanousd(model, request.prompt_estimate, 0, output) if budgets else 0
         ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
-        return await self.database.run(reserve, refs, request.prompt_estimate + output, utcnow(), ttl,
-                                       what="reserving against an allowance")
+        return await self.database.run(reserve, refs, tokens, utcnow(), ttl, key.id if on_key else None,
+                                       budgets, cost, what="reserving against an allowance")
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
@@ -241,6 +270,12 @@ class Failover:
                        hold: Hold | None = None) -> Attempt | Failure:
         """One request to one key: the accepted attempt, or the failure (already recorded)."""
         attempt = Attempt(key, model, utcnow(), time.perf_counter(), hold=hold)
+        # Written down before it goes: a crash before it is booked leaves an estimated charge.
+        self.accountant.intend(CallRecord(key_id=key.id, bot=self.config.bot.name, operation=request.operation,
+                                          model=model, outcome=Outcome.INTERRUPTED,
+                                          input_tokens=request.prompt_estimate, estimated=True,
+                                          error_code="process_died", chat_id=request.chat_id, at=attempt.at,
+                                          hold=hold, call_id=attempt.call_id))
         try:
             attempt.sent = await self.dialect.send(key, model, request.messages, request.params,
                                                    stream=request.stream)
@@ -300,9 +335,9 @@ class Failover:
 def _no_key_error(pick: Pick, last: Failure | None,
                   full: list[AllowanceFull] | None = None) -> NoKeyAvailable | RequestRejected:
     if full and (last is None or last.outcome not in RETRYING):
-        names = ", ".join(dict.fromkeys(f"'{f.allowance.name}'" for f in full))
+        names = ", ".join(dict.fromkeys(f.allowance.described for f in full))
         frees = min([f.frees_up_at for f in full] + ([pick.frees_up_at] if pick.frees_up_at else []))
-        return NoKeyAvailable(f"No API key can take this call now: allowance {names} is used up for its window "
+        return NoKeyAvailable(f"No API key can take this call now: {names} is used up for its window "
                               f"(frees up in {format_duration(frees - utcnow())}, at {frees:%H:%M} UTC).", frees)
     if last is not None and last.other_keys_may_serve:
         return RequestRejected(last.message, last.status or 0, last.error_code, model_unserved=True)

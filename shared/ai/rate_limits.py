@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import re
 from collections.abc import Mapping
 
@@ -24,6 +25,13 @@ def parse_duration(text: str | None) -> dt.timedelta | None:
     """`"6m0s"` -> 6 minutes; a bare number is seconds; None when it cannot be read."""
     if text is None:
         return None
+    seconds = _seconds(text)
+    return None if seconds is None else dt.timedelta(seconds=seconds)
+
+
+@functools.lru_cache(maxsize=512)
+def _seconds(text: str) -> float | None:
+    """Remembered: a provider sends the same few reset values on every call."""
     text = text.strip()
     if not text:
         return None
@@ -40,7 +48,7 @@ def parse_duration(text: str | None) -> dt.timedelta | None:
             return None
     if seconds > _MAX_SECONDS:
         return None
-    return dt.timedelta(seconds=seconds)
+    return seconds
 
 
 def _int(value: str | None) -> int | None:

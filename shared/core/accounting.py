@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from shared.core.db import (
     DatabaseUnavailable,
     conflict_target,
     database,
+    drop_connection,
     first_line,
     retrying,
     write_transaction,
@@ -35,9 +37,16 @@ from shared.core.pricing import Pricer
 from shared.core.usage import Usage
 
 if TYPE_CHECKING:
+    from shared.core.inflight import InFlight
     from shared.core.journal import CallJournal
 
 log = logging.getLogger("tokenpool.accounting")
+
+HELD_PROBE_SECONDS = 1.0      # how often a paused process tries to book its held calls again
+
+
+class JournalUnwritable(Exception):
+    """Neither the database nor the local journal could keep a served call."""
 
 
 class Outcome(str, enum.Enum):
@@ -115,6 +124,7 @@ class Recorded:
     cost_nanousd: int
     duplicate: bool = False
     journaled: bool = False
+    held: bool = False          # neither the database nor the journal took it: kept in memory
 
 
 def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
@@ -288,7 +298,7 @@ class Accountant:
     """
 
     def __init__(self, bot: str, pricer: Pricer | None = None, *, executor: DatabaseExecutor | None = None,
-                 retry_attempts: int = 8, journal: CallJournal | None = None):
+                 retry_attempts: int = 8, journal: CallJournal | None = None, inflight: InFlight | None = None):
         self.bot = bot
         self.pricer = pricer or Pricer()
         self.retry_attempts = retry_attempts
@@ -298,6 +308,13 @@ class Accountant:
         # Served calls the database could not book wait here (see shared.core.journal).
         self.journal = journal
         self._journal_pending = journal is not None and journal.path.exists()
+        # Calls neither the database nor the journal would take: kept here, and while there
+        # are any, no new call is sent (see `can_book`).
+        self._held: list[CallRecord] = []
+        self._next_probe = 0.0
+        # Calls written down before they are sent (see shared.core.inflight).
+        self.inflight = inflight
+        self._orphans_settled = False
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -315,9 +332,21 @@ class Accountant:
     def record(self, call: CallRecord) -> Recorded:
         return retrying(self.record_once, call, attempts=self.retry_attempts, what="recording a call")
 
+    def intend(self, call: CallRecord) -> None:
+        """Before `call` is sent: write down its estimated charge, booked by the next start if
+        this process dies before `arecord` has it (needs an InFlight; else nothing)."""
+        if self.inflight is not None:
+            self.inflight.intend(call)
+
     async def arecord(self, call: CallRecord) -> Recorded:
         """Book `call`; when the database cannot take it after every retry, keep it in the
         journal (if this Accountant has one) and book it once the database is back."""
+        recorded = await self._arecord(call)
+        if self.inflight is not None:
+            self.inflight.done(call.call_id)
+        return recorded
+
+    async def _arecord(self, call: CallRecord) -> Recorded:
         try:
             # With a journal, a database locked past its busy timeout (a frozen writer) sends
             # the call to the journal at once instead of holding it for every retry.
@@ -326,20 +355,71 @@ class Accountant:
         except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
             if self.journal is None:
                 raise
-            self.journal.append(call)       # raises JournalUnwritable when the disk fails too
+            usage = call.usage
+            cost = self.pricer.cost_nanousd(call.model, usage.input, usage.cached, usage.output)
+            try:
+                self.journal.append(call)
+            except JournalUnwritable as unwritable:
+                self._hold(call, exc, unwritable)
+                return Recorded(call.call_id, cost, held=True)
             if not self._journal_pending:
                 log.warning("the database cannot book calls (%s); keeping them in %s until it can",
                             first_line(exc), self.journal.path)
             self._journal_pending = True
-            usage = call.usage
-            return Recorded(call.call_id, self.pricer.cost_nanousd(call.model, usage.input, usage.cached,
-                                                                   usage.output), journaled=True)
+            return Recorded(call.call_id, cost, journaled=True)
         if self._journal_pending:
             await self.settle_journal()
         return recorded
 
+    def _hold(self, call: CallRecord, db_error: BaseException, journal_error: BaseException) -> None:
+        if not self._held:
+            log.error("calls cannot be booked anywhere: the database (%s) and the call journal (%s) both refuse "
+                      "writes; no new calls are sent until one of them takes writes again",
+                      first_line(db_error), journal_error)
+        self._held.append(call)
+        self._next_probe = time.monotonic() + HELD_PROBE_SECONDS
+
+    @property
+    def booking_paused(self) -> bool:
+        """True while served calls wait in memory because nothing would take them."""
+        return bool(self._held)
+
+    async def can_book(self) -> bool:
+        """Whether a new call may be sent: nothing waits in memory, or (tried at most once every
+        HELD_PROBE_SECONDS) what waited went to the database or the journal just now."""
+        if not self._held:
+            return True
+        if time.monotonic() < self._next_probe:
+            return False
+        self._next_probe = time.monotonic() + HELD_PROBE_SECONDS
+        while self._held:
+            call = self._held[0]
+            try:
+                await self.executor.run_once(self.record_once, call)
+            except TRANSIENT_ERRORS:
+                await self.executor.run_once(drop_connection)
+                try:
+                    if self.journal is None:
+                        return False
+                    self.journal.append(call)
+                    self._journal_pending = True
+                except JournalUnwritable:
+                    return False
+            self._held.pop(0)
+        log.warning("calls can be booked again; sending resumes")
+        return True
+
     async def settle_journal(self) -> int:
-        """Book the journaled calls now (idempotently); returns how many were booked."""
+        """Book the journaled calls now (idempotently); returns how many were booked. The first
+        time, also what dead processes of this bot left in flight (see shared.core.inflight)."""
+        if self.inflight is not None and not self._orphans_settled:
+            from shared.core.inflight import settle_orphans
+            try:
+                await self.executor.run(settle_orphans, self.inflight.folder, self.bot, self.record_once,
+                                        what="booking calls a dead process left in flight")
+                self._orphans_settled = True
+            except DatabaseUnavailable as exc:
+                log.info("the calls a dead process left in flight wait for the database (%s)", first_line(exc))
         if self.journal is None:
             return 0
         try:

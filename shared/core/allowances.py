@@ -12,6 +12,10 @@ held and `AllowanceFull` says which allowance and when it frees up. The accounta
 settles the hold in the same transaction that records the call (`settle`): the real
 tokens are added and the hold deleted. A hold its process never settled (a crash)
 stops counting at `expires_at`, so no sweeper is needed for correctness.
+
+A key's own `daily_token_limit` is the one-allowance case: `reserve` given the key's id
+locks the key's row first (the order the accountant locks in: key, then allowance windows)
+and holds the tokens in `KeyHold`, against the key's counters of its current window.
 """
 from __future__ import annotations
 
@@ -23,13 +27,16 @@ from dataclasses import dataclass
 import peewee as pw
 
 from shared.core import windows
+from shared.core.budget_holds import BudgetLimit, check_budgets, drop_holds, insert_holds
 from shared.core.config import Config
 from shared.core.db import locking, write_transaction
 from shared.core.models import (
     Allowance,
     AllowanceHold,
     AllowanceWindow,
+    ApiKey,
     KeyAllowance,
+    KeyHold,
     utcnow,
 )
 from shared.core.query_rows import one_tuple, tuple_rows
@@ -53,6 +60,11 @@ class AllowanceRef:
     request_limit: int | None
     models: tuple[str, ...] = ()
 
+    @property
+    def described(self) -> str:
+        """"allowance 'org'", or "the daily limit of key 'k1'" for a key's own (see key_ref)."""
+        return f"the daily limit of key '{self.name[4:]}'" if self.id < 0 else f"allowance '{self.name}'"
+
     def covers(self, model: str) -> bool:
         return matches(self.models, model)
 
@@ -67,16 +79,19 @@ class AllowanceRef:
 
 @dataclass(frozen=True)
 class Hold:
-    """A reservation to settle: its id and the (allowance id, window start) it holds."""
+    """A reservation to settle: its id, the (allowance id, window start) it holds, and
+    whether it holds tokens against its key's own limit too."""
     hold_id: str
     entries: tuple[tuple[int, dt.datetime], ...]
+    on_key: bool = False
+    on_budgets: bool = False
 
 
 class AllowanceFull(Exception):
     """An allowance cannot take a call now; `frees_up_at` is when its window ends."""
 
     def __init__(self, allowance: AllowanceRef, frees_up_at: dt.datetime, what: str):
-        super().__init__(f"allowance '{allowance.name}' has no room for this call ({what})")
+        super().__init__(f"{allowance.described} has no room for this call ({what})")
         self.allowance = allowance
         self.frees_up_at = frees_up_at
 
@@ -148,11 +163,16 @@ def _ref(row: Allowance) -> AllowanceRef:
 
 # --- reserving and settling ---------------------------------------------------------------------
 
-def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.timedelta) -> Hold:
-    """Hold `tokens` and one request against every allowance of `refs`, all or none."""
+def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.timedelta,
+            key_id: int | None = None, budgets: list[BudgetLimit] | None = None, cost_nanousd: int = 0) -> Hold:
+    """Hold `tokens` and one request against every allowance of `refs`, the tokens against
+    the own daily limit of the key `key_id` (when given), and the tokens and `cost_nanousd`
+    against the enforced `budgets` (BudgetFull when one has no room), all or none."""
     hold_id = uuid.uuid4().hex
     entries = []
     with write_transaction():
+        key_start = None if key_id is None else _check_key(key_id, tokens, now)
+        budget_rows = check_budgets(budgets, tokens, cost_nanousd, now) if budgets else []
         for ref in sorted(refs, key=lambda r: r.id):      # one lock order: no deadlocks between reservers
             start = ref.window_start(now)
             used_tokens, used_requests = _locked_window(ref.id, start)
@@ -166,7 +186,36 @@ def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.tim
             AllowanceHold.insert(hold_id=hold_id, allowance=ref.id, window_start=start, tokens=tokens, requests=1,
                                  expires_at=now + ttl).execute()
             entries.append((ref.id, start))
-    return Hold(hold_id, tuple(entries))
+        if key_start is not None:   # inserted last, with every lock held (no lock waits inside)
+            KeyHold.insert(hold_id=hold_id, key=key_id, window_start=key_start, tokens=tokens,
+                           expires_at=now + ttl).execute()
+        insert_holds(budget_rows, hold_id, now + ttl)
+    return Hold(hold_id, tuple(entries), on_key=key_id is not None, on_budgets=bool(budget_rows))
+
+
+def key_ref(key_id: int, label: str, anchor: dt.datetime, limit: int) -> AllowanceRef:
+    """A key's own daily limit as an allowance (for AllowanceFull and reports)."""
+    return AllowanceRef(-key_id, f"key {label}", "rolling", anchor, limit, None)
+
+
+def _check_key(key_id: int, tokens: int, now: dt.datetime) -> dt.datetime:
+    """Lock the key's row; AllowanceFull unless its window's used + live holds leave room for
+    `tokens`. Returns the window's start."""
+    row = next(tuple_rows(locking(ApiKey.select(ApiKey.label, ApiKey.window_anchor, ApiKey.window_start,
+                                                ApiKey.used_today, ApiKey.daily_token_limit)
+                                  .where(ApiKey.id == key_id))), None)
+    if row is None:
+        raise LookupError(f"no key with id {key_id}")
+    label, anchor, stored_start, used_today, limit = row
+    start = windows.window_start(anchor, now)
+    used = int(used_today) if stored_start == start else 0
+    held = int(KeyHold.select(pw.fn.COALESCE(pw.fn.SUM(KeyHold.tokens), 0))
+               .where((KeyHold.key == key_id) & (KeyHold.window_start == start) & (KeyHold.expires_at > now))
+               .scalar())
+    if used + held + tokens > limit:
+        raise AllowanceFull(key_ref(key_id, label, anchor, limit), start + windows.WINDOW,
+                            f"{used + held:,} of {limit:,} tokens used or reserved")
+    return start
 
 
 def settle(hold: Hold, tokens: int, requests: int) -> None:
@@ -176,13 +225,22 @@ def settle(hold: Hold, tokens: int, requests: int) -> None:
         (AllowanceWindow.update(tokens_used=AllowanceWindow.tokens_used + tokens,
                                 requests_used=AllowanceWindow.requests_used + requests)
          .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)).execute())
-    AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
+    _drop(hold)
 
 
 def release(hold: Hold) -> None:
     """Drop a hold whose call was never sent."""
     with write_transaction():
+        _drop(hold)
+
+
+def _drop(hold: Hold) -> None:
+    if hold.entries:
         AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
+    if hold.on_key:     # the key's counters moved with the call's record, in the same transaction
+        KeyHold.delete().where(KeyHold.hold_id == hold.hold_id).execute()
+    if hold.on_budgets:     # as did the rollups the budgets are read from
+        drop_holds(hold.hold_id)
 
 
 def _locked_window(allowance_id: int, start: dt.datetime) -> tuple[int, int]:

@@ -142,6 +142,8 @@ class ClientConfig:
     reserve_output_tokens: int = setting(1024, low=1, high=TOKENS_MAX)
     # A reservation its process never settled (it died mid-call) stops counting after this.
     reservation_ttl_seconds: float = setting(600.0, low=0, above=True, high=DAY)
+    # A key's own daily_token_limit is reserved like an allowance (off: checked, not reserved).
+    reserve_key_limits: bool = True
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,9 @@ class BudgetConfig:
     daily_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     monthly_tokens: int | None = setting(None, low=0, above=True, high=TOKENS_MAX)
     keys: dict[str, KeyBudget] = field(default_factory=dict)
+    # Refuse calls whose worst case would cross a budget (auto-replies send the fallback text)
+    # until the period ends or the owner lifts it (`.budget lift`, `tokenpool budget lift`).
+    enforce: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,11 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached after all retries."""
 
 
+class DatabaseFileGone(peewee.OperationalError):
+    """The SQLite file this process opened is no longer at its path (deleted or replaced):
+    whatever it wrote now would land in a file nobody will ever read."""
+
+
 class DatabaseUrlError(ValueError):
     """A database URL the user must fix (unsupported scheme, a folder that does not exist)."""
 
@@ -79,6 +84,10 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         else:
             if path != ":memory:":
                 prepare_sqlite_file(Path(path).expanduser())
+                file = Path(path).expanduser().resolve()
+                # mode=rw: a connection opened later (a reconnect) never creates an empty
+                # database where the file has gone; it fails and says so.
+                options.update(database=f"file:{quote(str(file))}?mode=rw", uri=True)
             options["pragmas"].update(journal_mode="wal", synchronous="normal")
         options["timeout"] = busy_timeout_seconds
     elif scheme.startswith("postgres"):
@@ -104,6 +113,9 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
                                "(use sqlite:///path, postgresql://… or mysql://…)")
     db = db_url.connect(url, **options)
+    if scheme.startswith("sqlite") and not read_only and path != ":memory:":
+        identity = os.stat(file)
+        db.tokenpool_file = (file, identity.st_dev, identity.st_ino)   # see check_database_file
     if bind:
         database.initialize(db)
     return db
@@ -135,17 +147,43 @@ def prepare_sqlite_file(path: Path) -> None:
 
 
 def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
-    """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN, once the
+    file is known to be still in place (`check_database_file`)."""
     target = db.obj if isinstance(db, peewee.DatabaseProxy) else db
     if isinstance(target, peewee.SqliteDatabase):
+        check_database_file(target)
         return target.atomic("IMMEDIATE")
     return target.atomic()
 
 
 def begin_write(db: peewee.Database) -> str:
     """The statement that opens a write transaction, as `write_transaction` opens it
-    (for code that runs BEGIN … COMMIT itself on one cursor)."""
-    return "BEGIN IMMEDIATE" if isinstance(db, peewee.SqliteDatabase) else "BEGIN"
+    (for code that runs BEGIN … COMMIT itself on one cursor), after the same file check."""
+    if isinstance(db, peewee.SqliteDatabase):
+        check_database_file(db)
+        return "BEGIN IMMEDIATE"
+    return "BEGIN"
+
+
+def check_database_file(db: peewee.Database) -> None:
+    """Raise DatabaseFileGone when the SQLite file opened at start is no longer at its path.
+
+    SQLite keeps writing into an open file after it was deleted (or replaced by another
+    file), and every write "succeeds" into a file that is gone. One stat() per write
+    transaction compares the path with the file seen at start; the error is transient for
+    the callers, so served calls go to the call journal instead."""
+    known = getattr(db, "tokenpool_file", None)
+    if known is None:
+        return
+    path, device, inode = known
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        raise DatabaseFileGone(f"the database file {path} was deleted while tokenpool was running; nothing more "
+                               "is written to it: restore it, or restart to begin a new one") from None
+    if (now.st_dev, now.st_ino) != (device, inode):
+        raise DatabaseFileGone(f"the database file {path} was replaced by another file while tokenpool was "
+                               "running; nothing more is written to the old one: restart to use the new one")
 
 
 def conflict_target(db: peewee.Database, columns: list) -> dict:
@@ -294,9 +332,8 @@ def migration_lock(db: peewee.Database, poll_seconds: float = 0.05) -> Iterator[
             yield
         finally:
             db.execute_sql(f"SELECT RELEASE_LOCK({name})")
-    elif isinstance(db, peewee.SqliteDatabase) and db.database not in ("", ":memory:") \
-            and not str(db.database).startswith("file:"):
-        folder = os.open(Path(db.database).expanduser().resolve().parent, os.O_RDONLY)
+    elif isinstance(db, peewee.SqliteDatabase) and (known := getattr(db, "tokenpool_file", None)):
+        folder = os.open(known[0].parent, os.O_RDONLY)
         try:
             fcntl.flock(folder, fcntl.LOCK_EX)
             yield

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.core.accounting import CallRecord, Outcome, RateLimitSnapshot
+from shared.core.accounting import CallRecord, JournalUnwritable, Outcome, RateLimitSnapshot
+from shared.core.allowances import Hold
+
+__all__ = ["CallJournal", "JournalUnwritable", "call_from_json", "call_to_json", "journal_path"]
 
 log = logging.getLogger("tokenpool.journal")
-
-
-class JournalUnwritable(Exception):
-    """Neither the database nor the local journal could keep a served call."""
 
 
 def journal_path(data_dir: str | Path, bot: str) -> Path:
@@ -44,7 +43,7 @@ class CallJournal:
 
     def append(self, call: CallRecord) -> None:
         """Keep `call` durably, or raise JournalUnwritable (disk full, read-only, …)."""
-        line = json.dumps(_to_json(call), separators=(",", ":")) + "\n"
+        line = json.dumps(call_to_json(call), separators=(",", ":")) + "\n"
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +74,7 @@ class CallJournal:
                     book(call)
                     booked += 1
             finally:
-                if booked:
+                if booked or not calls:          # (an empty file: a first write that found the disk full)
                     self._rewrite(calls[booked:])
         if booked:
             log.info("booked %d call(s) from the local journal %s", booked, self.path)
@@ -89,7 +88,7 @@ class CallJournal:
         calls = []
         for line in text.splitlines():
             try:
-                calls.append(_from_json(json.loads(line)))
+                calls.append(call_from_json(json.loads(line)))
             except (ValueError, TypeError, KeyError):
                 log.warning("skipping an unreadable line of the call journal %s (a write cut short?)", self.path)
         return calls
@@ -101,14 +100,14 @@ class CallJournal:
         temporary = self.path.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, "".join(json.dumps(_to_json(c), separators=(",", ":")) + "\n" for c in calls).encode())
+            os.write(fd, "".join(json.dumps(call_to_json(c), separators=(",", ":")) + "\n" for c in calls).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, self.path)
 
 
-def _to_json(call: CallRecord) -> dict:
+def call_to_json(call: CallRecord) -> dict:
     data = dataclasses.asdict(call)
     data["outcome"] = Outcome(call.outcome).value
     for name in ("at", "cooldown_until"):
@@ -116,10 +115,13 @@ def _to_json(call: CallRecord) -> dict:
     if call.rate_limits is not None:
         data["rate_limits"] = {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
                                for k, v in dataclasses.asdict(call.rate_limits).items()}
+    if call.hold is not None:
+        data["hold"] = {"hold_id": call.hold.hold_id, "on_key": call.hold.on_key,
+                        "entries": [[allowance_id, start.isoformat()] for allowance_id, start in call.hold.entries]}
     return data
 
 
-def _from_json(data: dict) -> CallRecord:
+def call_from_json(data: dict) -> CallRecord:
     data = dict(data)
     data["outcome"] = Outcome(data["outcome"])
     for name in ("at", "cooldown_until"):
@@ -131,4 +133,8 @@ def _from_json(data: dict) -> CallRecord:
         fields: dict[str, Any] = {k: (dt.datetime.fromisoformat(v) if k.startswith("reset_") and v else v)
                                   for k, v in limits.items()}
         data["rate_limits"] = RateLimitSnapshot(**fields)
+    hold = data.get("hold")
+    if hold is not None:
+        data["hold"] = Hold(hold["hold_id"], tuple((int(a), dt.datetime.fromisoformat(start))
+                                                   for a, start in hold["entries"]), bool(hold.get("on_key")))
     return CallRecord(**data)

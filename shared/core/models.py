@@ -326,6 +326,41 @@ class AllowanceHold(BaseModel):
         indexes = ((("allowance", "window_start", "expires_at"), False),)
 
 
+class KeyHold(BaseModel):
+    """A reservation against a key's own daily limit (the key as its own allowance), settled
+    with the call or ignored once `expires_at` passes."""
+    id = pw.BigAutoField()
+    hold_id = pw.CharField(max_length=32, index=True)
+    key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE")
+    window_start = pw.DateTimeField()
+    tokens = pw.BigIntegerField(default=0)
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("key", "window_start", "expires_at"), False),)
+
+
+class BudgetGate(BaseModel):
+    """One row per enforced budget scope ("pool" or "key:<label>"), locked by reservers."""
+    id = pw.AutoField()
+    scope = pw.CharField(max_length=110, unique=True)
+
+
+class BudgetHold(BaseModel):
+    """A call's worst case held against an enforced budget's period until it is recorded."""
+    id = pw.BigAutoField()
+    hold_id = pw.CharField(max_length=32, index=True)
+    scope = pw.CharField(max_length=110)
+    period = pw.CharField(max_length=8)                # "day" or "month" (UTC)
+    period_start = pw.DateField()
+    tokens = pw.BigIntegerField(default=0)
+    cost_nanousd = pw.BigIntegerField(default=0)
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("scope", "period", "period_start", "expires_at"), False),)
+
+
 class KeyAllowance(BaseModel):
     """Which keys draw on which allowance (from config), for reports."""
     id = pw.AutoField()
@@ -339,5 +374,5 @@ class KeyAllowance(BaseModel):
 ALL_MODELS = [ApiKey, UsageEvent, DailyRollup, KeyRanking, KeyReset, Lease, Heartbeat, Alert, Setting,
               ChatRollup,
               ChatMessage, HandledMessage, ChatState,
-              Allowance, AllowanceWindow, AllowanceHold, KeyAllowance]
+              Allowance, AllowanceWindow, AllowanceHold, KeyAllowance, KeyHold, BudgetGate, BudgetHold]
 

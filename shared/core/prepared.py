@@ -97,9 +97,10 @@ def execute_all(db: pw.Database, statements: Iterable[Prepared], values: Mapping
             for statement in statements:
                 cursor.execute(statement.sql, values if statement.named else statement.parameters(values))
         return
+    begin = begin_write(db)             # before the cursor: a missing SQLite file is not re-created
     with pw.__exception_wrapper__:  # type: ignore[attr-defined]  # in peewee, not in its stubs
         cursor = db.cursor()
-        cursor.execute(begin_write(db))
+        cursor.execute(begin)
         try:
             for statement in statements:     # (a value missing from a named statement: the driver raises)
                 cursor.execute(statement.sql, values if statement.named else statement.parameters(values))

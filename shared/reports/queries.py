@@ -11,7 +11,6 @@ Only `recent_calls`, `calls_between` and `calls_per_minute` read the per-call ev
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field, fields
@@ -499,7 +498,7 @@ class CallView:
     error_code: str
     chat_id: int | None
     estimated: bool
-    chat_name: str = ""     # filled by recent_calls: the chat's name, when the bots learnt it
+    chat_name: str = ""     # the chat's name, when the bots learnt it
 
 
 _CALL_COLUMNS = (UsageEvent.id, UsageEvent.call_id, UsageEvent.at, UsageEvent.bot, UsageEvent.operation,
@@ -510,7 +509,10 @@ _CALL_COLUMNS = (UsageEvent.id, UsageEvent.call_id, UsageEvent.at, UsageEvent.bo
 
 
 def _call_views(query) -> list[CallView]:
-    return [CallView(*row[:-1] + (bool(row[-1]),)) for row in tuple_rows(query)]
+    """The calls `query` reads (`_CALL_COLUMNS`: chat id and estimated last), each with its chat's name."""
+    rows = list(tuple_rows(query))
+    names = chat_names(row[-2] for row in rows if row[-2] is not None)
+    return [CallView(*row[:-1] + (bool(row[-1]), names.get(row[-2], ""))) for row in rows]
 
 
 MAX_RECENT = 1000
@@ -522,13 +524,7 @@ def recent_calls(limit: int = 20) -> list[CallView]:
         raise ReportError(f"the number of calls must be between 1 and {MAX_RECENT}, not {limit}")
     query = (UsageEvent.select(*_CALL_COLUMNS).join(ApiKey)
              .order_by(UsageEvent.at.desc(), UsageEvent.id.desc()).limit(limit))
-    return _named(_call_views(query))
-
-
-def _named(views: list[CallView]) -> list[CallView]:
-    """The calls with their chat's name filled in, where the bots learnt one."""
-    names = chat_names([v.chat_id for v in views if v.chat_id is not None])
-    return [dataclasses.replace(v, chat_name=names.get(v.chat_id, "")) if v.chat_id in names else v for v in views]
+    return _call_views(query)
 
 
 def calls_between(start: dt.datetime, end: dt.datetime, *, batch: int = 5000):
@@ -540,7 +536,7 @@ def calls_between(start: dt.datetime, end: dt.datetime, *, batch: int = 5000):
                  .where((UsageEvent.at >= at) & (UsageEvent.at < end)
                         & ((UsageEvent.at > at) | (UsageEvent.id > last_id)))
                  .order_by(UsageEvent.at, UsageEvent.id).limit(batch))
-        views = _named(_call_views(query))
+        views = _call_views(query)
         yield from views
         if len(views) < batch:
             return

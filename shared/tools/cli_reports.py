@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from shared.core.models import utcnow
-from shared.core.startup import open_readonly
+from shared.core.startup import open_readonly, open_runtime
 from shared.reports import render_json_csv as render_data
 from shared.reports import render_terminal
 from shared.reports.budgets import budget_report
@@ -79,8 +79,30 @@ def cmd_recent(args, config, now) -> int:
     return 0
 
 
+def cmd_budget(args) -> int:
+    if args.action == "lift":
+        return _lift_budgets(args)
+    return _show_budget(args)
+
+
+def _lift_budgets(args) -> int:
+    """`tokenpool budget lift`: calls go on past an enforced budget until its period ends."""
+    from shared.core.budget_holds import lift
+    from shared.core.db import write_transaction
+    runtime = open_runtime(config_path=args.config, sync=False)
+    with write_transaction():
+        lifted = lift(utcnow())
+    if args.json:
+        _print_json({"lifted": [{"period": period, "period_start": start.isoformat()} for period, start in lifted]})
+    else:
+        periods = ", ".join(f"the {'UTC day' if p == 'day' else 'month'} from {start}" for p, start in lifted)
+        print(f"budgets lifted until the end of {periods}" +
+              ("" if runtime.config.budgets.enforce else " (note: [budgets] enforce is off in this config)"))
+    return 0
+
+
 @_reporting
-def cmd_budget(args, config, now) -> int:
+def _show_budget(args, config, now) -> int:
     report = budget_report(now, config)
     if args.json:
         _print_json(render_data.budget_json(report))
@@ -147,7 +169,9 @@ def register(command) -> None:
     sub.add_argument("--day", help="export this one UTC day instead (YYYY-MM-DD)")
     sub.add_argument("--kind", choices=KINDS, default="calls", help="calls (events) or daily (rollups)")
     sub.add_argument("--output", "-o", help="file to write (default: standard output)")
-    command("budget", cmd_budget, "budgets from [budgets] against spending, with projections")
+    sub = command("budget", cmd_budget, "budgets from [budgets] against spending, with projections; "
+                  "`budget lift`: calls go on past an enforced budget until its period ends")
+    sub.add_argument("action", nargs="?", choices=["lift"], help="lift the enforced budgets")
     sub = command("chart", cmd_chart, "PNG of tokens per UTC day stacked by key, limits marked")
     sub.add_argument("days", nargs="?", type=int, default=30, help="days, today included (default 30)")
     sub.add_argument("--output", "-o", default="tokenpool-usage.png", help="PNG file to write")

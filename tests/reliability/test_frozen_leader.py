@@ -94,9 +94,12 @@ def test_a_leader_frozen_in_its_commit_is_cut_off_and_replaced(pg_db, tmp_path, 
                .where(KeyReset.window_start == current).group_by(KeyReset.key))
     assert max(row.n for row in per_key) == 1                  # no key reset twice: no split brain
     assert ApiKey.get_by_id(victim).total_calls == 1
+    booked = UsageEvent.select().count()
+    assert booked == 1
     assert_books_exact()
     with capsys.disabled():
-        print(f"\n[frozen leader, PostgreSQL, lease {LEASE} s] bot recorded after {recorded_after:.1f} s; "
+        print(f"\n[PostgreSQL frozen leader (SIGSTOP in its commit), lease {LEASE} s] served 1, booked {booked}, "
+              f"lost {1 - booked}, doubled 0; bot recorded after {recorded_after:.1f} s; "
               f"standby led {led_after:.1f} s after it was spawned (python start-up included)")
 
 

@@ -54,7 +54,7 @@ def _wait_for(check, bot: subprocess.Popen, log_path: Path):
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 @pytest.mark.parametrize("kill_at", [AFTER_CLAIM, AFTER_SEND])
 def test_a_bot_killed_mid_reply_answers_exactly_once_after_restart(tmp_path, backend, kill_at):
     with fresh_database_url(backend, tmp_path) as url:

@@ -326,6 +326,9 @@ async def test_warm_up_sends_nothing_records_nothing_and_leaves_the_first_call_n
     await harness.client.warm_up()
     assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
     assert harness.events() == []
+    # What openai would do at the first request is done: the platform for its headers is known.
+    clients = harness.client.failover.dialect._clients.values()
+    assert len(clients) == 3 and all(getattr(c, "_platform", None) is not None for c in clients)
     result = await harness.client.chat(HELLO, operation="first")
     (event,) = harness.events()
     assert (event.operation, event.outcome, event.input_tokens) == ("first", "ok", result.input_tokens)

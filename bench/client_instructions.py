@@ -1,0 +1,106 @@
+"""What tracking costs per call in CPU instructions (valgrind callgrind), which the load of a
+shared machine does not change: the tracked client vs a bare `openai` call, against the
+offline simulator in its own process (not counted).
+
+Three client processes run under callgrind (PYTHONHASHSEED fixed), each the same set-up as
+bench/client_overhead.py (key, worker ranking, warm-up, 20 calls of each kind), then: no
+more calls, --calls more bare calls, or --calls more tracked calls. A call's instructions
+are (that run - the run with no more calls) / --calls; every thread of the client process
+counts (the database thread's share of a tracked call included).
+
+Run:  .venv/bin/python bench/client_instructions.py [--calls 200]     (needs valgrind)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+async def client(base_url: str, database_url: str, kind: str, calls: int) -> None:
+    import openai
+
+    from bench.client_overhead import MESSAGES, SECRET
+    from shared.ai.client import TrackedClient
+    from shared.core.accounting import Accountant
+    from shared.core.config import parse_config
+    from shared.core.liveness import beat
+    from shared.core.models import KeyRanking
+    from shared.core.pricing import Pricer
+    from shared.core.startup import open_runtime
+
+    config = parse_config({"database": {"url": database_url}, "bot": {"name": "bench"},
+                           "keys": [{"label": "bench", "api_key": SECRET, "base_url": base_url,
+                                     "daily_token_limit": 10 ** 12}]}, "bench.toml", env={})
+    runtime = open_runtime(config)
+    beat("worker", "bench-worker")
+    KeyRanking.create(generation=int(time.time()), key_ids=json.dumps(runtime.keyring.ids()), policy="sticky",
+                      published_by="bench-worker")
+    tracked = TrackedClient(config, runtime.keyring, Accountant(config.bot.name, Pricer(config.pricing)))
+    await tracked.warm_up()
+    bare = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0)
+    for _ in range(20):
+        await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await tracked.chat(MESSAGES, operation="bench")
+    for _ in range(calls if kind != "none" else 0):
+        if kind == "bare":
+            await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        else:
+            await tracked.chat(MESSAGES, operation="bench")
+    await tracked.aclose()
+    await bare.close()
+
+
+def instructions(kind: str, calls: int, base_url: str, tmp: str) -> int:
+    out = os.path.join(tmp, f"callgrind.{kind}")
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                    "bench/client_instructions.py", "--client", kind, base_url, f"sqlite:///{tmp}/{kind}.db",
+                    "--calls", str(calls)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"})
+    with open(out) as data:
+        for line in data:
+            match = re.match(r"(?:summary|totals): (\d+)", line)
+            if match:
+                return int(match.group(1))
+    raise RuntimeError("no totals in the callgrind output")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--client", nargs=3, metavar=("KIND", "BASE_URL", "DATABASE_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.client:
+        kind, base_url, database_url = args.client
+        asyncio.run(client(base_url, database_url, kind, args.calls))
+        return 0
+    from bench.client_overhead import start_simulator
+    with tempfile.TemporaryDirectory() as tmp:
+        process, base_url = start_simulator(tmp)
+        try:
+            counts = {kind: instructions(kind, args.calls, base_url, tmp) for kind in ("none", "bare", "tracked")}
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    bare = (counts["bare"] - counts["none"]) / args.calls
+    tracked = (counts["tracked"] - counts["none"]) / args.calls
+    print(f"instructions per call (callgrind, client process, every thread), {args.calls} calls each:")
+    print(f"  bare openai call      {bare / 1e6:7.3f} M")
+    print(f"  tracked client call   {tracked / 1e6:7.3f} M")
+    print(f"  overhead              {(tracked - bare) / 1e6:7.3f} M instructions = {tracked / bare:.2f}x the bare call")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Budgets that hold (`[budgets] enforce = true`, docs/design.md invariant 9's reservations).
+
+A budget (pool or one key; tokens or cost; UTC day or month) is enforced like an allowance:
+before a call, its worst case (prompt estimate + max output, and that priced) is held
+against every enforced budget it counts in, inside the reservation's transaction. The
+scope's gate row is locked, the period's recorded usage (daily rollups) plus the live holds
+plus this call must stay within the limit, else `BudgetFull`. The hold is dropped in the
+transaction that records the call (its usage is then in the rollups). A crashed process's
+hold stops counting at `expires_at`.
+
+A crossed budget stops calls until its period ends or the owner lifts it (`lift`): a lift
+lasts until the periods current at that moment end.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import peewee as pw
+
+from shared.core.config import Config
+from shared.core.db import conflict_target, database, locking
+from shared.core.models import BudgetGate, BudgetHold, DailyRollup, Setting
+from shared.core.pricing import format_usd, usd_to_nano
+from shared.core.query_rows import one_tuple, tuple_rows
+
+PERIODS = ("day", "month")
+LIFT_SCOPE = "global"
+
+
+@dataclass(frozen=True)
+class BudgetLimit:
+    """One enforced limit: a scope ("pool" or "key:<label>"), a period and a metric."""
+    scope: str
+    key_id: int | None           # the key whose usage counts (None: the whole pool)
+    period: str                  # "day" or "month"
+    metric: str                  # "tokens" or "cost" (nano-USD)
+    limit: int
+
+    @property
+    def name(self) -> str:
+        who = "pool" if self.key_id is None else f"key {self.scope.removeprefix('key:')}"
+        return f"{'daily' if self.period == 'day' else 'monthly'} {self.metric} budget of the {who}"
+
+    def show(self, value: int) -> str:
+        return format_usd(value) if self.metric == "cost" else f"{value:,} tokens"
+
+
+class BudgetFull(Exception):
+    """An enforced budget cannot take a call; `frees_up_at` is when its period ends."""
+
+    def __init__(self, budget: BudgetLimit, used: int, period_start: dt.date, frees_up_at: dt.datetime):
+        super().__init__(f"the {budget.name} is used up ({budget.show(used)} of {budget.show(budget.limit)} "
+                         f"used or reserved); calls stop until {frees_up_at:%Y-%m-%d %H:%M} UTC "
+                         "or the owner lifts it (.budget lift)")
+        self.budget = budget
+        self.period_start = period_start
+        self.frees_up_at = frees_up_at
+
+    @property
+    def pool_wide(self) -> bool:
+        return self.budget.key_id is None
+
+    @property
+    def dedupe_key(self) -> str:
+        b = self.budget
+        return f"budget_enforced:{b.scope}:{b.period}:{b.metric}:{self.period_start.isoformat()}"
+
+
+def enforced_limits(config: Config, key_id: int, label: str) -> list[BudgetLimit]:
+    """The enforced limits a call with this key counts in: the pool's and the key's own."""
+    if not config.budgets.enforce:
+        return []
+    found = _limits("pool", None, config.budgets)
+    budget = config.budgets.keys.get(label)
+    if budget is not None:
+        found += _limits(f"key:{label}", key_id, budget)
+    return found
+
+
+def _limits(scope: str, key_id: int | None, budget) -> list[BudgetLimit]:
+    found = []
+    for period in PERIODS:
+        prefix = "daily" if period == "day" else "monthly"
+        cost, tokens = getattr(budget, f"{prefix}_cost_usd"), getattr(budget, f"{prefix}_tokens")
+        if tokens is not None:
+            found.append(BudgetLimit(scope, key_id, period, "tokens", tokens))
+        if cost is not None:
+            found.append(BudgetLimit(scope, key_id, period, "cost", usd_to_nano(cost)))
+    return found
+
+
+def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.datetime]:
+    """The period's first UTC day and the moment it ends."""
+    today = now.date()
+    if period == "day":
+        return today, dt.datetime.combine(today + dt.timedelta(days=1), dt.time())
+    start = today.replace(day=1)
+    following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start, dt.datetime.combine(following, dt.time())
+
+
+# --- checking and holding (inside allowances.reserve's transaction) ------------------------------
+
+def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now: dt.datetime) -> list[tuple]:
+    """Lock each scope's gate; BudgetFull unless every limit has room for the call (a lifted
+    period does not count). Returns the hold rows to insert (`insert_holds`)."""
+    lifted = lifted_periods(now)
+    rows = {}
+    for scope in sorted({b.scope for b in limits}):        # one lock order for every reserver
+        _lock_gate(scope)
+    for budget in limits:
+        start, ends = period_bounds(budget.period, now)
+        if (budget.period, start) in lifted:
+            continue
+        used_tokens, used_cost = _used(budget, start, now)
+        used, wanted = (used_cost, cost_nanousd) if budget.metric == "cost" else (used_tokens, tokens)
+        if used + wanted > budget.limit:
+            raise BudgetFull(budget, used, start, ends)
+        rows[(budget.scope, budget.period, start)] = (budget.scope, budget.period, start, tokens, cost_nanousd)
+    return list(rows.values())
+
+
+def insert_holds(rows: list[tuple], hold_id: str, expires_at: dt.datetime) -> None:
+    if rows:
+        BudgetHold.insert_many([(hold_id, *row, expires_at) for row in rows],
+                               fields=[BudgetHold.hold_id, BudgetHold.scope, BudgetHold.period,
+                                       BudgetHold.period_start, BudgetHold.tokens, BudgetHold.cost_nanousd,
+                                       BudgetHold.expires_at]).execute()
+
+
+def drop_holds(hold_id: str) -> None:
+    BudgetHold.delete().where(BudgetHold.hold_id == hold_id).execute()
+
+
+def _lock_gate(scope: str) -> None:
+    query = locking(BudgetGate.select(BudgetGate.id).where(BudgetGate.scope == scope))
+    if not list(tuple_rows(query)):
+        BudgetGate.insert(scope=scope).on_conflict_ignore().execute()
+        list(tuple_rows(query))
+
+
+def _used(budget: BudgetLimit, start: dt.date, now: dt.datetime) -> tuple[int, int]:
+    """Recorded tokens and cost of the period plus live holds, read in one statement (one
+    snapshot: a call recorded meanwhile moves from the holds to the rollups atomically)."""
+    r, h = DailyRollup.alias(), BudgetHold.alias()
+    in_period = r.day.between(start, now.date())
+    if budget.key_id is not None:
+        in_period &= r.key == budget.key_id
+    live = (h.scope == budget.scope) & (h.period == budget.period) & (h.period_start == start) & (h.expires_at > now)
+
+    def total(model, column, where):
+        return model.select(pw.fn.COALESCE(pw.fn.SUM(column), 0)).where(where)
+
+    query = pw.Select(columns=[total(r, r.total_tokens, in_period), total(r, r.cost_nanousd, in_period),
+                               total(h, h.tokens, live), total(h, h.cost_nanousd, live)])
+    row = one_tuple(query.bind(database.obj))
+    return int(row[0]) + int(row[2]), int(row[1]) + int(row[3])
+
+
+# --- lifting ------------------------------------------------------------------------------------
+
+def lift(now: dt.datetime) -> list[tuple[str, dt.date]]:
+    """Lift every enforced budget until the periods current now end; returns (period, start)."""
+    lifted = []
+    for period in PERIODS:
+        start, _ends = period_bounds(period, now)
+        (Setting.insert(scope=LIFT_SCOPE, name=f"budget_lift_{period}", value=start.isoformat(), updated_at=now)
+         .on_conflict(update={Setting.value: start.isoformat(), Setting.updated_at: now},
+                      **conflict_target(database.obj, [Setting.scope, Setting.name]))
+         .execute())
+        lifted.append((period, start))
+    return lifted
+
+
+def lifted_periods(now: dt.datetime) -> set[tuple[str, dt.date]]:
+    """The (period, start) pairs lifted by the owner that are still current."""
+    rows = tuple_rows(Setting.select(Setting.name, Setting.value).where(
+        (Setting.scope == LIFT_SCOPE) & Setting.name.in_([f"budget_lift_{p}" for p in PERIODS])))
+    current = {period: period_bounds(period, now)[0] for period in PERIODS}
+    found = set()
+    for name, value in rows:
+        period = str(name).removeprefix("budget_lift_")
+        if value == current[period].isoformat():
+            found.add((period, current[period]))
+    return found
