@@ -32,6 +32,7 @@ from shared.core.db import (
 )
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
+from shared.core.outbox import enqueue_alert
 from shared.core.prepared import Prepared, Statements, execute_all, slot
 from shared.core.pricing import Pricer
 from shared.core.usage import Usage
@@ -312,6 +313,7 @@ class Accountant:
         # are any, no new call is sent (see `can_book`).
         self._held: list[CallRecord] = []
         self._next_probe = 0.0
+        self._paused_at: dt.datetime | None = None
         # Calls written down before they are sent (see shared.core.inflight).
         self.inflight = inflight
         self._orphans_settled = False
@@ -376,8 +378,17 @@ class Accountant:
             log.error("calls cannot be booked anywhere: the database (%s) and the call journal (%s) both refuse "
                       "writes; no new calls are sent until one of them takes writes again",
                       first_line(db_error), journal_error)
+            self._paused_at = utcnow()
         self._held.append(call)
         self._next_probe = time.monotonic() + HELD_PROBE_SECONDS
+
+    def _alert_pause(self, resumed_at: dt.datetime) -> None:
+        """The owner's one alert about the pause, once the database can hold it again."""
+        since = self._paused_at or resumed_at
+        text = (f"⏸ {self.bot}: served calls could be booked neither in the database nor in the local journal "
+                f"from {since:%H:%M:%S} to {resumed_at:%H:%M:%S} UTC; no new calls (and no auto-replies) were sent "
+                "meanwhile. Booking works again and sending has resumed.")
+        enqueue_alert("booking_paused", f"booking_paused:{self.bot}:{since.isoformat()}", text)
 
     @property
     def booking_paused(self) -> bool:
@@ -407,6 +418,12 @@ class Accountant:
                     return False
             self._held.pop(0)
         log.warning("calls can be booked again; sending resumes")
+        try:
+            await self.executor.run_once(self._alert_pause, utcnow())
+        except TRANSIENT_ERRORS as exc:          # the journal took the calls; the database is still away
+            log.info("the alert about the pause waits for the database (%s)", first_line(exc))
+        else:
+            self._paused_at = None
         return True
 
     async def settle_journal(self) -> int:
