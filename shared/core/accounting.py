@@ -316,7 +316,7 @@ class Accountant:
         self._paused_at: dt.datetime | None = None
         # Calls written down before they are sent (see shared.core.inflight).
         self.inflight = inflight
-        self._orphans_settled = False
+        self._orphans_settled = inflight is None
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -369,7 +369,7 @@ class Accountant:
                             first_line(exc), self.journal.path)
             self._journal_pending = True
             return Recorded(call.call_id, cost, journaled=True)
-        if self._journal_pending:
+        if self._journal_pending or not self._orphans_settled:
             await self.settle_journal()
         return recorded
 
@@ -427,9 +427,18 @@ class Accountant:
         return True
 
     async def settle_journal(self) -> int:
-        """Book the journaled calls now (idempotently); returns how many were booked. The first
-        time, also what dead processes of this bot left in flight (see shared.core.inflight)."""
-        if self.inflight is not None and not self._orphans_settled:
+        """Book the journaled calls now (idempotently); returns how many were booked. Then, once,
+        what dead processes of this bot left in flight (see shared.core.inflight): after the
+        journal, so a call journaled with its real usage is never booked as an estimate first."""
+        booked = 0
+        if self.journal is not None:
+            try:
+                booked = await self.executor.run_once(self.journal.replay, self.record_once)
+            except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
+                log.info("the journaled calls wait for the database (%s)", first_line(exc))
+                return 0
+            self._journal_pending = bool(self.journal.pending())
+        if self.inflight is not None and not self._orphans_settled and not self._journal_pending:
             from shared.core.inflight import settle_orphans
             try:
                 await self.executor.run(settle_orphans, self.inflight.folder, self.bot, self.record_once,
@@ -437,14 +446,6 @@ class Accountant:
                 self._orphans_settled = True
             except DatabaseUnavailable as exc:
                 log.info("the calls a dead process left in flight wait for the database (%s)", first_line(exc))
-        if self.journal is None:
-            return 0
-        try:
-            booked = await self.executor.run_once(self.journal.replay, self.record_once)
-        except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
-            log.info("the journaled calls wait for the database (%s)", first_line(exc))
-            return 0
-        self._journal_pending = bool(self.journal.pending())
         return booked
 
     async def run(self, fn, *args):
