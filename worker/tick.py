@@ -1,7 +1,7 @@
 """One tick of the worker, each step a named method, in the order they run:
 
     claim_leadership -> (leader only) read_keys -> plan_resets -> plan_statuses
-    -> plan_ranking -> plan_budget_alerts -> commit -> prune_events; then beat.
+    -> plan_ranking -> plan_budget_alerts -> plan_allowance_alerts -> commit -> prune_events; then beat.
 
 Planning reads and computes; `commit` makes every write of the tick in ONE transaction that
 starts by fencing the lease (our term, renewed), so a replaced leader writes nothing. With
@@ -22,6 +22,7 @@ from shared.core.keys import sync_keys
 from shared.core.models import ApiKey, KeyRanking, utcnow
 from shared.core.schema import ensure_schema
 from shared.core.status import Status, frees_up_at
+from shared.reports.allowance_views import enqueue_allowance_alerts
 from shared.reports.budgets import enqueue_budget_alerts
 from worker import alert_rules
 from worker.keytable import KeyTable, Refresh
@@ -75,10 +76,11 @@ class Changes:
     ranking: list[int] | None = None
     alerts: list[alert_rules.AlertSpec] = field(default_factory=list)
     check_budgets: bool = False
+    check_allowances: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.resets or self.statuses or self.ranking is not None or self.alerts
-                    or self.check_budgets)
+                    or self.check_budgets or self.check_allowances)
 
 
 class Ticker:
@@ -112,6 +114,7 @@ class Ticker:
             self.plan_statuses(refresh, changes, now)
             self.plan_ranking(refresh, changes, now, report)
             self.plan_budget_alerts(refresh, changes, now)
+            self.plan_allowance_alerts(refresh, changes)
             if changes:
                 self.commit(changes, now, report)
             if report.role == "leader":
@@ -208,6 +211,10 @@ class Ticker:
         # Spending moves only with calls, and every call changes its key's row.
         changes.check_budgets = bool(refresh.changed) or self.budget_day != now.date()
 
+    def plan_allowance_alerts(self, refresh: Refresh, changes: Changes) -> None:
+        # Allowances fill only with calls, and every call changes its key's row.
+        changes.check_allowances = bool(self.config.allowances) and bool(refresh.changed)
+
     def commit(self, changes: Changes, now: dt.datetime, report: TickReport) -> None:
         generation = None
         try:
@@ -228,6 +235,8 @@ class Ticker:
                 report.alerts = alert_rules.write_alerts(changes.alerts, now)
                 if changes.check_budgets:
                     report.alerts += enqueue_budget_alerts(now, self.config)
+                if changes.check_allowances:
+                    report.alerts += enqueue_allowance_alerts(now)
         except LostLeadership as exc:
             log.warning("stepping down: %s", exc)
             self.forget()

@@ -13,6 +13,7 @@ import datetime as dt
 
 from shared.core.status import Status, WindowUsage
 from shared.reports import queries, render_json_csv
+from shared.reports.allowance_views import limit_texts
 from shared.reports.budgets import pool_projection
 from shared.reports.charts import PHONE_HEIGHT, PHONE_WIDTH, usage_chart
 from shared.reports.forecast import KeyForecast, forecast_views, recent_tokens_by_key
@@ -40,6 +41,8 @@ def stats_payload(now: dt.datetime, config) -> dict:
     for view in snapshot.keys:
         counts[view.status.value] += 1
     stats["status_counts"] = counts
+    stats["allowances"] = [{**data, "usage_text": "; ".join(limit_texts(view.usage))}
+                           for data, view in zip(stats["allowances"], snapshot.allowances)]
     stats["today"]["successes"] = snapshot.today.calls - snapshot.today.errors - snapshot.today.rate_hits
     stats["today"]["cost_text"] = money_text(snapshot.today.cost_nanousd, snapshot.today.unpriced_tokens)
     stats["projection"] = projection_json(pool_projection(now))
@@ -84,6 +87,8 @@ def blanks(now: dt.datetime) -> dict:
     process = queries.ProcessHealth("", "", "", 0, now, now, True, dt.timedelta(0))
     return {"key": {**_with_extras(render_json_csv.key_json(key), key, forecast),
                     "top_operations": [], "top_chats": []},
+            "allowance": {"name": "", "usage_text": "", "nearly_used": False, "used_up": False,
+                          "forecast": {"text": ""}},
             "call": render_json_csv.call_json(call),
             "process": render_json_csv.process_json(process)}
 

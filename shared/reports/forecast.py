@@ -152,6 +152,15 @@ def recent_tokens_by_key(now: dt.datetime, period: dt.timedelta = PACE_PERIOD) -
     return {row["key_id"]: int(row["tokens"] or 0) for row in dict_rows(query)}
 
 
+def recent_tokens_by_key_model(now: dt.datetime, period: dt.timedelta = PACE_PERIOD) -> dict[tuple[int, str], int]:
+    """Tokens per (key id, model) of the calls in (now - period, now], for allowance forecasts."""
+    query = (UsageEvent.select(UsageEvent.key.alias("key_id"), UsageEvent.model,
+                               pw.fn.SUM(UsageEvent.total_tokens).alias("tokens"))
+             .where((UsageEvent.at > now - period) & (UsageEvent.at <= now))
+             .group_by(UsageEvent.key, UsageEvent.model))
+    return {(row["key_id"], row["model"]): int(row["tokens"] or 0) for row in dict_rows(query)}
+
+
 def _per_hour(tokens: int, period: dt.timedelta) -> int:
     return round(tokens * 3600 / period.total_seconds())
 

@@ -120,6 +120,7 @@
   function showStats(stats) {
     document.querySelectorAll("[data-stat]").forEach((el) => show(el, lookup(stats, el.dataset.stat)));
     syncItems("processes", stats.processes, (p) => p.kind + ":" + p.name);
+    syncItems("allowances", stats.allowances || [], (a) => "allowance:" + a.name);
   }
 
   async function getJSON(url) {
