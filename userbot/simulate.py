@@ -125,6 +125,29 @@ async def _converse(core: BotCore, *, seconds: float, seed: int, rate: float, mi
             task.cancel()
         chat_over.set()
 
+    waiting_chats: set[int] = set()          # chats with a message the bot has not answered yet
+    looks = 0                                 # how often waiting_chats was read from the database
+    looked = asyncio.Condition()
+
+    async def watch_waiting():
+        nonlocal looks
+        while not stop.is_set():
+            found = set(await run_blocking(replier.store.chats_with_pending))
+            async with looked:
+                waiting_chats.clear()
+                waiting_chats.update(found)
+                looks += 1
+                looked.notify_all()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    async def answered(chat_id: int) -> None:
+        """A person waits for the answer before writing again: a slow machine gets fewer
+        messages, not a flood it cannot answer (the chat also ends meanwhile)."""
+        after = looks
+        async with looked:
+            await looked.wait_for(lambda: chat_over.is_set() or (looks > after and chat_id not in waiting_chats))
+
     async def person(index: int):
         name, lines = PERSONAS[index % len(PERSONAS)]
         chat_id = 10_000 * (seed + 1) + index
@@ -139,6 +162,8 @@ async def _converse(core: BotCore, *, seconds: float, seed: int, rate: float, mi
                 counts[outcome] = counts.get(outcome, 0) + 1
             if outcome == NO_KEY:
                 pool_dry.set()
+            if outcome == "pending":
+                await answered(chat_id)
             await pause(rng.uniform(5.5, 15))
 
     async def heartbeats():
@@ -157,6 +182,7 @@ async def _converse(core: BotCore, *, seconds: float, seed: int, rate: float, mi
                 await asyncio.wait_for(stop.wait(), 0.2)
 
     background = [asyncio.create_task(heartbeats()), asyncio.create_task(answer_waiting()),
+                  asyncio.create_task(watch_waiting()),
                   asyncio.create_task(deliver_forever(_log_alert, claimer_name(config.bot.name), interval=0.5,
                                                       stop=stop, run_blocking=run_blocking))]
 

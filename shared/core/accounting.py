@@ -32,6 +32,7 @@ from shared.core.db import (
 )
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.models import ApiKey, ChatRollup, DailyRollup, UsageEvent, utcnow
+from shared.core.outbox import enqueue_alert
 from shared.core.prepared import Prepared, Statements, execute_all, slot
 from shared.core.pricing import Pricer
 from shared.core.usage import Usage
@@ -313,9 +314,10 @@ class Accountant:
         # are any, no new call is sent (see `can_book`).
         self._held: list[CallRecord] = []
         self._next_probe = 0.0
+        self._paused_at: dt.datetime | None = None
         # Calls written down before they are sent (see shared.core.inflight).
         self.inflight = inflight
-        self._orphans_settled = False
+        self._orphans_settled = inflight is None
 
     def anchor(self, key_id: int) -> dt.datetime:
         anchor = self._anchors.get(key_id)
@@ -368,7 +370,7 @@ class Accountant:
                             first_line(exc), self.journal.path)
             self._journal_pending = True
             return Recorded(call.call_id, cost, journaled=True)
-        if self._journal_pending:
+        if self._journal_pending or not self._orphans_settled:
             await self.settle_journal()
         return recorded
 
@@ -377,8 +379,17 @@ class Accountant:
             log.error("calls cannot be booked anywhere: the database (%s) and the call journal (%s) both refuse "
                       "writes; no new calls are sent until one of them takes writes again",
                       first_line(db_error), journal_error)
+            self._paused_at = utcnow()
         self._held.append(call)
         self._next_probe = time.monotonic() + HELD_PROBE_SECONDS
+
+    def _alert_pause(self, resumed_at: dt.datetime) -> None:
+        """The owner's one alert about the pause, once the database can hold it again."""
+        since = self._paused_at or resumed_at
+        text = (f"⏸ {self.bot}: served calls could be booked neither in the database nor in the local journal "
+                f"from {since:%H:%M:%S} to {resumed_at:%H:%M:%S} UTC; no new calls (and no auto-replies) were sent "
+                "meanwhile. Booking works again and sending has resumed.")
+        enqueue_alert("booking_paused", f"booking_paused:{self.bot}:{since.isoformat()}", text)
 
     @property
     def booking_paused(self) -> bool:
@@ -408,12 +419,27 @@ class Accountant:
                     return False
             self._held.pop(0)
         log.warning("calls can be booked again; sending resumes")
+        try:
+            await self.executor.run_once(self._alert_pause, utcnow())
+        except TRANSIENT_ERRORS as exc:          # the journal took the calls; the database is still away
+            log.info("the alert about the pause waits for the database (%s)", first_line(exc))
+        else:
+            self._paused_at = None
         return True
 
     async def settle_journal(self) -> int:
-        """Book the journaled calls now (idempotently); returns how many were booked. The first
-        time, also what dead processes of this bot left in flight (see shared.core.inflight)."""
-        if self.inflight is not None and not self._orphans_settled:
+        """Book the journaled calls now (idempotently); returns how many were booked. Then, once,
+        what dead processes of this bot left in flight (see shared.core.inflight): after the
+        journal, so a call journaled with its real usage is never booked as an estimate first."""
+        booked = 0
+        if self.journal is not None:
+            try:
+                booked = await self.executor.run_once(self.journal.replay, self.record_once)
+            except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
+                log.info("the journaled calls wait for the database (%s)", first_line(exc))
+                return 0
+            self._journal_pending = bool(self.journal.pending())
+        if self.inflight is not None and not self._orphans_settled and not self._journal_pending:
             from shared.core.inflight import settle_orphans
             try:
                 await self.executor.run(settle_orphans, self.inflight.folder, self.bot, self.record_once,
@@ -421,14 +447,6 @@ class Accountant:
                 self._orphans_settled = True
             except DatabaseUnavailable as exc:
                 log.info("the calls a dead process left in flight wait for the database (%s)", first_line(exc))
-        if self.journal is None:
-            return 0
-        try:
-            booked = await self.executor.run_once(self.journal.replay, self.record_once)
-        except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
-            log.info("the journaled calls wait for the database (%s)", first_line(exc))
-            return 0
-        self._journal_pending = bool(self.journal.pending())
         return booked
 
     async def run(self, fn, *args):

@@ -14,7 +14,7 @@ from shared.core.db import connect_database, database
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.journal import CallJournal, journal_path
 from shared.core.keys import sync_keys
-from shared.core.models import UsageEvent
+from shared.core.models import Alert, UsageEvent
 from shared.core.schema import ensure_schema
 from shared.tools.simulator import Simulator
 from tests.reliability.test_journal import pg_behind_proxy  # noqa: F401  (a fixture)
@@ -83,6 +83,8 @@ async def test_nothing_is_sent_while_calls_cannot_be_booked_and_sending_resumes_
             await accountant.settle_journal()
             served = sim.requests_for("k1")
             booked = await executor.run(lambda: [e.call_id for e in UsageEvent.select(UsageEvent.call_id)])
+            alerts = await executor.run(lambda: [a.kind for a in Alert.select()])
+            assert alerts == ["booking_paused"]                # the owner hears of it once
             lost, doubled = served - len(set(booked)), len(booked) - len(set(booked))
             assert (lost, doubled) == (0, 0) and not journal.path.exists()
         finally:
@@ -131,6 +133,8 @@ async def test_postgres_down_mid_call_and_the_journal_full_no_call_is_sent_until
                 assert caplog.text.count("calls cannot be booked anywhere") == 1
             served = sim.requests_for("k1")
             booked = await executor.run(lambda: [e.call_id for e in UsageEvent.select(UsageEvent.call_id)])
+            alerts = await executor.run(lambda: [a.kind for a in Alert.select()])
+            assert alerts == ["booking_paused"]                # the owner hears of it once
             lost, doubled = served - len(set(booked)), len(booked) - len(set(booked))
             assert (lost, doubled) == (0, 0)
         finally:

@@ -5,7 +5,7 @@ import datetime as dt
 from shared.core.accounting import Accountant, CallRecord, Outcome
 from shared.core.allowances import Hold
 from shared.core.inflight import InFlight, settle_orphans
-from shared.core.journal import call_from_json, call_to_json
+from shared.core.journal import CallJournal, call_from_json, call_to_json, journal_path
 from shared.core.keys import sync_keys
 from shared.core.models import UsageEvent
 from tests.conftest import make_config
@@ -55,3 +55,23 @@ def test_a_call_with_its_reservation_survives_the_journal_format():
     hold = Hold("h1", ((3, dt.datetime(2026, 11, 30, 0, 0)), (4, dt.datetime(2026, 11, 30, 15, 0))), on_key=True)
     call = CallRecord(key_id=1, bot="b", operation="op", model="m", hold=hold, call_id="c")
     assert call_from_json(call_to_json(call)) == call
+
+
+async def test_a_call_journaled_with_its_usage_is_not_booked_as_its_estimate(sqlite_db, sqlite_url, tmp_path):
+    key_id = sync_keys(make_config(1, url=sqlite_url)).ids()[0]
+    dead = InFlight(tmp_path, "b")
+    dead.intend(_intent(key_id, 1))
+    dead.intend(_intent(key_id, 2))              # still open: the file keeps call 1's intent too
+    journal = CallJournal(journal_path(tmp_path, "b"))
+    journal.append(CallRecord(key_id=key_id, bot="b", operation="op", model="gpt-4o-mini", input_tokens=150,
+                              output_tokens=60, call_id="in-flight-1"))   # served, the database was away
+    dead.done("in-flight-1")
+    dead.close()                                 # then the process died
+    accountant = Accountant("b", journal=journal, inflight=InFlight(tmp_path, "b"))
+    try:
+        await accountant.settle_journal()
+    finally:
+        accountant.close()
+    events = {e.call_id: e for e in UsageEvent.select()}
+    assert events["in-flight-1"].output_tokens == 60 and not events["in-flight-1"].estimated
+    assert events["in-flight-2"].estimated
