@@ -37,6 +37,7 @@ from shared.ai.errors import (
     ProviderUnavailable,
     RequestRejected,
 )
+from shared.ai.rate_limits import paced_until
 from shared.ai.selection import Pick, Selector
 from shared.ai.token_estimates import estimate_text_tokens
 from shared.core.accounting import (
@@ -171,7 +172,8 @@ class Failover:
         headers = attempt.sent.headers if attempt.sent is not None else {}
         recorded = await self.record(request, attempt, outcome, usage=usage, estimated=estimated,
                                      error_code=error_code, duration_ms=duration_ms,
-                                     rate_limits=self.dialect.rate_limits(headers, attempt.at))
+                                     rate_limits=self.dialect.rate_limits(headers, attempt.at),
+                                     cooldown_until=paced_until(self.dialect.rate_limits(headers, utcnow())))
         if outcome is Outcome.OK:
             self._rate_hits.pop(attempt.key.id, None)
         return Settled(usage, estimated, duration_ms, recorded)

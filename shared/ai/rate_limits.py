@@ -118,6 +118,17 @@ def rate_limit_ends_at(headers: Mapping[str, str], now: dt.datetime) -> dt.datet
     return max(ends) if ends else None
 
 
+def paced_until(snapshot: RateLimitSnapshot | None) -> dt.datetime | None:
+    """Per-minute pacing: when a response says no requests (or tokens) remain, the key rests
+    until that limit's reset rather than being sent a call that would answer 429."""
+    if snapshot is None:
+        return None
+    ends = [reset for remaining, reset in ((snapshot.remaining_requests, snapshot.reset_requests_at),
+                                           (snapshot.remaining_tokens, snapshot.reset_tokens_at))
+            if remaining == 0 and reset is not None]
+    return max(ends) if ends else None
+
+
 def format_duration(delta: dt.timedelta) -> str:
     """The provider's own spelling: `120ms`, `1s`, `6m0s`, `1h2m3.5s` (millisecond precision)."""
     millis = max(0, round(delta.total_seconds() * 1000))

@@ -171,6 +171,7 @@ def _slot_values(call: CallRecord, usage: Usage, outcome: Outcome, cost: int, st
                       cooldown_until=call.cooldown_until)
     limits = call.rate_limits
     if limits is not None:
+        values.setdefault("cooldown_until", call.cooldown_until)     # pacing: none left until a reset
         values.update(rl_remaining_requests=limits.remaining_requests, rl_remaining_tokens=limits.remaining_tokens,
                       rl_limit_requests=limits.limit_requests, rl_limit_tokens=limits.limit_tokens,
                       rl_reset_requests_at=limits.reset_requests_at, rl_reset_tokens_at=limits.reset_tokens_at)
@@ -249,7 +250,7 @@ def _key_statement(outcome: Outcome, has_limits: bool) -> Prepared:
     if outcome is not Outcome.OK:
         updates[ApiKey.last_error] = slot("last_error")
         updates[ApiKey.last_error_at] = slot("at")
-    if outcome is Outcome.RATE_LIMITED:
+    if outcome is Outcome.RATE_LIMITED or has_limits:     # a 429, or headers saying none is left
         updates[ApiKey.cooldown_until] = pw.fn.COALESCE(slot("cooldown_until"), ApiKey.cooldown_until)
     elif outcome is Outcome.QUOTA_EXHAUSTED:
         updates[ApiKey.exhausted_window] = start

@@ -524,9 +524,15 @@ class Simulator:
             tokens = sum(t for _, t in key.recent)
             oldest = key.recent[0][0] if key.recent else now
         # Limits refill continuously: one request's share of a minute, the used tokens' share.
+        # With none left, the reset is when the window lets the next request in, as a
+        # provider's is: a client that waits for it is not refused.
         reset_requests = MINUTE / key.rpm if requests else 0.0
         reset_tokens = MINUTE * tokens / key.tpm if tokens else 0.0
         reset_requests = min(reset_requests, max(0.0, oldest + MINUTE - now))
+        if requests >= key.rpm:
+            reset_requests = max(0.0, oldest + MINUTE - now)
+        if tokens >= key.tpm:
+            reset_tokens = max(0.0, oldest + MINUTE - now)
         return {"x-ratelimit-limit-requests": str(key.rpm), "x-ratelimit-limit-tokens": str(key.tpm),
                 "x-ratelimit-remaining-requests": str(max(0, key.rpm - requests)),
                 "x-ratelimit-remaining-tokens": str(max(0, key.tpm - tokens)),
