@@ -47,8 +47,13 @@ class CallJournal:
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
+                    # A line cut short by a crash mid-write would swallow this one (unreadable
+                    # together, both skipped at replay): start on a line of its own.
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        line = "\n" + line
                     os.write(fd, line.encode("utf-8"))
                     os.fsync(fd)
                 finally:

@@ -66,7 +66,7 @@ def pg_behind_proxy(tmp_path):
         proxy.start()
         netloc = f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
         yield urlunparse(parts._replace(netloc=netloc)), proxy
-        proxy.stop()
+        proxy.close()
 
 
 def test_postgres_outage_is_retried_and_nothing_is_lost_or_doubled(pg_behind_proxy, caplog):

@@ -246,7 +246,7 @@ def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers):
             wait_for(lambda: Heartbeat.get(Heartbeat.name == worker.holder).last_seen > beat, 5, "new beats", db)
             assert worker.stop() == 0
         finally:
-            proxy.stop()
+            proxy.close()
             db.close()
     log = worker.output
     assert log.count("database unavailable") == 1
