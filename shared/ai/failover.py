@@ -216,7 +216,7 @@ class Failover:
                                                    what="checking a key"):
                         break
                 try:
-                    hold = await self._reserve(request, key, model)
+                    hold = await self._reserve(request, key, model, pick.left)
                 except BudgetFull as exc:
                     request.steps.append(Step(key.label, model, "budget_full", exc.budget.scope))
                     if exc.pool_wide:       # no other key can help
@@ -242,11 +242,14 @@ class Failover:
         raise _no_key_error(Pick(None, frees_up_at=pick.frees_up_at, reason=f"{len(tried)} keys tried, "
                                                                              "none answered"), last, full)
 
-    async def _reserve(self, request: Request, key: HeldKey, model: str) -> Hold | None:
+    async def _reserve(self, request: Request, key: HeldKey, model: str, left: int | None = None) -> Hold | None:
         """Hold the call's worst case against the allowances it draws on and the key's own
-        daily limit (AllowanceFull if one has no room); None when there is nothing to hold."""
+        daily limit (AllowanceFull if one has no room); None when there is nothing to hold.
+        The key's limit is held only once fewer than `pool.low_threshold` tokens are left:
+        further from it, no burst of calls in flight can pass it, and the hold's extra write
+        (~4 ms on SQLite) is saved."""
         refs = key.allowances_for(model)
-        on_key = self.config.client.reserve_key_limits
+        on_key = self.config.client.reserve_key_limits and (left is None or left < self.config.pool.low_threshold)
         budgets = enforced_limits(self.config, key.id, key.label)
         if not refs and not on_key and not budgets:
             return None

@@ -28,7 +28,7 @@ from shared.core.keys import HeldKey, KeyRing
 from shared.core.liveness import ALIVE_WITHIN, recently_seen
 from shared.core.models import ApiKey, Heartbeat, KeyRanking
 from shared.core.prepared import Prepared, Statements, slot
-from shared.core.status import frees_up_at, is_eligible
+from shared.core.status import frees_up_at, is_eligible, window_usage
 
 log = logging.getLogger("tokenpool.selection")
 
@@ -43,6 +43,7 @@ class Pick:
     generation: int | None = None
     frees_up_at: dt.datetime | None = None     # only when key is None; None: no key ever will by itself
     reason: str = ""
+    left: int | None = None                    # the key's tokens left this window, as its row said
 
 
 def ranked_order(key_ids_json: str) -> list[int]:
@@ -116,7 +117,8 @@ class Selector:
                             reason=f"no key of this process serves the model {model!r} (see `models` of [[keys]])")
         usable = order_candidates(rows, ranking, exclude, now, self.low_threshold)
         if usable:
-            return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation)
+            return Pick(self.keyring.get(usable[0].id), degraded=ranking is None, generation=generation,
+                        left=window_usage(usable[0], now).left)
         return Pick(None, degraded=ranking is None, generation=generation, frees_up_at=earliest_free(rows, now),
                     reason=_why_none(rows, ranking, exclude, now, self.low_threshold))
 

@@ -142,7 +142,8 @@ class ClientConfig:
     reserve_output_tokens: int = setting(1024, low=1, high=TOKENS_MAX)
     # A reservation its process never settled (it died mid-call) stops counting after this.
     reservation_ttl_seconds: float = setting(600.0, low=0, above=True, high=DAY)
-    # A key's own daily_token_limit is reserved like an allowance (off: checked, not reserved).
+    # A key's own daily_token_limit is reserved like an allowance once fewer than
+    # pool.low_threshold tokens are left (off: checked, not reserved).
     reserve_key_limits: bool = True
 
 
