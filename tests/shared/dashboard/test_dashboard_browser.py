@@ -122,21 +122,25 @@ def test_page_loads_clean_shows_every_status_and_updates_without_reload(browser,
 
 
 def test_login_in_the_browser(browser, sqlite_db, sqlite_url):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     token = "browser-login-token-4f9a"
     config = build_dashboard_fixture(sqlite_url, token=token, refresh_seconds=1)
+    # Each submit loads a new page: an element looked up while the old one goes away is
+    # stale or missing, so the waits look again until the new page answers.
+    wait = WebDriverWait(browser, 300, ignored_exceptions=[NoSuchElementException, StaleElementReferenceException])
     with ServerThread(create_app(config, clock=lambda: NOW)) as url:
         browser.get(url)
         assert browser.current_url.endswith("/login")
         browser.find_element(By.ID, "token").send_keys("not-the-token")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        assert "not right" in browser.find_element(By.CSS_SELECTOR, ".error").text
+        error = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".error").text)
+        assert "not right" in error
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 300).until(
-            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes") or 0) >= 1)
+        wait.until(lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes") or 0) >= 1)
         assert len(browser.find_elements(By.CSS_SELECTOR, '[data-items="keys"] > article.key')) == len(LABELS)
         cookie = browser.get_cookie("tokenpool_dashboard")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["value"] != token
