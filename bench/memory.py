@@ -67,6 +67,8 @@ async def bot_steps(base_url: str, database_url: str, seconds: float, in_process
 
     from pyrogram import Client
 
+    from shared.core.db_drivers import keep_unused_drivers_out
+    keep_unused_drivers_out(database_url)                   # as `tokenpool-bot` does before peewee loads
     import userbot.app  # noqa: F401  (the real bot module, pyrogram and all)
     from shared.core.models import utcnow
     from userbot import report_commands

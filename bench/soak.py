@@ -30,6 +30,8 @@ COMMANDS_EVERY = float(os.environ.get("SOAK_COMMANDS_EVERY", "600"))
 async def bot(base_url: str, database_url: str, seconds: float) -> None:
     import logging
 
+    from shared.core.db_drivers import keep_unused_drivers_out
+    keep_unused_drivers_out(database_url)                   # as `tokenpool-bot` does before peewee loads
     import userbot.app  # noqa: F401  (the real bot module, pyrogram and all)
     from bench.memory import bot_config, upload
     from shared.core.models import utcnow
