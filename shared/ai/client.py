@@ -84,10 +84,11 @@ class TrackedClient:
         anyio's lazily imported request code (~1 s on a loaded machine), the database thread's
         connection, the selection statements run once, the keys' window anchors read, an
         ordinary booking rehearsed and rolled back (its statements compiled by peewee and the
-        driver), the configured models' prices looked up. Sends nothing and leaves the books
-        as they were. Never raises: what it could not do, the first call does."""
+        driver), the configured models' prices looked up, the in-flight file opened. Sends
+        nothing and leaves the books as they were. Never raises: what it could not do, the
+        first call does."""
         warm = getattr(self.failover.dialect, "warm_up", None)
-        for step in ([warm] if warm is not None else []) + [self._warm_database_thread]:
+        for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._open_inflight]:
             try:
                 await step()
             except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
@@ -97,6 +98,10 @@ class TrackedClient:
 
     async def _warm_database_thread(self) -> None:
         await self.failover.database.run_once(self._warm_database)
+
+    async def _open_inflight(self) -> None:
+        if self.accountant.inflight is not None:
+            self.accountant.inflight.open()
 
     def _warm_database(self) -> None:
         pick = self.selector.pick(utcnow(), model=self.config.client.default_model)

@@ -381,3 +381,21 @@ def _books():
             [tuple(r) for r in UsageEvent.select().order_by(UsageEvent.id).tuples()],
             [tuple(r) for r in DailyRollup.select().order_by(DailyRollup.id).tuples()],
             [tuple(r) for r in ChatRollup.select().order_by(ChatRollup.id).tuples()])
+
+
+async def test_warm_up_opens_the_in_flight_file_before_the_first_call(harness, tmp_path):
+    from shared.ai.client import TrackedClient
+    from shared.core.inflight import InFlight
+    inflight = InFlight(tmp_path / "data", "main")
+    accountant = Accountant("main", inflight=inflight)
+    client = TrackedClient(harness.config, harness.ring, accountant)
+    try:
+        await client.warm_up()
+        assert inflight.path.exists()
+        await client.chat(HELLO, operation="first")
+    finally:
+        await client.aclose()
+        await accountant.run(database.close)
+        accountant.close()
+        inflight.close()
+    assert not inflight.path.exists()
