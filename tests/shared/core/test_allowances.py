@@ -241,6 +241,8 @@ def test_tokenpool_allowances_lists_each_pool_with_its_keys(tmp_path, capsys):
                     '[[allowances]]\nname = "gemini-free"\nrequests = 1500\n'
                     '[[keys]]\nlabel = "g1"\napi_key = "sk-allow-cli-000000000001"\nallowances = ["gemini-free"]\n'
                     '[[keys]]\nlabel = "g2"\napi_key = "sk-allow-cli-000000000002"\nallowances = ["gemini-free"]\n')
+    assert cli.main(["--config", str(path), "migrate"]) == 0          # `allowances` is a report: it only reads
+    capsys.readouterr()
     assert cli.main(["--config", str(path), "allowances", "--json"]) == 0
     (pool,) = json.loads(capsys.readouterr().out)
     assert (pool["name"], pool["request_limit"], pool["requests_left"], pool["keys"]) == \
