@@ -48,10 +48,10 @@ def floor(imports: str) -> float:
     return float(out.stdout.strip())
 
 
-def bot_config(base_url: str, database_url: str, name: str = "bench-bot"):
+def bot_config(base_url: str, database_url: str, name: str = "bench-bot", autoreply: dict | None = None):
     from bench.client_overhead import SECRET
     from shared.core.config import parse_config
-    return parse_config({"database": {"url": database_url}, "bot": {"name": name},
+    return parse_config({"database": {"url": database_url}, "bot": {"name": name}, "autoreply": autoreply or {},
                          "keys": [{"label": f"k{i}", "api_key": SECRET + str(i), "base_url": base_url,
                                    "daily_token_limit": 10 ** 12} for i in range(3)]}, "bench.toml", env={})
 
