@@ -57,7 +57,7 @@ log = logging.getLogger("tokenpool.bot")
 
 TYPING_EVERY = 4.0          # Telegram shows "typing…" for about 5 s per action
 MUTE_CACHE_SECONDS = 300
-MUTE_CACHE_CHATS = 1000     # chats whose mute state is remembered (the least recently asked are forgotten)
+MUTE_CACHE_CHATS = 1000     # chats whose mute state is remembered (the longest known are forgotten first)
 MAX_TEXT_PIECES = 3         # longer command answers are sent as a file
 HEARTBEAT_SECONDS = 15.0
 PRUNE_EVERY_SECONDS = 3600.0
