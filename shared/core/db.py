@@ -107,12 +107,8 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         from pymysql.constants import CLIENT
         options["client_flag"] = CLIENT.FOUND_ROWS
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
-        # READ COMMITTED, as PostgreSQL: a transaction that waited for a row lock then reads what
-        # was committed meanwhile. InnoDB's default (REPEATABLE READ) reads from a snapshot taken
-        # at its first plain read, so a reservation that locked one allowance, read its holds and
-        # then waited for the next one's lock did not see the holds committed while it waited.
-        options["init_command"] = ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-                                   + (", READ ONLY" if read_only else ""))
+        if read_only:
+            options["init_command"] = "SET SESSION TRANSACTION READ ONLY"
     else:
         raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
                                "(use sqlite:///path, postgresql://… or mysql://…)")
@@ -167,6 +163,22 @@ def begin_write(db: peewee.Database) -> str:
         check_database_file(db)
         return "BEGIN IMMEDIATE"
     return "BEGIN"
+
+
+def inline_twin(db: peewee.Database) -> peewee.SqliteDatabase | None:
+    """A second connection to `db`'s SQLite file, for short work done on the event loop's
+    own thread (`DatabaseExecutor.run_inline`). It never waits: busy_timeout 0 makes a lock
+    held by another connection an error at once (the caller then hands the work to the
+    database thread, which waits), and it never checkpoints the WAL itself (a checkpoint's
+    fsync would stall the loop; the database thread's connection checkpoints). None for
+    PostgreSQL, MySQL, in-memory and read-only databases."""
+    known = getattr(db, "tokenpool_file", None)
+    if not isinstance(db, peewee.SqliteDatabase) or known is None:
+        return None
+    twin = peewee.SqliteDatabase(db.database, uri=True, pragmas={
+        "busy_timeout": 0, "foreign_keys": 1, "synchronous": "normal", "wal_autocheckpoint": 0})
+    twin.tokenpool_file = known       # type: ignore[attr-defined]   # see check_database_file
+    return twin
 
 
 def check_database_file(db: peewee.Database) -> None:

@@ -15,9 +15,7 @@ from shared.core.pricing import Pricer
 from shared.tools.simulator import Simulator
 from tests.conftest import make_config
 
-# The client timeout only guards against a hang (a loaded CI box can stall an answer for seconds);
-# tests of timeouts set their own.
-FAST_CLIENT = {"timeout_seconds": 300.0, "retry_backoff_seconds": 0.01, "rate_limit_cooldown_seconds": 5.0}
+FAST_CLIENT = {"timeout_seconds": 5.0, "retry_backoff_seconds": 0.01, "rate_limit_cooldown_seconds": 5.0}
 
 
 def secret(i: int) -> str:
