@@ -8,8 +8,14 @@ re-checked), send with `with_raw_response`, parse usage and rate-limit headers, 
 event/counters/rollup in one transaction, log the console line (to /dev/null here).
 
 Run:  .venv/bin/python bench/client_overhead.py [--calls 500] [--database-url URL] [--profile FILE]
+      [--profile-first FILE] [--allowances] [--budgets]
+With --allowances the key draws on a provider allowance (an organization's daily tokens for
+its mini models, as in config.example.toml), so every call holds and settles against it;
+with --budgets the pool's daily and monthly cost budgets are enforced (held the same way).
 Targets: p50 overhead <= 0.6 ms; the process's first call (after `warm_up`, which the bot runs
-at start) within 2x of the steady overhead.
+at start) within 2x of the steady overhead. The first call opens a new connection, as does any
+call after the pool's keep-alive (5 s) has lapsed; its baseline is therefore the first call of
+new bare clients (each its own connection), measured after the steady calls.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from shared.core.pricing import Pricer  # noqa: E402
 from shared.core.startup import open_runtime  # noqa: E402
 
 SECRET = "sk-bench-" + "c" * 32
+FRESH_CLIENTS = 5          # new bare clients whose first call is the baseline of the tracked first call
 MESSAGES = [{"role": "system", "content": "You reply briefly."}, {"role": "user", "content": "How are you?"}]
 
 
@@ -55,7 +62,36 @@ def start_simulator(tmp: str) -> tuple[subprocess.Popen, str]:
     line = process.stdout.readline()
     if not line:
         raise SystemExit("the simulator did not start (run `tokenpool sim --port 0` to see why)")
-    return process, json.loads(line)["base_url"]
+    base_url = json.loads(line)["base_url"]
+    # The simulator's own first requests (its code loaded, its caches built) are answered
+    # before anything is measured, from another process, so this one stays cold.
+    subprocess.run([sys.executable, "-c", SIMULATOR_WARM_UP, base_url, SECRET, json.dumps(MESSAGES)], check=True)
+    return process, base_url
+
+
+SIMULATOR_WARM_UP = """
+import sys, urllib.request
+base_url, secret, messages = sys.argv[1:]
+for _ in range(5):
+    request = urllib.request.Request(base_url.rstrip("/") + "/chat/completions", method="POST",
+        data=('{"model": "gpt-4o-mini", "messages": ' + messages + '}').encode(),
+        headers={"Authorization": "Bearer " + secret, "Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
+"""
+
+
+def bench_settings(base_url: str, database_url: str, allowances: bool = False, budgets: bool = False) -> dict:
+    """The bench's config: one key, and what a user with a provider allowance and enforced
+    budgets configures (limits far from reach: no call is refused)."""
+    key: dict = {"label": "bench", "api_key": SECRET, "base_url": base_url, "daily_token_limit": 10 ** 12}
+    settings: dict = {"database": {"url": database_url}, "bot": {"name": "bench"}, "keys": [key]}
+    if allowances:
+        key["allowances"] = ["org-mini"]
+        settings["allowances"] = [{"name": "org-mini", "window": "utc-day", "tokens": 10 ** 12,
+                                   "models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini"]}]
+    if budgets:
+        settings["budgets"] = {"daily_cost_usd": 1000, "monthly_cost_usd": 20000, "enforce": True}
+    return settings
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -63,10 +99,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(base_url: str, database_url: str, calls: int, warmup: int, profile: str = "") -> dict:
-    config = parse_config({"database": {"url": database_url}, "bot": {"name": "bench"},
-                           "keys": [{"label": "bench", "api_key": SECRET, "base_url": base_url,
-                                     "daily_token_limit": 10 ** 12}]}, "bench.toml", env={})
+async def start_profiles(accountant: Accountant) -> tuple:
+    """cProfiles (CPU time of each thread) of the event loop's thread and the database thread."""
+    import cProfile
+    main, db = cProfile.Profile(time.thread_time), cProfile.Profile(time.thread_time)
+    await accountant.executor.run_once(db.enable)
+    main.enable()
+    return main, db
+
+
+async def stop_profiles(accountant: Accountant, profiles: tuple, path: str) -> None:
+    main, db = profiles
+    main.disable()
+    await accountant.executor.run_once(db.disable)
+    main.dump_stats(path)
+    db.dump_stats(path + ".db")
+
+
+async def measure(base_url: str, database_url: str, calls: int, warmup: int, profile: str = "",
+                  profile_first: str = "", allowances: bool = False, budgets: bool = False) -> dict:
+    config = parse_config(bench_settings(base_url, database_url, allowances, budgets), "bench.toml", env={})
     runtime = open_runtime(config)
     key_id = runtime.keyring.ids()[0]
     # A live worker with a published ranking: the full selection path (3 reads) runs.
@@ -84,9 +136,12 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
     warm_started = time.perf_counter()
     await tracked.warm_up()                     # what the bot does at start
     warm_up = time.perf_counter() - warm_started
-    first_started = time.perf_counter()         # the process's first call: nothing sent before it
-    await tracked.chat(MESSAGES, operation="bench")
-    first = time.perf_counter() - first_started
+    first_profiles = await start_profiles(accountant) if profile_first else None
+    first_started, first_cpu = time.perf_counter(), time.process_time()   # the process's first call:
+    await tracked.chat(MESSAGES, operation="bench")                       # nothing sent before it
+    first, first_cpu = time.perf_counter() - first_started, time.process_time() - first_cpu
+    if first_profiles is not None:
+        await stop_profiles(accountant, first_profiles, profile_first)
     bare = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0)
 
     bare_cpu, tracked_cpu = [], []
@@ -126,6 +181,7 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
+    fresh = [await fresh_bare_first_call(base_url, bare) for _ in range(FRESH_CLIENTS)]
     events = await accountant.run(lambda: UsageEvent.select().where(UsageEvent.operation == "bench").count())
     await tracked.aclose()
     await bare.close()
@@ -134,7 +190,24 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
     accountant.close()
     runtime.db.close()
     return {"bare": bare_times, "tracked": tracked_times, "paired": paired, "events": events, "first": first,
-            "warm_up": warm_up, "bare_cpu": bare_cpu, "tracked_cpu": tracked_cpu}
+            "warm_up": warm_up, "bare_cpu": bare_cpu, "tracked_cpu": tracked_cpu, "first_cpu": first_cpu,
+            "fresh": [wall for wall, _ in fresh], "fresh_cpu": [cpu for _, cpu in fresh]}
+
+
+async def fresh_bare_first_call(base_url: str, warm: openai.AsyncOpenAI) -> tuple[float, float]:
+    """(wall, CPU) seconds of a new bare client's first call: its own new connection pool, so it
+    connects as the tracked client's first call does. openai finds the platform for its headers
+    on a thread at a client's first request; the tracked client's warm-up did that at start,
+    so this client is given what the warm bare client found (when this openai has the field)."""
+    client = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0,
+                                http_client=openai.DefaultAsyncHttpxClient())
+    if getattr(client, "_platform", "") is None:
+        client._platform = getattr(warm, "_platform", None)
+    started, cpu = time.perf_counter(), time.process_time()
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    result = time.perf_counter() - started, time.process_time() - cpu
+    await client.close()
+    return result
 
 
 def report(label: str, result: dict, calls: int, warmup: int) -> None:
@@ -158,8 +231,20 @@ def report(label: str, result: dict, calls: int, warmup: int) -> None:
           f"overhead {tracked_cpu - bare_cpu:.3f} ms p50, {mean_tracked - mean_bare:.3f} ms mean")
     first_overhead = result["first"] * ms - bare_p50
     print(f"  first call            {result['first'] * ms:.3f} ms, overhead {first_overhead:.3f} ms over the bare p50 "
-          f"= {first_overhead / paired if paired > 0 else float('nan'):.1f}x the steady overhead "
+          f"= {ratio(first_overhead, paired)} the steady overhead "
           f"(after warm_up at start: {result['warm_up'] * ms:.0f} ms)")
+    # Both first calls open a connection of their own; the steady calls above reuse theirs.
+    fresh, fresh_cpu = statistics.median(result["fresh"]) * ms, statistics.median(result["fresh_cpu"]) * ms
+    first, first_cpu = result["first"] * ms, result["first_cpu"] * ms
+    print(f"  first calls, each on a new connection: tracked {first:.3f} ms (CPU {first_cpu:.3f} ms), "
+          f"bare {fresh:.3f} ms (CPU {fresh_cpu:.3f} ms; a new AsyncOpenAI client, median of {len(result['fresh'])})")
+    print(f"  first-call overhead   {first - fresh:.3f} ms (first tracked - first bare) = "
+          f"{ratio(first - fresh, paired)} the steady overhead; CPU {first_cpu - fresh_cpu:.3f} ms = "
+          f"{ratio(first_cpu - fresh_cpu, tracked_cpu - bare_cpu)} the steady CPU overhead")
+
+
+def ratio(overhead: float, steady: float) -> str:
+    return f"{overhead / steady:.1f}x" if steady > 0 else "n/a (no steady overhead)"
 
 
 def main() -> int:
@@ -169,6 +254,12 @@ def main() -> int:
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir")
     parser.add_argument("--profile", metavar="FILE", default="",
                         help="write a cProfile of the measured calls (bare and tracked) to FILE")
+    parser.add_argument("--profile-first", metavar="FILE", default="",
+                        help="write a cProfile (CPU time) of the first tracked call to FILE (the event loop's "
+                             "thread) and FILE.db (the database thread)")
+    parser.add_argument("--allowances", action="store_true",
+                        help="the key draws on a provider allowance (held and settled at every call)")
+    parser.add_argument("--budgets", action="store_true", help="enforced daily and monthly cost budgets of the pool")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     calls_log = logging.getLogger("tokenpool.calls")
@@ -180,8 +271,11 @@ def main() -> int:
         process, base_url = start_simulator(tmp)
         try:
             url = args.database_url or f"sqlite:///{tmp}/bench.db"
-            result = asyncio.run(measure(base_url, url, args.calls, args.warmup, args.profile))
-            report(url.split(":", 1)[0], result, args.calls, args.warmup)
+            result = asyncio.run(measure(base_url, url, args.calls, args.warmup, args.profile, args.profile_first,
+                                         args.allowances, args.budgets))
+            holds = [name for name, on in (("allowance", args.allowances), ("budgets", args.budgets)) if on]
+            report(url.split(":", 1)[0] + (f" with {' and '.join(holds)} held" if holds else ""),
+                   result, args.calls, args.warmup)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=10)

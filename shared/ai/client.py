@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -29,13 +30,15 @@ from shared.ai.errors import (  # noqa: F401  (re-exported: callers import error
 from shared.ai.failover import Attempt, Failover, Request, Settled, Step
 from shared.ai.openai_dialect import OpenAICompatible
 from shared.ai.token_estimates import estimate_prompt_tokens
-from shared.core.accounting import Accountant, Outcome, prepare_statements
+from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking
 from shared.core.config import Config
-from shared.core.db import database
+from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
 from shared.core.usage import Usage
+
+log = logging.getLogger("tokenpool.client")
 
 
 @dataclass(frozen=True)
@@ -78,19 +81,49 @@ class TrackedClient:
 
     async def warm_up(self) -> None:
         """Do now, at start, what the first message would otherwise wait for: openai's and
-        anyio's lazily imported request code (~1 s on a loaded machine), the selection and
-        accounting statements compiled, the configured models' prices looked up. Sends nothing."""
+        anyio's lazily imported request code (~1 s on a loaded machine), the database thread's
+        connection, the selection statements run once, the keys' window anchors read, an
+        ordinary booking rehearsed and rolled back (its statements compiled by peewee and the
+        driver), the configured models' prices looked up, the in-flight file opened. Sends
+        nothing and leaves the books as they were. Never raises: what it could not do, the
+        first call does."""
         warm = getattr(self.failover.dialect, "warm_up", None)
-        if warm is not None:
-            await warm()
-        await self.failover.database.run(self._warm_database, what="warming up")
-        # On SQLite the picks are done on the loop's thread, on a connection of their own: open it now.
-        await self.failover.database.run_inline(self.selector.pick, utcnow(), model=self.config.client.default_model,
-                                                what="warming up")
+        for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._warm_inline,
+                                                             self._open_inflight]:
+            try:
+                await step()
+            except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
+                log.info("warm-up at start cut short (%s): the first call does the rest", first_line(exc))
+            except Exception:
+                log.warning("warm-up at start failed: the first call does the rest", exc_info=True)
+
+    async def _warm_database_thread(self) -> None:
+        await self.failover.database.run_once(self._warm_database)
+
+    async def _warm_inline(self) -> None:
+        """On SQLite, picks and bookings are done on the loop's thread, on a connection of
+        their own (DatabaseExecutor.run_inline): open it and compile its statements too
+        (if it cannot be done now, the database thread's warm-up stands for it)."""
+        await self.failover.database.run_inline(self._warm_connection, fallback=False)
+
+    def _warm_connection(self, db=None) -> None:
+        pick = self.selector.pick(utcnow(), model=self.config.client.default_model, db=db)
+        if pick.key is not None:
+            rehearse_booking(pick.key.id, self.accountant.anchor(pick.key.id, db), db)
+
+    async def _open_inflight(self) -> None:
+        if self.accountant.inflight is not None:
+            self.accountant.inflight.open()
 
     def _warm_database(self) -> None:
-        self.selector.pick(utcnow(), model=self.config.client.default_model)
-        prepare_statements(database.obj)
+        pick = self.selector.pick(utcnow(), model=self.config.client.default_model)
+        key_ids = self.keyring.ids()
+        self.accountant.load_anchors(key_ids)
+        key_id = pick.key.id if pick.key is not None else (key_ids[0] if key_ids else None)
+        if key_id is not None:
+            rehearse_booking(key_id, self.accountant.anchor(key_id))
+        else:
+            prepare_statements(database.obj)
         autoreply = self.config.autoreply
         self.accountant.pricer.prefetch([self.config.client.default_model, autoreply.model, *autoreply.models])
         self.accountant.pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)

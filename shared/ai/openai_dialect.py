@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeGuard
 
@@ -32,9 +33,12 @@ import openai
 
 from shared.ai.dialect import Answer, Failure, ProviderFailure, Sent, StreamCut
 from shared.ai.rate_limits import rate_limit_ends_at, rate_limit_snapshot
+from shared.ai.rehearsal import rehearse_chat
 from shared.core.accounting import Outcome, RateLimitSnapshot
 from shared.core.keys import MISCONFIGURED_PREFIX, HeldKey
 from shared.core.usage import Usage
+
+log = logging.getLogger("tokenpool.client")
 
 MAX_TOKENS_PER_CALL = 50_000_000      # beyond any model's context: a number this big is not a count
 QUOTA_CODES = frozenset({"insufficient_quota", "budget_exceeded", "quota_exceeded", "billing_hard_limit_reached",
@@ -70,11 +74,19 @@ class OpenAICompatible:
         use) and anyio's asyncio backend (loaded when httpx first takes a lock), find the
         platform for the request headers (openai does it on a thread of its own at the first
         request: ~13 ms with the thread's start) and build the request body's type-hint
-        caches (~5 ms). Sends nothing. The last two use openai internals, so they are skipped
-        if a version does not have them."""
+        caches (~5 ms); then rehearse a whole request against a local canned server
+        (shared/ai/rehearsal.py). Sends nothing to any provider. The platform and the caches
+        use openai internals, so they are skipped if a version does not have them."""
         for client in self._clients.values():
             client.chat.completions.with_raw_response  # noqa: B018  (a cached property that imports)
         anyio.Event()
+        await self._warm_openai_internals()
+        try:
+            await rehearse_chat(self)
+        except (OSError, openai.APIError, ProviderFailure) as exc:   # TimeoutError is an OSError
+            log.info("warm-up: the local rehearsal of a request was skipped (%s)", exc)
+
+    async def _warm_openai_internals(self) -> None:
         try:
             from openai._base_client import get_platform
             from openai._utils import async_maybe_transform

@@ -79,11 +79,13 @@ class DatabaseExecutor:
         self._pending += 1                  # less one when the thread answers (`_answer`)
         return await future
 
-    async def run_inline(self, fn, *args, what: str | None = None, retry_locked: bool = True, **kwargs):
+    async def run_inline(self, fn, *args, what: str | None = None, retry_locked: bool = True,
+                         fallback: bool = True, **kwargs):
         """`fn(*args, db=..., **kwargs)`, a short piece of work that takes its connection as
         `db`: on SQLite, done at once on the loop's thread when nothing waits on the database
         thread (see the module docstring); otherwise, or when that attempt meets any database
-        error, done by `run` on the thread with `db=None` (the thread's own connection)."""
+        error, done by `run` on the thread with `db=None` (the thread's own connection), or
+        not at all (None) with `fallback=False`."""
         twin = self._inline_connection() if self._pending == 0 and self._down_since is None else None
         if twin is not None:
             try:
@@ -95,6 +97,8 @@ class DatabaseExecutor:
                 if self._inline_runs % CHECKPOINT_EVERY == 0:
                     self._checkpoint_soon()
                 return result
+        if not fallback:
+            return None
         return await self.run(fn, *args, what=what, retry_locked=retry_locked, db=None, **kwargs)
 
     def _inline_connection(self) -> peewee.SqliteDatabase | None:

@@ -110,6 +110,24 @@ def execute_all(db: pw.Database, statements: Iterable[Prepared], values: Mapping
             raise
 
 
+def rehearse(db: pw.Database, statements: Iterable[Prepared], values: Mapping[str, Any]) -> None:
+    """Run `statements` as `execute_all` would, then roll the transaction back: the driver
+    (SQLite) compiles them into its statement cache, a server loads the tables, indexes and
+    constraint checks they touch, and nothing is kept. For a warm-up at start; refused inside
+    an open transaction, whose work the rollback would undo."""
+    if db.in_transaction():
+        raise RuntimeError("a rehearsal inside an open transaction would roll that transaction back")
+    begin = begin_write(db)
+    with pw.__exception_wrapper__:  # type: ignore[attr-defined]  # in peewee, not in its stubs
+        cursor = db.cursor()
+        cursor.execute(begin)
+        try:
+            for statement in statements:
+                cursor.execute(statement.sql, values if statement.named else statement.parameters(values))
+        finally:
+            _rollback(cursor)
+
+
 def _rollback(cursor) -> None:
     try:
         cursor.execute("ROLLBACK")

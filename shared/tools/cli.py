@@ -72,14 +72,20 @@ def cmd_keys(args) -> int:
 
 
 def cmd_allowances(args) -> int:
-    open_runtime(config_path=args.config)
+    """A report: read-only, as `keys` (the allowances shown are those the pool has registered)."""
+    runtime = open_readonly(config_path=args.config)
     now = utcnow()
     views = allowance_views(now)
+    shown = {v.name for v in views}
+    unregistered = [a.name for a in runtime.config.allowances if a.name not in shown]
+    if unregistered:
+        print(f"not registered yet: {', '.join(unregistered)} (run `tokenpool migrate`, or start the worker "
+              "or a bot, to register the config's allowances)", file=sys.stderr)
     if args.json:
         print(json.dumps([allowance_json(v) for v in views], indent=2))
     elif views:
         show(allowances_table(views, now))
-    else:
+    elif not unregistered:
         print("no [[allowances]] in config (keys are limited by their own daily_token_limit)")
     return 0
 

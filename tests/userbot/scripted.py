@@ -49,4 +49,4 @@ def scripted_config(url: str, base_url: str, **autoreply):
                          "daily_token_limit": 10_000_000}], url=url,
                        autoreply={"cooldown_seconds": 0, "reply_after_quiet_seconds": 0, "max_replies_per_minute": 0,
                                   "max_replies_per_chat_per_hour": 0, **autoreply},
-                       client={"timeout_seconds": 5.0})
+                       client={"timeout_seconds": 300.0})

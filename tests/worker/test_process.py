@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,23 +150,43 @@ def test_standby_takes_over_within_two_lease_periods_of_a_kill_and_nothing_is_do
     assert [a.kind for a in Alert.select().where(Alert.kind == "key_invalid")] == ["key_invalid"]
 
 
-def test_sigterm_finishes_the_tick_exits_0_promptly_and_releases_the_lease(shared_db, tmp_path, workers):
-    url, db = shared_db
-    notify_path = tmp_path / "notify.sock"
-    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    systemd.bind(str(notify_path))
-    systemd.settimeout(0.2)
-    worker = workers(write_config(tmp_path, url), tmp_path / "w.log",
-                     env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000", "JOURNAL_STREAM": "8:1"})
-    messages: list[str] = []
+class Systemd:
+    """A notify socket standing in for systemd: what the worker told it, line by line."""
 
-    def heard(line: str) -> bool:
+    def __init__(self, path: Path):
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def count(self, prefix: str) -> int:
+        """Messages heard so far that start with `prefix` (after reading one more, if any came)."""
         try:
-            messages.extend(systemd.recv(4096).decode().splitlines())
+            self.messages.extend(self.socket.recv(4096).decode().splitlines())
         except TimeoutError:
             pass
-        return any(m.startswith(line) for m in messages)
+        return sum(m.startswith(prefix) for m in self.messages)
 
+    def heard(self, prefix: str) -> bool:
+        return self.count(prefix) > 0
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture
+def systemd(tmp_path):
+    listener = Systemd(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+def test_sigterm_finishes_the_tick_exits_0_promptly_and_releases_the_lease(shared_db, tmp_path, workers, systemd):
+    url, db = shared_db
+    worker = workers(write_config(tmp_path, url), tmp_path / "w.log",
+                     env={"NOTIFY_SOCKET": str(systemd.path), "WATCHDOG_USEC": "2000000", "JOURNAL_STREAM": "8:1"})
+    heard = systemd.heard
     wait_for(lambda: heard("READY=1"), 10, "READY=1")
     wait_for(lambda: heard("STATUS=leading"), 10, "a STATUS saying it leads")
     wait_for(lambda: heard("WATCHDOG=1"), 5, "watchdog pings")
@@ -181,7 +202,6 @@ def test_sigterm_finishes_the_tick_exits_0_promptly_and_releases_the_lease(share
     log = worker.output.splitlines()
     assert log and all(line.startswith("<") for line in log)                # journald priorities
     assert any(line.startswith("<6>tokenpool.worker: released the lease") for line in log)
-    systemd.close()
 
 
 def test_a_bot_wakes_the_worker_before_its_tick_is_due(shared_db, tmp_path, workers):
@@ -189,11 +209,18 @@ def test_a_bot_wakes_the_worker_before_its_tick_is_due(shared_db, tmp_path, work
     # Ticks an hour apart: a second ranking within the test can only come from the wake-up.
     worker = workers(write_config(tmp_path, url, tick_seconds=3600.0, lease_seconds=7200.0), tmp_path / "w.log")
     wait_for(lambda: len(rankings()) == 1, 10, "the first ranking", db)
-    time.sleep(0.5)                                  # the worker is now (most likely) in its hour-long wait
     k2 = ApiKey.get(ApiKey.label == "k2")
     ApiKey.update(invalid=True).where(ApiKey.id == k2.id).execute()
-    notify_worker()
-    wait_for(lambda: len(rankings()) == 2, 5, "the ranking without k2", db)
+    nudged = [0.0]
+
+    def nudge_then_look() -> bool:
+        """A wake-up sent before the worker listens is not heard: nudge again every half second."""
+        if time.monotonic() - nudged[0] > 0.5:
+            notify_worker()
+            nudged[0] = time.monotonic()
+        return len(rankings()) == 2
+
+    wait_for(nudge_then_look, 5, "the ranking without k2", db)
     assert k2.id not in rankings()[-1]
     assert worker.stop() == 0
 
@@ -219,22 +246,24 @@ def test_bad_config_exits_with_a_message_naming_the_key(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers):
+def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers, systemd):
+    retried = 3          # failed ticks to see before the database comes back: "many", whatever the clock says
     with fresh_database_url("postgres", tmp_path) as url:
         db = open_test_db(url)
         parts = urlparse(url)
         proxy = TcpProxy(parts.hostname, parts.port or 5432)
         proxy.start()
         proxied = urlunparse(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-        worker = workers(write_config(tmp_path, proxied), tmp_path / "w.log")
+        # systemd hears "retrying in …" after every failed tick: the test counts the attempts there.
+        worker = workers(write_config(tmp_path, proxied), tmp_path / "w.log", env={"NOTIFY_SOCKET": str(systemd.path)})
         try:
             wait_for(lambda: Heartbeat.get_or_none(Heartbeat.name == worker.holder) is not None, 10,
                      "the worker to beat", db)
             proxy.stop()
-            time.sleep(0.5)
+            wait_for(lambda: systemd.heard("STATUS=retrying"), 10, "a failed tick")
             db.close()
             beat = Heartbeat.get(Heartbeat.name == worker.holder).last_seen
-            time.sleep(2.5)                                   # many ticks' worth of outage
+            wait_for(lambda: systemd.count("STATUS=retrying") >= retried, 10, f"{retried} failed ticks")
             db.close()
             assert Heartbeat.get(Heartbeat.name == worker.holder).last_seen == beat   # it really was cut off
             assert worker.proc.poll() is None                 # still running: no crash loop
@@ -242,6 +271,7 @@ def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers):
             assert "database reachable again" not in worker.output
             proxy.start()
             wait_for(lambda: "database reachable again" in worker.output, 40, "the recovery", None)
+            db.close()
             beat = Heartbeat.get(Heartbeat.name == worker.holder).last_seen
             wait_for(lambda: Heartbeat.get(Heartbeat.name == worker.holder).last_seen > beat, 5, "new beats", db)
             assert worker.stop() == 0
@@ -251,6 +281,8 @@ def test_database_outage_is_retried_and_logged_once_each_way(tmp_path, workers):
     log = worker.output
     assert log.count("database unavailable") == 1
     assert log.count("database reachable again") == 1
+    failed = re.search(r"database reachable again after [\d.]+ s and (\d+) failed tick", log)
+    assert failed and int(failed.group(1)) >= retried
     assert "Traceback" not in log
 
 

@@ -44,7 +44,7 @@ def rendered(tmp_path) -> Path:
 @needs_systemd
 def test_units_pass_systemd_analyze_verify_without_a_warning(rendered):
     done = subprocess.run([SYSTEMD_ANALYZE, "verify", "tokenpool-worker.service", "tokenpool-bot@alice.service"],
-                          cwd=rendered, capture_output=True, text=True, timeout=60)
+                          cwd=rendered, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == ""          # unknown keys and bad values are only warnings
 
@@ -53,7 +53,7 @@ def test_units_pass_systemd_analyze_verify_without_a_warning(rendered):
 @pytest.mark.parametrize("unit", ["tokenpool-worker.service", "tokenpool-bot@alice.service"])
 def test_units_have_a_low_exposure_level(rendered, unit):
     done = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", unit], cwd=rendered,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=300)
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout + done.stderr)
     assert level, done.stdout + done.stderr
     assert float(level.group(1)) < 3.0

@@ -6,14 +6,18 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 
 import pytest
 
 from shared.ai.client import NoKeyAvailable, ProviderUnavailable, RequestRejected
 from shared.ai.token_estimates import estimate_prompt_tokens
+from shared.core.accounting import Accountant, CallRecord
+from shared.core.db import database
 from shared.core.liveness import beat
-from shared.core.models import ApiKey, DailyRollup, KeyRanking, UsageEvent, utcnow
+from shared.core.models import ApiKey, ChatRollup, DailyRollup, KeyRanking, UsageEvent, utcnow
 from shared.core.status import Status, key_status, window_usage
+from shared.core.usage import Usage
 from shared.tools.simulator import Fault
 from tests.shared.client_fixtures import (  # noqa: F401
     close_harness,
@@ -140,13 +144,14 @@ async def test_one_server_error_recovers_on_the_same_key(harness):
 
 
 async def test_timeout_is_recorded_and_the_next_key_answers(sqlite_db, sqlite_url, sim):
-    h = await open_harness(sim, sqlite_url, client={"timeout_seconds": 0.3, "server_error_retries": 0})
+    # k2's answer must come within the timeout too: 1 s, so that a loaded machine does not time it out.
+    h = await open_harness(sim, sqlite_url, client={"timeout_seconds": 1.0, "server_error_retries": 0})
     try:
-        h.sim.script("k1", Fault.slow(2))
+        h.sim.script("k1", Fault.slow(3600))            # answers never; the handler ends when the client hangs up
         result = await h.client.chat(HELLO, operation="t")
         assert result.key_label == "k2"
         (timeout,) = h.events("k1")
-        assert timeout.outcome == "timeout" and timeout.duration_ms >= 300
+        assert timeout.outcome == "timeout" and timeout.duration_ms >= 1000
         # The request went out: the provider may bill its prompt, so an estimate is charged.
         assert (timeout.input_tokens, timeout.output_tokens, timeout.estimated) == \
             (estimate_prompt_tokens(HELLO), 0, True)
@@ -310,9 +315,10 @@ async def test_console_line_shows_the_masked_key_and_never_the_secret(harness, c
 
 
 async def test_cancelled_call_is_recorded_as_interrupted_estimate(harness):
-    harness.sim.script("k1", Fault.slow(5))
+    harness.sim.script("k1", Fault.slow(3600))           # cancelled by the test, not answered
     task = asyncio.create_task(harness.client.chat(HELLO, operation="t"))
-    await asyncio.sleep(0.2)
+    while harness.sent("k1") == 0:                       # the request is at the provider
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -322,13 +328,74 @@ async def test_cancelled_call_is_recorded_as_interrupted_estimate(harness):
     assert UsageEvent.select().count() == 1
 
 
-async def test_warm_up_sends_nothing_records_nothing_and_leaves_the_first_call_normal(harness):
+async def test_warm_up_sends_nothing_records_nothing_and_leaves_the_first_call_normal(harness, caplog):
+    other = Accountant("other")               # books with something in them, written by another bot
+    other.record(CallRecord(key_id=harness.key("k1").id, bot="other", operation="before", model="gpt-4o-mini",
+                            input_tokens=10, output_tokens=5, chat_id=5))
+    other.close()
+    beat("worker", "w1")                      # a live worker's ranking: selection runs its full path
+    KeyRanking.create(generation=1, key_ids=json.dumps([harness.key("k2").id]), policy="sticky", published_by="w1")
+    books = _books()
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
     await harness.client.warm_up()
     assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
-    assert harness.events() == []
+    assert _books() == books                            # the rehearsed booking was rolled back
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in caplog.records if "skipped" in r.getMessage() or "cut short" in r.getMessage()]
+    # What it promises: the database thread's connection is open and outside any transaction...
+    db_state = await harness.accountant.run(lambda: (database.obj.is_closed(), database.obj.in_transaction()))
+    assert db_state == (False, False)
     # What openai would do at the first request is done: the platform for its headers is known.
     clients = harness.client.failover.dialect._clients.values()
     assert len(clients) == 3 and all(getattr(c, "_platform", None) is not None for c in clients)
-    result = await harness.client.chat(HELLO, operation="first")
-    (event,) = harness.events()
+    # ...and the first call runs no query the warm-up did not (the key's anchor is known):
+    # peewee logs every statement it runs (the booking's, run on their cursor, aside).
+    warm_queries = {r.msg[0] for r in caplog.records if r.name == "peewee"}
+    caplog.clear()
+    result = await harness.client.chat(HELLO, operation="first", chat_id=5)
+    first_queries = {r.msg[0] for r in caplog.records if r.name == "peewee"}
+    assert first_queries and first_queries <= warm_queries
+    event = harness.events()[-1]
     assert (event.operation, event.outcome, event.input_tokens) == ("first", "ok", result.input_tokens)
+    assert len(harness.events()) == 2
+
+
+async def test_warm_up_never_raises_and_logs_no_error_when_the_database_is_gone(harness, caplog, sqlite_url):
+    os.remove(sqlite_url.removeprefix("sqlite:///"))
+    caplog.set_level(logging.INFO)
+    await harness.client.warm_up()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("warm-up at start cut short" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_local_rehearsal_reads_its_canned_answer_through_the_dialect(harness):
+    from shared.ai.rehearsal import rehearse_chat
+    answer = await rehearse_chat(harness.client.failover.dialect)
+    assert (answer.text, answer.finish_reason, answer.usage) == ("ok", "stop", Usage(1, 0, 1, 0))
+    assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
+
+
+def _books():
+    return ([tuple(r) for r in ApiKey.select().order_by(ApiKey.id).tuples()],
+            [tuple(r) for r in UsageEvent.select().order_by(UsageEvent.id).tuples()],
+            [tuple(r) for r in DailyRollup.select().order_by(DailyRollup.id).tuples()],
+            [tuple(r) for r in ChatRollup.select().order_by(ChatRollup.id).tuples()])
+
+
+async def test_warm_up_opens_the_in_flight_file_before_the_first_call(harness, tmp_path):
+    from shared.ai.client import TrackedClient
+    from shared.core.inflight import InFlight
+    inflight = InFlight(tmp_path / "data", "main")
+    accountant = Accountant("main", inflight=inflight)
+    client = TrackedClient(harness.config, harness.ring, accountant)
+    try:
+        await client.warm_up()
+        assert inflight.path.exists()
+        await client.chat(HELLO, operation="first")
+    finally:
+        await client.aclose()
+        await accountant.run(database.close)
+        accountant.close()
+        inflight.close()
+    assert not inflight.path.exists()

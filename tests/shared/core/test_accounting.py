@@ -135,3 +135,52 @@ def test_used_today_equals_events_in_current_window(pool):
     start = window_usage(key, now).window_start
     expected = sum(e.total_tokens for e in UsageEvent.select().where(UsageEvent.at >= start))
     assert window_usage(key, now).used == expected == 3 * 100 + 10 * (3 + 4 + 5)
+
+
+def _books():
+    """Everything a booking can change: key rows, events, rollups (chat rollups included)."""
+    from shared.core.models import ChatRollup
+    return ([tuple(row) for row in ApiKey.select().order_by(ApiKey.id).tuples()],
+            [tuple(row) for row in UsageEvent.select().order_by(UsageEvent.id).tuples()],
+            [tuple(row) for row in DailyRollup.select().order_by(DailyRollup.id).tuples()],
+            [tuple(row) for row in ChatRollup.select().order_by(ChatRollup.id).tuples()])
+
+
+def test_a_rehearsed_booking_leaves_the_books_as_they_were_and_the_next_call_counts_exactly(db, pool):
+    from shared.core.accounting import rehearse_booking
+    _config, ring = pool
+    key_id = ring.ids()[0]
+    acc = Accountant("b1")
+    now = _anchor(key_id) + dt.timedelta(hours=1)
+    acc.record(_call(key_id, now, chat_id=7))
+    before = _books()
+    rehearse_booking(key_id, _anchor(key_id))
+    rehearse_booking(key_id, _anchor(key_id))
+    assert _books() == before
+    assert not db.in_transaction()
+    acc.record(_call(key_id, now, chat_id=7, rate_limits=RateLimitSnapshot(remaining_requests=3)))
+    key = ApiKey.get_by_id(key_id)
+    assert (key.calls_today, key.used_today, key.rl_remaining_requests) == (2, 300, 3)
+    assert UsageEvent.select().count() == 2 and DailyRollup.get().calls == 2
+
+
+def test_a_rehearsal_is_refused_inside_an_open_transaction_and_leaves_it_alone(db, pool):
+    from shared.core.accounting import rehearse_booking
+    _config, ring = pool
+    key_id = ring.ids()[0]
+    with db.atomic():
+        ApiKey.update(used_today=41).where(ApiKey.id == key_id).execute()
+        with pytest.raises(RuntimeError):
+            rehearse_booking(key_id, _anchor(key_id))
+    assert ApiKey.get_by_id(key_id).used_today == 41
+
+
+def test_anchors_loaded_at_start_are_the_rows_anchors(pool):
+    _config, ring = pool
+    acc = Accountant("b1")
+    acc.load_anchors(ring.ids())
+    ApiKey.update(window_anchor=T0).execute()        # read before: the loaded values are the old ones
+    assert [acc.anchor(i) for i in ring.ids()] != [T0] * len(ring.ids())
+    fresh = Accountant("b1")
+    fresh.load_anchors(ring.ids())
+    assert [fresh.anchor(i) for i in ring.ids()] == [T0] * len(ring.ids())

@@ -75,3 +75,22 @@ async def test_a_call_journaled_with_its_usage_is_not_booked_as_its_estimate(sql
     events = {e.call_id: e for e in UsageEvent.select()}
     assert events["in-flight-1"].output_tokens == 60 and not events["in-flight-1"].estimated
     assert events["in-flight-2"].estimated
+
+
+def test_a_file_opened_at_start_is_held_by_its_process_and_gone_after_a_clean_stop(tmp_path):
+    live = InFlight(tmp_path / "data", "b")
+    live.open()
+    assert live.path.exists()
+    assert settle_orphans(tmp_path / "data", "b", lambda call: None) == 0     # held: its process runs
+    assert live.path.exists()
+    live.close()
+    assert not live.path.exists()
+
+
+def test_a_file_that_cannot_be_opened_at_start_is_reported_at_the_first_call_not_before(tmp_path, caplog):
+    (tmp_path / "data").write_text("a file where the folder should be")
+    live = InFlight(tmp_path / "data", "b")
+    live.open()
+    assert not caplog.records
+    live.intend(_intent(1, 1))
+    assert "cannot write in-flight calls" in caplog.text

@@ -2,6 +2,7 @@ import json
 import os
 
 from shared.core.liveness import beat
+from shared.core.startup import open_runtime
 from shared.tools import cli
 from shared.tools.doctor import Level, run_checks
 
@@ -29,6 +30,7 @@ def test_fresh_install_is_told_to_migrate_then_passes(tmp_path):
     assert levels["schema"] is Level.OK and levels["keys"] is Level.OK
     assert levels["worker"] is Level.WARN          # never ran
     assert levels["telegram session"] is Level.WARN
+    open_runtime(config_path=str(path))            # the doctor's connection was read-only: a worker's beat
     beat("worker", "w1")
     assert _levels(run_checks(str(path)))["worker"] is Level.OK
 

@@ -1,0 +1,66 @@
+"""One chat completion rehearsed at start against a server of our own on 127.0.0.1.
+
+The first request of a process runs code no warm-up by parts reaches: openai's request and
+raw-response path, httpx, httpcore's pool and connection, h11's state machine, anyio's
+connect (and its lazily imported names), the dialect reading the answer and the rate-limit
+headers. Run once, it costs the first real call ~2 ms of CPU (bench/client_overhead.py),
+~4x the steady tracking overhead. So the bot rehearses a whole exchange at start, with a
+throwaway client (no proxy from the environment, no TLS) against a canned answer that
+never leaves the machine: no provider sees a request, nothing is billed or booked.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+
+from shared.ai.dialect import Answer, Sent
+from shared.core.keys import HeldKey
+from shared.core.models import utcnow
+
+TIMEOUT_SECONDS = 5.0
+_BODY = json.dumps({
+    "id": "chatcmpl-warm-up", "object": "chat.completion", "created": 0, "model": "warm-up",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+_HEAD = ("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+         "x-ratelimit-limit-requests: 1\r\nx-ratelimit-remaining-requests: 1\r\nx-ratelimit-reset-requests: 1s\r\n"
+         "x-ratelimit-limit-tokens: 1\r\nx-ratelimit-remaining-tokens: 1\r\nx-ratelimit-reset-tokens: 1s\r\n"
+         f"content-length: {len(_BODY)}\r\n\r\n").encode()
+
+
+async def rehearse_chat(dialect) -> Answer:
+    """Send one chat completion through openai to a local canned server and read it with
+    `dialect` (an OpenAICompatible: `answer`, `rate_limits`). Raises what a failure raises."""
+    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}/v1"
+        http = openai.DefaultAsyncHttpxClient(trust_env=False, verify=False)
+        client = openai.AsyncOpenAI(api_key="warm-up", base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS,
+                                    http_client=http)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="warm-up", messages=[{"role": "user", "content": "warm-up"}])
+            key = HeldKey(id=0, fingerprint="", label="warm-up", masked="", base_url=base_url, secret="")
+            sent = Sent(key, "warm-up", dict(raw.headers.items()), raw)
+            answer = await dialect.answer(sent)
+            dialect.rate_limits(sent.headers, utcnow())
+        finally:
+            await client.close()
+    return answer
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT_SECONDS)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await asyncio.wait_for(reader.readexactly(length), TIMEOUT_SECONDS)
+        writer.write(_HEAD + _BODY)
+        await writer.drain()
+    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        pass                            # the client gives up on its own; the rehearsal is skipped
+    finally:
+        writer.close()
