@@ -4,7 +4,6 @@ windows, reservations that expire, model fallback when a family is used up, and 
 clients racing a nearly used allowance without passing it."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -42,7 +41,7 @@ from shared.reports.render_telegram import render_stats
 from shared.tools import cli
 from shared.tools.simulator import Simulator
 from tests.backends import session_id, waits_for_a_lock
-from tests.shared.client_fixtures import close_harness, open_harness
+from tests.shared.client_fixtures import close_harness, open_harness, race_until_refused, racers
 
 HELLO = [{"role": "user", "content": "hello there"}]
 MINI = ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1-nano"]
@@ -184,25 +183,10 @@ def test_a_crashed_process_reservation_expires_and_a_settled_one_counts_its_real
 async def test_eight_clients_racing_a_nearly_used_allowance_do_not_pass_it(db, db_url):
     """Eight clients, each with its own accounting thread and connection, call until refused."""
     limit, room = 250_000, 3_000
-    async with Simulator(latency=0.01) as sim:
-        harnesses = [await open_harness(sim, db_url, allowances=ORG, key_settings=ORG_KEYS) for _ in range(8)]
-        try:
-            use_up("org-large", leave=room)
-
-            async def drain(h, i):
-                served = 0
-                while True:
-                    try:
-                        await h.client.chat([{"role": "user", "content": f"racer {i} call {served}"}],
-                                            operation="race", model="gpt-4o", max_tokens=120)
-                    except NoKeyAvailable:
-                        return served
-                    served += 1
-
-            served = await asyncio.gather(*[drain(h, i) for i, h in enumerate(harnesses)])
-        finally:
-            for h in harnesses:
-                await close_harness(h)
+    async with Simulator(latency=0.01) as sim, racers(sim, db_url, 8, allowances=ORG,
+                                                      key_settings=ORG_KEYS) as harnesses:
+        use_up("org-large", leave=room)
+        served = await race_until_refused(harnesses)
     row = window_row("org-large")
     assert sum(served) > 5                                     # the room was really used, by several calls
     assert row.tokens_used == limit - room + event_tokens(LARGE)
