@@ -12,7 +12,8 @@ With --first, one client process instead: its first tracked call (after warm_up)
 of both kinds and new bare clients' first calls (each on its own new connection), each counted
 between two marks (callgrind dumps its counts at each call of getppid).
 
-Run:  .venv/bin/python bench/client_instructions.py [--calls 200] [--first]     (needs valgrind)
+Run:  .venv/bin/python bench/client_instructions.py [--calls 200] [--allowances] [--budgets] [--first]
+      (needs valgrind; --allowances, --budgets: as in bench/client_overhead.py)
 """
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-async def client(base_url: str, database_url: str, kind: str, calls: int) -> None:
+async def client(base_url: str, database_url: str, kind: str, calls: int, holds: list[str]) -> None:
     import openai
 
-    from bench.client_overhead import MESSAGES, SECRET
+    from bench.client_overhead import MESSAGES, SECRET, bench_settings
     if kind == "first":
-        return await first_calls(base_url, database_url, calls)
+        return await first_calls(base_url, database_url, calls, holds)
     from shared.ai.client import TrackedClient
     from shared.core.accounting import Accountant
     from shared.core.config import parse_config
@@ -45,9 +46,8 @@ async def client(base_url: str, database_url: str, kind: str, calls: int) -> Non
     from shared.core.pricing import Pricer
     from shared.core.startup import open_runtime
 
-    config = parse_config({"database": {"url": database_url}, "bot": {"name": "bench"},
-                           "keys": [{"label": "bench", "api_key": SECRET, "base_url": base_url,
-                                     "daily_token_limit": 10 ** 12}]}, "bench.toml", env={})
+    config = parse_config(bench_settings(base_url, database_url, "allowances" in holds, "budgets" in holds),
+                          "bench.toml", env={})
     runtime = open_runtime(config)
     beat("worker", "bench-worker")
     KeyRanking.create(generation=int(time.time()), key_ids=json.dumps(runtime.keyring.ids()), policy="sticky",
@@ -70,13 +70,13 @@ async def client(base_url: str, database_url: str, kind: str, calls: int) -> Non
 FRESH_CLIENTS = 5
 
 
-async def first_calls(base_url: str, database_url: str, calls: int) -> None:
+async def first_calls(base_url: str, database_url: str, calls: int, holds: list[str]) -> None:
     """The process's first tracked call, steady calls of both kinds, and new bare clients' first
     calls, each between two marks: callgrind (--dump-before=getppid) writes the instructions
     counted since the last mark at each one, so each part is counted by itself, every thread."""
     import openai
 
-    from bench.client_overhead import MESSAGES, SECRET
+    from bench.client_overhead import MESSAGES, SECRET, bench_settings
     from shared.ai.client import TrackedClient
     from shared.core.accounting import Accountant
     from shared.core.config import parse_config
@@ -86,9 +86,8 @@ async def first_calls(base_url: str, database_url: str, calls: int) -> None:
     from shared.core.startup import open_runtime
 
     mark = os.getppid
-    config = parse_config({"database": {"url": database_url}, "bot": {"name": "bench"},
-                           "keys": [{"label": "bench", "api_key": SECRET, "base_url": base_url,
-                                     "daily_token_limit": 10 ** 12}]}, "bench.toml", env={})
+    config = parse_config(bench_settings(base_url, database_url, "allowances" in holds, "budgets" in holds),
+                          "bench.toml", env={})
     runtime = open_runtime(config)
     beat("worker", "bench-worker")
     KeyRanking.create(generation=int(time.time()), key_ids=json.dumps(runtime.keyring.ids()), policy="sticky",
@@ -122,11 +121,12 @@ async def first_calls(base_url: str, database_url: str, calls: int) -> None:
     await bare.close()
 
 
-def first_call_instructions(calls: int, base_url: str, tmp: str) -> dict:
+def first_call_instructions(calls: int, base_url: str, tmp: str, holds: list[str]) -> dict:
     out = os.path.join(tmp, "callgrind.first")
     subprocess.run(["valgrind", "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
                     sys.executable, "bench/client_instructions.py", "--client", "first", base_url,
-                    f"sqlite:///{tmp}/first.db", "--calls", str(calls)], cwd=ROOT, check=True, capture_output=True,
+                    f"sqlite:///{tmp}/first.db", "--calls", str(calls), *(f"--{hold}" for hold in holds)],
+                   cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"})
     parts = [totals(f"{out}.{n}") for n in range(1, 6 + 2 * FRESH_CLIENTS)]
     return {"first": parts[1], "tracked": parts[3] / calls, "bare": parts[4] / calls,
@@ -142,11 +142,11 @@ def totals(path: str) -> int:
     raise RuntimeError(f"no totals in the callgrind output {path}")
 
 
-def instructions(kind: str, calls: int, base_url: str, tmp: str) -> int:
+def instructions(kind: str, calls: int, base_url: str, tmp: str, holds: list[str]) -> int:
     out = os.path.join(tmp, f"callgrind.{kind}")
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
                     "bench/client_instructions.py", "--client", kind, base_url, f"sqlite:///{tmp}/{kind}.db",
-                    "--calls", str(calls)], cwd=ROOT, check=True, capture_output=True,
+                    "--calls", str(calls), *(f"--{hold}" for hold in holds)], cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"})
     return totals(out)
 
@@ -154,28 +154,34 @@ def instructions(kind: str, calls: int, base_url: str, tmp: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--allowances", action="store_true",
+                        help="the key draws on a provider allowance (held and settled at every call)")
+    parser.add_argument("--budgets", action="store_true", help="enforced daily and monthly cost budgets of the pool")
     parser.add_argument("--first", action="store_true",
                         help="instead: the process's first tracked call against new bare clients' first calls")
     parser.add_argument("--client", nargs=3, metavar=("KIND", "BASE_URL", "DATABASE_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    holds = [name for name in ("allowances", "budgets") if getattr(args, name)]
     if args.client:
         kind, base_url, database_url = args.client
-        asyncio.run(client(base_url, database_url, kind, args.calls))
+        asyncio.run(client(base_url, database_url, kind, args.calls, holds))
         return 0
     from bench.client_overhead import start_simulator
     with tempfile.TemporaryDirectory() as tmp:
         process, base_url = start_simulator(tmp)
         try:
             if args.first:
-                return report_first(first_call_instructions(args.calls, base_url, tmp), args.calls)
-            counts = {kind: instructions(kind, args.calls, base_url, tmp) for kind in ("none", "bare", "tracked")}
+                return report_first(first_call_instructions(args.calls, base_url, tmp, holds), args.calls)
+            counts = {kind: instructions(kind, args.calls, base_url, tmp, holds)
+                      for kind in ("none", "bare", "tracked")}
         finally:
             process.terminate()
             process.wait(timeout=10)
     bare = (counts["bare"] - counts["none"]) / args.calls
     tracked = (counts["tracked"] - counts["none"]) / args.calls
-    print(f"instructions per call (callgrind, client process, every thread), {args.calls} calls each:")
+    print(f"instructions per call (callgrind, client process, every thread), {args.calls} calls each"
+          f"{' with ' + ' and '.join(holds) + ' held' if holds else ''}:")
     print(f"  bare openai call      {bare / 1e6:7.3f} M")
     print(f"  tracked client call   {tracked / 1e6:7.3f} M")
     print(f"  overhead              {(tracked - bare) / 1e6:7.3f} M instructions = {tracked / bare:.2f}x the bare call")

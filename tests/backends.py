@@ -61,3 +61,23 @@ def _with_query(url: str, query: str) -> str:
     parts = urlparse(url)
     joined = f"{parts.query}&{query}" if parts.query else query
     return urlunparse(parts._replace(query=joined))
+
+
+def session_id(db: peewee.Database) -> int:
+    """The server's id for this thread's connection to `db` (PostgreSQL or MySQL)."""
+    sql = "SELECT pg_backend_pid()" if isinstance(db, peewee.PostgresqlDatabase) else "SELECT CONNECTION_ID()"
+    return int(db.execute_sql(sql).fetchone()[0])
+
+
+def waits_for_a_lock(url: str, session: int) -> bool:
+    """Whether the server session `session` is waiting for a row lock now (asked on a connection of its own)."""
+    probe = db_url.connect(url)
+    try:
+        if isinstance(probe, peewee.PostgresqlDatabase):
+            sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+        else:
+            sql = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                   "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'")
+        return probe.execute_sql(sql, (session,)).fetchone()[0] > 0
+    finally:
+        probe.close()

@@ -16,6 +16,9 @@ stops counting at `expires_at`, so no sweeper is needed for correctness.
 A key's own `daily_token_limit` is the one-allowance case: `reserve` given the key's id
 locks the key's row first (the order the accountant locks in: key, then allowance windows)
 and holds the tokens in `KeyHold`, against the key's counters of its current window.
+
+Reserving and settling run before and after every call that holds: their statements are
+compiled once per backend (shared/core/hold_statements.py), not built by peewee each time.
 """
 from __future__ import annotations
 
@@ -24,23 +27,13 @@ import fnmatch
 import uuid
 from dataclasses import dataclass
 
-import peewee as pw
-
+from shared.core import hold_statements as statements
 from shared.core import windows
 from shared.core.budget_holds import BudgetLimit, check_budgets, drop_holds, insert_holds
 from shared.core.config import Config
-from shared.core.db import database, locking, write_transaction
-from shared.core.models import (
-    Allowance,
-    AllowanceHold,
-    AllowanceWindow,
-    ApiKey,
-    KeyAllowance,
-    KeyHold,
-    utcnow,
-)
-from shared.core.prepared import Prepared, Statements, slot
-from shared.core.query_rows import one_tuple, tuple_rows
+from shared.core.db import write_transaction
+from shared.core.models import Allowance, AllowanceWindow, KeyAllowance, utcnow
+from shared.core.query_rows import tuple_rows
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -176,21 +169,21 @@ def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.tim
         budget_rows = check_budgets(budgets, tokens, cost_nanousd, now) if budgets else []
         for ref in sorted(refs, key=lambda r: r.id):      # one lock order: no deadlocks between reservers
             start = ref.window_start(now)
-            used_tokens, used_requests = _locked_window(ref.id, start)
-            held_tokens, held_requests = _live_holds(ref.id, start, now)
+            slots = {"allowance": ref.id, "start": start, "now": now}
+            used_tokens, used_requests = _locked_window(slots)
+            held_tokens, held_requests = _live_holds(slots)
             if ref.token_limit is not None and used_tokens + held_tokens + tokens > ref.token_limit:
                 raise AllowanceFull(ref, ref.window_end(now), f"{used_tokens + held_tokens:,} of "
                                                               f"{ref.token_limit:,} tokens used or reserved")
             if ref.request_limit is not None and used_requests + held_requests + 1 > ref.request_limit:
                 raise AllowanceFull(ref, ref.window_end(now), f"{used_requests + held_requests:,} of "
                                                               f"{ref.request_limit:,} requests used or reserved")
-            AllowanceHold.insert(hold_id=hold_id, allowance=ref.id, window_start=start, tokens=tokens, requests=1,
-                                 expires_at=now + ttl).execute()
+            statements.execute("allowance hold insert", {"hold": hold_id, "allowance": ref.id, "start": start,
+                                                         "tokens": tokens, "requests": 1, "expires": now + ttl})
             entries.append((ref.id, start))
         if key_start is not None:   # inserted last, with every lock held (no lock waits inside)
-            db = database.obj
-            _KEY_STATEMENTS.get(db, "insert hold", _key_hold_insert).execute(
-                db, {"hold": hold_id, "key": key_id, "start": key_start, "tokens": tokens, "expires": now + ttl})
+            statements.execute("key hold insert", {"hold": hold_id, "key": key_id, "start": key_start,
+                                                   "tokens": tokens, "expires": now + ttl})
         insert_holds(budget_rows, hold_id, now + ttl)
     return Hold(hold_id, tuple(entries), on_key=key_id is not None, on_budgets=bool(budget_rows))
 
@@ -200,40 +193,16 @@ def key_ref(key_id: int, label: str, anchor: dt.datetime, limit: int) -> Allowan
     return AllowanceRef(-key_id, f"key {label}", "rolling", anchor, limit, None)
 
 
-# The key-limit reservation runs before every call: its statements are compiled once per
-# backend (shared/core/prepared.py); building them with peewee each time cost more than
-# running them (~3.7 M instructions a call, callgrind).
-_KEY_STATEMENTS = Statements()
-_KEY_FIELDS = (ApiKey.label, ApiKey.window_anchor, ApiKey.window_start, ApiKey.used_today, ApiKey.daily_token_limit)
-
-
-def _key_row_statement() -> Prepared:
-    return Prepared(locking(ApiKey.select(*_KEY_FIELDS).where(ApiKey.id == slot("key")), database.obj), _KEY_FIELDS)
-
-
-def _key_held_statement() -> Prepared:
-    return Prepared(KeyHold.select(pw.fn.COALESCE(pw.fn.SUM(KeyHold.tokens), 0))
-                    .where((KeyHold.key == slot("key")) & (KeyHold.window_start == slot("start"))
-                           & (KeyHold.expires_at > slot("now"))))
-
-
-def _key_hold_insert() -> Prepared:
-    return Prepared(KeyHold.insert(hold_id=slot("hold"), key=slot("key"), window_start=slot("start"),
-                                   tokens=slot("tokens"), expires_at=slot("expires")))
-
-
 def _check_key(key_id: int, tokens: int, now: dt.datetime) -> dt.datetime:
     """Lock the key's row; AllowanceFull unless its window's used + live holds leave room for
     `tokens`. Returns the window's start."""
-    db = database.obj
-    rows = _KEY_STATEMENTS.get(db, "row", _key_row_statement).rows(db, {"key": key_id})
+    rows = statements.key_row(key_id)
     if not rows:
         raise LookupError(f"no key with id {key_id}")
     label, anchor, stored_start, used_today, limit = rows[0]
     start = windows.window_start(anchor, now)
     used = int(used_today) if stored_start == start else 0
-    held = int(_KEY_STATEMENTS.get(db, "held", _key_held_statement)
-               .raw_rows(db, {"key": key_id, "start": start, "now": now})[0][0] or 0)
+    held = int(statements.rows("key held", {"key": key_id, "start": start, "now": now})[0][0] or 0)
     if used + held + tokens > limit:
         raise AllowanceFull(key_ref(key_id, label, anchor, limit), start + windows.WINDOW,
                             f"{used + held:,} of {limit:,} tokens used or reserved")
@@ -244,9 +213,8 @@ def settle(hold: Hold, tokens: int, requests: int) -> None:
     """Add a recorded call's real usage to the windows it held, and drop the hold.
     Called inside the accountant's transaction, so the usage moves with the event."""
     for allowance_id, start in sorted(hold.entries):
-        (AllowanceWindow.update(tokens_used=AllowanceWindow.tokens_used + tokens,
-                                requests_used=AllowanceWindow.requests_used + requests)
-         .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)).execute())
+        statements.execute("window settle", {"allowance": allowance_id, "start": start, "tokens": tokens,
+                                             "requests": requests})
     _drop(hold)
 
 
@@ -257,33 +225,30 @@ def release(hold: Hold) -> None:
 
 
 def _drop(hold: Hold) -> None:
+    slots = {"hold": hold.hold_id}
     if hold.entries:
-        AllowanceHold.delete().where(AllowanceHold.hold_id == hold.hold_id).execute()
+        statements.execute("allowance holds delete", slots)
     if hold.on_key:     # the key's counters moved with the call's record, in the same transaction
-        KeyHold.delete().where(KeyHold.hold_id == hold.hold_id).execute()
+        statements.execute("key holds delete", slots)
     if hold.on_budgets:     # as did the rollups the budgets are read from
         drop_holds(hold.hold_id)
 
 
-def _locked_window(allowance_id: int, start: dt.datetime) -> tuple[int, int]:
-    """The window's row (created if new), locked until the transaction ends.
+def _locked_window(slots: dict) -> tuple[int, int]:
+    """The window's row (allowance, start; created if new), locked until the transaction ends.
 
     The row is looked for before it is inserted: on InnoDB, an INSERT IGNORE that meets an
     existing row takes a shared lock on it, and two reservers upgrading that lock deadlock."""
-    query = locking(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
-                    .where((AllowanceWindow.allowance == allowance_id) & (AllowanceWindow.window_start == start)))
-    rows = list(tuple_rows(query))
+    rows = statements.rows("window row", slots)
     if not rows:
-        AllowanceWindow.insert(allowance=allowance_id, window_start=start).on_conflict_ignore().execute()
-        rows = list(tuple_rows(query))
+        statements.execute("window insert", slots)
+        rows = statements.rows("window row", slots)
     return int(rows[0][0]), int(rows[0][1])
 
 
-def _live_holds(allowance_id: int, start: dt.datetime, now: dt.datetime) -> tuple[int, int]:
-    tokens, requests = one_tuple(AllowanceHold.select(pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.tokens), 0),
-                                                      pw.fn.COALESCE(pw.fn.SUM(AllowanceHold.requests), 0))
-                                 .where((AllowanceHold.allowance == allowance_id)
-                                        & (AllowanceHold.window_start == start) & (AllowanceHold.expires_at > now)))
+def _live_holds(slots: dict) -> tuple[int, int]:
+    """The tokens and requests held against the window (allowance, start) that live at `now`."""
+    tokens, requests = statements.rows("allowance held", slots)[0]
     return int(tokens), int(requests)
 
 
@@ -301,7 +266,7 @@ def allowance_usage(now: dt.datetime, names: list[str] | None = None) -> list[Al
         used = next(tuple_rows(AllowanceWindow.select(AllowanceWindow.tokens_used, AllowanceWindow.requests_used)
                                .where((AllowanceWindow.allowance == ref.id)
                                       & (AllowanceWindow.window_start == start))), (0, 0))
-        held = _live_holds(ref.id, start, now)
+        held = _live_holds({"allowance": ref.id, "start": start, "now": now})
         result.append(AllowanceUsage(ref, start, ref.window_end(now), int(used[0]), int(used[1]), *held))
     return result
 

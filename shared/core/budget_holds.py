@@ -16,16 +16,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import peewee as pw
-
+from shared.core import hold_statements as statements
 from shared.core.config import Config
-from shared.core.db import conflict_target, database, locking
-from shared.core.models import BudgetGate, BudgetHold, DailyRollup, Setting
+from shared.core.db import conflict_target, database
+from shared.core.models import Setting
 from shared.core.pricing import format_usd, usd_to_nano
-from shared.core.query_rows import one_tuple, tuple_rows
 
 PERIODS = ("day", "month")
 LIFT_SCOPE = "global"
+_LIFT_SLOTS = {"scope": LIFT_SCOPE, "day": "budget_lift_day", "month": "budget_lift_month"}
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now
     lifted = lifted_periods(now)
     rows = {}
     for scope in sorted({b.scope for b in limits}):        # one lock order for every reserver
-        _lock_gate(scope)
+        _lock_gate({"scope": scope})
     for budget in limits:
         start, ends = period_bounds(budget.period, now)
         if (budget.period, start) in lifted:
@@ -122,39 +121,34 @@ def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now
 
 
 def insert_holds(rows: list[tuple], hold_id: str, expires_at: dt.datetime) -> None:
+    """Insert the hold rows `check_budgets` returned, in one statement."""
     if rows:
-        BudgetHold.insert_many([(hold_id, *row, expires_at) for row in rows],
-                               fields=[BudgetHold.hold_id, BudgetHold.scope, BudgetHold.period,
-                                       BudgetHold.period_start, BudgetHold.tokens, BudgetHold.cost_nanousd,
-                                       BudgetHold.expires_at]).execute()
+        values: dict = {"hold": hold_id, "expires": expires_at}
+        for i, (scope, period, start, tokens, cost) in enumerate(rows):
+            values.update({f"scope{i}": scope, f"period{i}": period, f"start{i}": start, f"tokens{i}": tokens,
+                           f"cost{i}": cost})
+        statements.insert_budget_holds(values, len(rows))
 
 
 def drop_holds(hold_id: str) -> None:
-    BudgetHold.delete().where(BudgetHold.hold_id == hold_id).execute()
+    statements.execute("budget holds delete", {"hold": hold_id})
 
 
-def _lock_gate(scope: str) -> None:
-    query = locking(BudgetGate.select(BudgetGate.id).where(BudgetGate.scope == scope))
-    if not list(tuple_rows(query)):
-        BudgetGate.insert(scope=scope).on_conflict_ignore().execute()
-        list(tuple_rows(query))
+def _lock_gate(slots: dict) -> None:
+    """Lock the scope's gate row (created if new) until the transaction ends."""
+    if not statements.rows("gate row", slots):
+        statements.execute("gate insert", slots)
+        statements.rows("gate row", slots)
 
 
 def _used(budget: BudgetLimit, start: dt.date, now: dt.datetime) -> tuple[int, int]:
     """Recorded tokens and cost of the period plus live holds, read in one statement (one
     snapshot: a call recorded meanwhile moves from the holds to the rollups atomically)."""
-    r, h = DailyRollup.alias(), BudgetHold.alias()
-    in_period = r.day.between(start, now.date())
-    if budget.key_id is not None:
-        in_period &= r.key == budget.key_id
-    live = (h.scope == budget.scope) & (h.period == budget.period) & (h.period_start == start) & (h.expires_at > now)
-
-    def total(model, column, where):
-        return model.select(pw.fn.COALESCE(pw.fn.SUM(column), 0)).where(where)
-
-    query = pw.Select(columns=[total(r, r.total_tokens, in_period), total(r, r.cost_nanousd, in_period),
-                               total(h, h.tokens, live), total(h, h.cost_nanousd, live)])
-    row = one_tuple(query.bind(database.obj))
+    slots = {"scope": budget.scope, "period": budget.period, "start": start, "today": now.date(), "now": now}
+    if budget.key_id is None:
+        row = statements.rows("pool budget used", slots)[0]
+    else:
+        row = statements.rows("key budget used", {**slots, "key": budget.key_id})[0]
     return int(row[0]) + int(row[2]), int(row[1]) + int(row[3])
 
 
@@ -175,8 +169,7 @@ def lift(now: dt.datetime) -> list[tuple[str, dt.date]]:
 
 def lifted_periods(now: dt.datetime) -> set[tuple[str, dt.date]]:
     """The (period, start) pairs lifted by the owner that are still current."""
-    rows = tuple_rows(Setting.select(Setting.name, Setting.value).where(
-        (Setting.scope == LIFT_SCOPE) & Setting.name.in_([f"budget_lift_{p}" for p in PERIODS])))
+    rows = statements.rows("lifts", _LIFT_SLOTS)
     current = {period: period_bounds(period, now)[0] for period in PERIODS}
     found = set()
     for name, value in rows:

@@ -107,8 +107,12 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
         from pymysql.constants import CLIENT
         options["client_flag"] = CLIENT.FOUND_ROWS
         options["connect_timeout"] = max(1, int(busy_timeout_seconds))
-        if read_only:
-            options["init_command"] = "SET SESSION TRANSACTION READ ONLY"
+        # READ COMMITTED, as PostgreSQL: a transaction that waited for a row lock then reads what
+        # was committed meanwhile. InnoDB's default (REPEATABLE READ) reads from a snapshot taken
+        # at its first plain read, so a reservation that locked one allowance, read its holds and
+        # then waited for the next one's lock did not see the holds committed while it waited.
+        options["init_command"] = ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+                                   + (", READ ONLY" if read_only else ""))
     else:
         raise DatabaseUrlError(f"unsupported database URL scheme '{scheme}' "
                                "(use sqlite:///path, postgresql://… or mysql://…)")

@@ -3,11 +3,13 @@
 Every process calls `ensure_schema` at start: it applies pending migrations, or refuses
 to run against a database that a newer tokenpool has migrated past what it knows.
 Read-only commands call `require_current_schema` instead: it never writes, and refuses a
-schema that is behind as well.
+schema that is behind as well. `revert` goes back, never losing a row of a table it keeps.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import peewee as pw
@@ -48,6 +50,47 @@ def migrate(db: pw.Database) -> list[str]:
     for name in done:
         log.info("applied migration %s", name)
     return done
+
+
+def revert(db: pw.Database, target: str | None = None) -> list[str]:
+    """Revert the newest migration, or every one back through `target`; returns their names.
+
+    A `down` never loses a row of a table it leaves in place: each runs in its migration's
+    transaction beside a count of every table's rows, and one that would lose rows is rolled
+    back with a SchemaError. (On SQLite, dropping a column may rebuild its table; a rebuilt
+    api_key inside a transaction, where foreign keys cannot be switched off, took every
+    usage event, rollup and hold with it through ON DELETE CASCADE.)"""
+    with migration_lock(db):
+        reverting = runner(db)
+        reverting.migrator.migration_context = _keeping_rows(reverting.migrator.migration_context, db)
+        done = reverting.down(target)
+    for name in done:
+        log.info("reverted migration %s", name)
+    return done
+
+
+def _keeping_rows(context, db: pw.Database):
+    """`context` (the migrator's transaction around one migration), raising inside it when a
+    table that is still there has fewer rows at the end than at the start."""
+    @contextlib.contextmanager
+    def checked(atomic: bool = True) -> Iterator[None]:
+        with context(atomic):
+            before = _row_counts(db)
+            yield
+            after = _row_counts(db)
+            lost = {table: (n, after[table]) for table, n in before.items()
+                    if after.get(table, n) < n and table != HISTORY_TABLE}
+            if lost:
+                raise SchemaError("reverting would lose rows (" + ", ".join(
+                    f"{table}: {was} -> {now}" for table, (was, now) in sorted(lost.items()))
+                    + "); nothing was changed. On SQLite, revert outside any transaction, so that foreign "
+                    "keys are off while a table is rebuilt")
+    return checked
+
+
+def _row_counts(db: pw.Database) -> dict[str, int]:
+    return {table: int(pw.Table(table).select(pw.fn.COUNT(pw.SQL("*"))).bind(db).scalar())
+            for table in db.get_tables()}
 
 
 def ensure_schema(db: pw.Database) -> None:

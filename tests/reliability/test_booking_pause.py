@@ -3,8 +3,6 @@ PostgreSQL down and the journal's disk full), no new call is sent; once either t
 again, sending resumes by itself and every served call is booked once."""
 import asyncio
 import logging
-import os
-import subprocess
 
 import pytest
 
@@ -17,32 +15,18 @@ from shared.core.keys import sync_keys
 from shared.core.models import Alert, UsageEvent
 from shared.core.schema import ensure_schema
 from shared.tools.simulator import Simulator
+from tests.reliability.small_disk import fill
+from tests.reliability.small_disk import small_disk as mounted_small_disk
 from tests.reliability.test_journal import pg_behind_proxy  # noqa: F401  (a fixture)
 from tests.shared.client_fixtures import sim_config
 
 HI = [{"role": "user", "content": "hello"}]
 
 
-def _fill(path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.fail("cannot mount a small tmpfs for the full-disk test (needs root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    with mounted_small_disk(tmp_path / "small-disk") as mount:
+        yield mount
 
 
 async def test_nothing_is_sent_while_calls_cannot_be_booked_and_sending_resumes_by_itself(small_disk, caplog,
@@ -59,7 +43,7 @@ async def test_nothing_is_sent_while_calls_cannot_be_booked_and_sending_resumes_
         client = TrackedClient(config, ring, accountant)
         try:
             await client.chat(HI, operation="warm-up")
-            _fill(small_disk / "filler")
+            fill(small_disk / "filler")
             with caplog.at_level(logging.WARNING):
                 for _ in range(300):                     # SQLite fills its last free pages first
                     await client.chat(HI, operation="op")
@@ -110,7 +94,7 @@ async def test_postgres_down_mid_call_and_the_journal_full_no_call_is_sent_until
         client = TrackedClient(config, ring, accountant)
         try:
             await client.chat(HI, operation="warm-up")
-            _fill(small_disk / "filler")                                   # the journal's disk is full
+            fill(small_disk / "filler")                                   # the journal's disk is full
             with caplog.at_level(logging.WARNING):
                 call = asyncio.create_task(client.chat(HI, operation="op"))
                 while sim.requests_for("k1") < 2:                          # the call is at the provider ...

@@ -3,7 +3,6 @@ a local journal and are booked once it is back, each exactly once."""
 import logging
 import os
 import stat
-import subprocess
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -17,6 +16,7 @@ from shared.core.models import ApiKey, UsageEvent
 from shared.core.schema import ensure_schema
 from tests.backends import fresh_database_url
 from tests.conftest import make_config
+from tests.reliability.small_disk import fill, small_disk
 from tests.shared.books import assert_books_exact
 from tests.tcp_proxy import TcpProxy
 
@@ -90,43 +90,31 @@ async def test_postgres_outage_calls_wait_in_the_journal_and_are_booked_once(pg_
 
 
 async def test_sqlite_disk_full_calls_wait_in_the_journal_and_are_booked_once(tmp_path, caplog, capsys):
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.fail("cannot mount a small tmpfs for the full-disk test (needs root)")
     executor = DatabaseExecutor(attempts=2, base_delay=0.05)
-    try:
-        url = f"sqlite:///{mount}/tokenpool.db"
-        ensure_schema(connect_database(url, busy_timeout_seconds=1))
-        key_id = sync_keys(make_config(1, url=url)).ids()[0]
-        journal = CallJournal(journal_path(tmp_path, "b"))      # on another disk
-        accountant = Accountant("b", executor=executor, journal=journal)
-        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)      # the disk fills up
+    with small_disk(tmp_path / "small-disk") as mount:
         try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError:
-            pass
+            url = f"sqlite:///{mount}/tokenpool.db"
+            ensure_schema(connect_database(url, busy_timeout_seconds=1))
+            key_id = sync_keys(make_config(1, url=url)).ids()[0]
+            journal = CallJournal(journal_path(tmp_path, "b"))      # on another disk
+            accountant = Accountant("b", executor=executor, journal=journal)
+            fill(mount / "filler")                                    # the disk fills up
+            sent: list[str] = []
+            with caplog.at_level(logging.WARNING):
+                for i in range(200):
+                    recorded = await accountant.arecord(_call(key_id, i))
+                    sent.append(recorded.call_id)
+                    if len(journal) >= 5:
+                        break
+            assert "database or disk is full" in caplog.text
+            journaled = len(journal)
+            (mount / "filler").unlink()                                # space again
+            sent.append((await accountant.arecord(_call(key_id, 999))).call_id)
+            assert not journal.path.exists()
+            figures = await executor.run(_books, key_id, sent, f"SQLite full disk ({journaled} journaled)")
         finally:
-            os.close(fd)
-        sent: list[str] = []
-        with caplog.at_level(logging.WARNING):
-            for i in range(200):
-                recorded = await accountant.arecord(_call(key_id, i))
-                sent.append(recorded.call_id)
-                if len(journal) >= 5:
-                    break
-        assert "database or disk is full" in caplog.text
-        journaled = len(journal)
-        (mount / "filler").unlink()                                # space again
-        sent.append((await accountant.arecord(_call(key_id, 999))).call_id)
-        assert not journal.path.exists()
-        figures = await executor.run(_books, key_id, sent, f"SQLite full disk ({journaled} journaled)")
-    finally:
-        await executor.run_once(lambda: None)
-        executor.close()
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+            await executor.run_once(lambda: None)
+            executor.close()
     with capsys.disabled():
         print("\n" + figures)
 

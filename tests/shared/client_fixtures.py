@@ -1,11 +1,14 @@
 """Fixtures for the tracked-client tests: a real simulator and a real pool pointed at it."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
-from shared.ai.client import TrackedClient
+from shared.ai.client import NoKeyAvailable, TrackedClient
 from shared.core.accounting import Accountant
 from shared.core.config import Config
 from shared.core.db import database
@@ -71,6 +74,34 @@ async def close_harness(harness: Harness) -> None:
     await harness.client.aclose()
     await harness.accountant.run(database.close)   # the accounting thread's own connection
     harness.accountant.close()
+
+
+@contextlib.asynccontextmanager
+async def racers(sim: Simulator, url: str, count: int, **kwargs) -> AsyncIterator[list[Harness]]:
+    """`count` harnesses on one database, as as many processes would be: each its own client,
+    accounting thread and connection."""
+    opened = [await open_harness(sim, url, **kwargs) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for h in opened:
+            await close_harness(h)
+
+
+async def race_until_refused(harnesses: list[Harness], *, model: str = "gpt-4o", max_tokens: int = 120) -> list[int]:
+    """Every harness calls at once, again and again, until the pool refuses it (NoKeyAvailable);
+    returns how many calls each had served."""
+    async def drain(h: Harness, i: int) -> int:
+        served = 0
+        while True:
+            try:
+                await h.client.chat([{"role": "user", "content": f"racer {i} call {served}"}],
+                                    operation="race", model=model, max_tokens=max_tokens)
+            except NoKeyAvailable:
+                return served
+            served += 1
+
+    return list(await asyncio.gather(*[drain(h, i) for i, h in enumerate(harnesses)]))
 
 
 @pytest.fixture

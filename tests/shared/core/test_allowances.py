@@ -4,11 +4,12 @@ windows, reservations that expire, model fallback when a family is used up, and 
 clients racing a nearly used allowance without passing it."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
 import textwrap
+import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from shared.core.allowances import (
     settle,
 )
 from shared.core.config import parse_config
+from shared.core.db import database, write_transaction
 from shared.core.models import (
     Allowance,
     AllowanceHold,
@@ -38,7 +40,8 @@ from shared.reports.render_json_csv import stats_json
 from shared.reports.render_telegram import render_stats
 from shared.tools import cli
 from shared.tools.simulator import Simulator
-from tests.shared.client_fixtures import close_harness, open_harness
+from tests.backends import session_id, waits_for_a_lock
+from tests.shared.client_fixtures import close_harness, open_harness, race_until_refused, racers
 
 HELLO = [{"role": "user", "content": "hello there"}]
 MINI = ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1-nano"]
@@ -180,30 +183,52 @@ def test_a_crashed_process_reservation_expires_and_a_settled_one_counts_its_real
 async def test_eight_clients_racing_a_nearly_used_allowance_do_not_pass_it(db, db_url):
     """Eight clients, each with its own accounting thread and connection, call until refused."""
     limit, room = 250_000, 3_000
-    async with Simulator(latency=0.01) as sim:
-        harnesses = [await open_harness(sim, db_url, allowances=ORG, key_settings=ORG_KEYS) for _ in range(8)]
-        try:
-            use_up("org-large", leave=room)
-
-            async def drain(h, i):
-                served = 0
-                while True:
-                    try:
-                        await h.client.chat([{"role": "user", "content": f"racer {i} call {served}"}],
-                                            operation="race", model="gpt-4o", max_tokens=120)
-                    except NoKeyAvailable:
-                        return served
-                    served += 1
-
-            served = await asyncio.gather(*[drain(h, i) for i, h in enumerate(harnesses)])
-        finally:
-            for h in harnesses:
-                await close_harness(h)
+    async with Simulator(latency=0.01) as sim, racers(sim, db_url, 8, allowances=ORG,
+                                                      key_settings=ORG_KEYS) as harnesses:
+        use_up("org-large", leave=room)
+        served = await race_until_refused(harnesses)
     row = window_row("org-large")
     assert sum(served) > 5                                     # the room was really used, by several calls
     assert row.tokens_used == limit - room + event_tokens(LARGE)
     assert row.tokens_used <= limit                           # no overshoot (the simulator counts as we estimate)
     assert AllowanceHold.select().where(AllowanceHold.expires_at > utcnow()).count() == 0
+
+
+def test_a_reserver_that_waited_for_a_lock_counts_the_hold_committed_meanwhile(db, db_url):
+    """Allowances are locked in turn. A reserver that holds the first and waits for the second's
+    lock (another reserver's, whose hold is not committed yet) must count that hold once it gets
+    the lock: a read from before the wait (InnoDB's REPEATABLE READ snapshot) passes the limit."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite takes its one write lock at BEGIN: a reserver never waits between its reads")
+    first, second = ref("utc-day", tokens=10_000), ref("rolling", tokens=1_000)     # locked in this order
+    now = utcnow()
+    spend([first], 100, now)          # both windows exist: the racer's only wait is for the second's lock
+    spend([second], 400, now)
+    outcome: dict = {}
+    session = threading.Event()
+
+    def racer():
+        outcome["session"] = session_id(database.obj)
+        session.set()
+        try:
+            outcome["hold"] = reserve([first, second], 600, now, TTL)
+        except Exception as exc:  # noqa: BLE001 -- the assertion below says what came instead
+            outcome["error"] = exc
+        finally:
+            database.obj.close()
+
+    thread = threading.Thread(target=racer)
+    with write_transaction():
+        reserve([second], 600, now, TTL)            # locked and held until this transaction commits
+        thread.start()
+        session.wait()
+        hang_guard = time.monotonic() + 300
+        while not waits_for_a_lock(db_url, outcome["session"]):
+            assert thread.is_alive() and time.monotonic() < hang_guard, outcome
+            time.sleep(0.01)
+    thread.join()
+    assert isinstance(outcome.get("error"), AllowanceFull), outcome         # 400 used + 600 held + 600 > 1000
+    assert "1,000 of 1,000 tokens used or reserved" in str(outcome["error"])
 
 
 def test_the_readme_mixed_free_tier_pool_is_a_valid_config():

@@ -2,19 +2,17 @@
 processes near the limit cannot together pass it (every backend)."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
 
-from shared.ai.client import NoKeyAvailable
 from shared.core.allowances import AllowanceFull, reserve, settle
 from shared.core.keys import sync_keys
 from shared.core.models import ApiKey, KeyHold, utcnow
 from shared.core.status import window_usage
 from shared.tools.simulator import Simulator
 from tests.conftest import make_config
-from tests.shared.client_fixtures import close_harness, open_harness
+from tests.shared.client_fixtures import race_until_refused, racers
 
 TTL = dt.timedelta(minutes=10)
 
@@ -52,26 +50,10 @@ def test_a_crashed_process_key_hold_stops_counting_when_it_expires(db):
 async def test_eight_clients_racing_one_nearly_used_key_do_not_pass_its_limit(db, db_url):
     """Eight clients, each with its own connection and accounting thread, on one key."""
     limit, room = 250_000, 3_000
-    async with Simulator(latency=0.01) as sim:
-        harnesses = [await open_harness(sim, db_url, n=1, limit=limit) for _ in range(8)]
-        try:
-            row = harnesses[0].key("k1")
-            ApiKey.update(used_today=limit - room, window_start=window_usage(row, utcnow()).window_start).execute()
-
-            async def drain(h, i):
-                served = 0
-                while True:
-                    try:
-                        await h.client.chat([{"role": "user", "content": f"racer {i} call {served}"}],
-                                            operation="race", model="gpt-4o", max_tokens=120)
-                    except NoKeyAvailable:
-                        return served
-                    served += 1
-
-            served = await asyncio.gather(*[drain(h, i) for i, h in enumerate(harnesses)])
-        finally:
-            for h in harnesses:
-                await close_harness(h)
+    async with Simulator(latency=0.01) as sim, racers(sim, db_url, 8, n=1, limit=limit) as harnesses:
+        row = harnesses[0].key("k1")
+        ApiKey.update(used_today=limit - room, window_start=window_usage(row, utcnow()).window_start).execute()
+        served = await race_until_refused(harnesses)
     used = window_usage(ApiKey.get(ApiKey.label == "k1"), utcnow()).used
     assert sum(served) > 5                                     # the room was really used, by several calls
     assert used <= limit                                       # no overshoot
