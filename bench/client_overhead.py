@@ -2,10 +2,10 @@
 against the offline simulator (run as `tokenpool sim` in its own process, so it does not
 share our GIL). Calls alternate bare/tracked so both see the same machine state.
 
-The tracked call does everything it does in production: pick the key (worker ranking +
-heartbeat + the key rows, re-checked), send with `with_raw_response`, parse usage and
-rate-limit headers, record the event/counters/rollup in one transaction, log the console
-line (to /dev/null here).
+The tracked call does everything it does in the bot: write the call down before it is
+sent (the in-flight file), pick the key (worker ranking + heartbeat + the key rows,
+re-checked), send with `with_raw_response`, parse usage and rate-limit headers, record the
+event/counters/rollup in one transaction, log the console line (to /dev/null here).
 
 Run:  .venv/bin/python bench/client_overhead.py [--calls 500] [--database-url URL] [--profile FILE]
       [--profile-first FILE] [--allowances] [--budgets]
@@ -40,6 +40,8 @@ from shared.ai.client import TrackedClient  # noqa: E402
 from shared.core.accounting import Accountant  # noqa: E402
 from shared.core.config import parse_config  # noqa: E402
 from shared.core.db import database  # noqa: E402
+from shared.core.inflight import InFlight  # noqa: E402
+from shared.core.journal import CallJournal, journal_path  # noqa: E402
 from shared.core.liveness import beat  # noqa: E402
 from shared.core.models import KeyRanking, UsageEvent  # noqa: E402
 from shared.core.pricing import Pricer  # noqa: E402
@@ -123,7 +125,13 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
     beat("worker", "bench-worker")
     KeyRanking.create(generation=int(time.time()), key_ids=json.dumps([key_id]), policy="sticky",
                       published_by="bench-worker")
-    accountant = Accountant(config.bot.name, Pricer(config.pricing))
+    # As the bot has it: each call written down before it is sent (InFlight), a journal
+    # for calls the database cannot take.
+    data_dir = os.path.dirname(database_url.split(":///", 1)[-1]) if database_url.startswith("sqlite") else ""
+    data_dir = data_dir or tempfile.mkdtemp(prefix="tokenpool-bench-")
+    accountant = Accountant(config.bot.name, Pricer(config.pricing),
+                            journal=CallJournal(journal_path(data_dir, config.bot.name)),
+                            inflight=InFlight(data_dir, config.bot.name))
     tracked = TrackedClient(config, runtime.keyring, accountant)
     warm_started = time.perf_counter()
     await tracked.warm_up()                     # what the bot does at start
@@ -178,6 +186,7 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
     await tracked.aclose()
     await bare.close()
     await accountant.run(database.close)
+    accountant.inflight.close()
     accountant.close()
     runtime.db.close()
     return {"bare": bare_times, "tracked": tracked_times, "paired": paired, "events": events, "first": first,

@@ -88,7 +88,8 @@ class TrackedClient:
         nothing and leaves the books as they were. Never raises: what it could not do, the
         first call does."""
         warm = getattr(self.failover.dialect, "warm_up", None)
-        for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._open_inflight]:
+        for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._warm_inline,
+                                                             self._open_inflight]:
             try:
                 await step()
             except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
@@ -98,6 +99,17 @@ class TrackedClient:
 
     async def _warm_database_thread(self) -> None:
         await self.failover.database.run_once(self._warm_database)
+
+    async def _warm_inline(self) -> None:
+        """On SQLite, picks and bookings are done on the loop's thread, on a connection of
+        their own (DatabaseExecutor.run_inline): open it and compile its statements too
+        (if it cannot be done now, the database thread's warm-up stands for it)."""
+        await self.failover.database.run_inline(self._warm_connection, fallback=False)
+
+    def _warm_connection(self, db=None) -> None:
+        pick = self.selector.pick(utcnow(), model=self.config.client.default_model, db=db)
+        if pick.key is not None:
+            rehearse_booking(pick.key.id, self.accountant.anchor(pick.key.id, db), db)
 
     async def _open_inflight(self) -> None:
         if self.accountant.inflight is not None:

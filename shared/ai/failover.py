@@ -170,10 +170,12 @@ class Failover:
         if answer.usage_problem and not error_code:
             error_code = answer.usage_problem
         headers = attempt.sent.headers if attempt.sent is not None else {}
+        limits = self.dialect.rate_limits(headers, attempt.at)
+        # Pacing counts the reset from now, when the response came (read again only if it applies).
+        paced = paced_until(self.dialect.rate_limits(headers, utcnow())) if paced_until(limits) else None
         recorded = await self.record(request, attempt, outcome, usage=usage, estimated=estimated,
-                                     error_code=error_code, duration_ms=duration_ms,
-                                     rate_limits=self.dialect.rate_limits(headers, attempt.at),
-                                     cooldown_until=paced_until(self.dialect.rate_limits(headers, utcnow())))
+                                     error_code=error_code, duration_ms=duration_ms, rate_limits=limits,
+                                     cooldown_until=paced)
         if outcome is Outcome.OK:
             self._rate_hits.pop(attempt.key.id, None)
         return Settled(usage, estimated, duration_ms, recorded)
@@ -263,8 +265,8 @@ class Failover:
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""
         while True:
-            pick = await self.database.run(self.selector.pick, utcnow(), tried | set(self._failing), model,
-                                          what="choosing a key")
+            pick = await self.database.run_inline(self.selector.pick, utcnow(), tried | set(self._failing), model,
+                                                 what="choosing a key")
             # A failure may have come in while the pick waited its turn on the database thread.
             # (Picks and records share that thread in order, so once a failure's record is done,
             # every later pick reads the row that shows it.)

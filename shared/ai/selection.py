@@ -82,9 +82,10 @@ class Selector:
         self._statements = Statements()
         self._parsed: tuple[int, list[int]] | None = None     # the last ranking read, by generation
 
-    def published_ranking(self, now: dt.datetime) -> tuple[int | None, list[int] | None]:
+    def published_ranking(self, now: dt.datetime, db: pw.Database | None = None) -> tuple[int | None, list[int] | None]:
         """(generation, ids) of the newest ranking, or (None, None) when absent or no worker is alive."""
-        rows = self._statements.get(database.obj, "ranking", _ranking_statement).rows(database.obj)
+        db = database.obj if db is None else db
+        rows = self._statements.get(db, "ranking", _ranking_statement).rows(db)
         if not rows:
             return None, None
         generation, key_ids, seen = rows[0]
@@ -94,22 +95,24 @@ class Selector:
             self._parsed = (generation, ranked_order(key_ids))
         return generation, self._parsed[1]
 
-    def held_rows(self) -> list[KeyRow]:
+    def held_rows(self, db: pw.Database | None = None) -> list[KeyRow]:
         ids = tuple(sorted(self.keyring.ids()))
         if not ids:
             return []
-        statement = self._statements.get(database.obj, ("rows", ids),
-                                         lambda: key_rows_statement(ApiKey.id.in_(list(ids))))
-        return [key_row(raw) for raw in statement.raw_rows(database.obj)]
+        db = database.obj if db is None else db
+        statement = self._statements.get(db, ("rows", ids), lambda: key_rows_statement(ApiKey.id.in_(list(ids))))
+        return [key_row(raw) for raw in statement.raw_rows(db)]
 
-    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None) -> Pick:
-        """The first usable key not in `exclude` that serves `model` (None: any model).
-        One attempt: the caller's DatabaseExecutor retries transient errors."""
+    def pick(self, now: dt.datetime, exclude: AbstractSet[int] = frozenset(), model: str | None = None,
+             db: pw.Database | None = None) -> Pick:
+        """The first usable key not in `exclude` that serves `model` (None: any model), read
+        on `db` (default: this thread's connection). One attempt: the caller's
+        DatabaseExecutor retries transient errors."""
         if not len(self.keyring):
             return Pick(None, reason="this process holds no API keys (add [[keys]] to the config)")
-        generation, ranking = self.published_ranking(now)
+        generation, ranking = self.published_ranking(now, db)
         self._note_mode(degraded=ranking is None)
-        rows = self.held_rows()
+        rows = self.held_rows(db)
         if model is not None:
             rows = [r for r in rows if (held := self.keyring.get(r.id)) is not None and held.serves(model)]
             if not rows:

@@ -128,25 +128,26 @@ class Recorded:
     held: bool = False          # neither the database nor the journal took it: kept in memory
 
 
-def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer) -> Recorded:
-    """Record one call atomically. `anchor` is the key's window anchor (from its row)."""
+def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer, db: pw.Database | None = None) -> Recorded:
+    """Record one call atomically on `db` (default: this thread's connection). `anchor` is
+    the key's window anchor (from its row)."""
     outcome = Outcome(call.outcome)
     usage = call.usage
     price = pricer.price(call.model, usage.input, usage.cached, usage.output)
     cost = price or 0
     values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
     values["unpriced"] = usage.input + usage.output if price is None else 0
-    db = database.obj
+    db = database.obj if db is None else db
     statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
     try:
         if call.hold is None:
             execute_all(db, statements, values)
         else:   # the allowance reservation is settled in the same transaction as the call
-            with write_transaction():
+            with write_transaction(db):
                 execute_all(db, statements, values)
                 settle(call.hold, usage.total, int(call.counts_as_request))
     except pw.IntegrityError:
-        if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists():
+        if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists(db):
             return Recorded(call.call_id, cost, duplicate=True)
         raise
     return Recorded(call.call_id, cost)
@@ -188,12 +189,12 @@ def prepare_statements(db) -> None:
     _statements_for(db, Outcome.OK, True, True)
 
 
-def rehearse_booking(key_id: int, anchor: dt.datetime) -> None:
+def rehearse_booking(key_id: int, anchor: dt.datetime, db: pw.Database | None = None) -> None:
     """Book an ordinary call (answered, with rate-limit headers, for a chat) on key `key_id`
     and roll it back, at start: its statements are compiled by peewee and by the driver (SQLite
     ~0.8 ms on the first call otherwise), a server opens the tables, indexes and foreign-key
     checks they touch. Nothing is kept: the books are as they were (`prepared.rehearse`)."""
-    db = database.obj
+    db = database.obj if db is None else db
     call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model="warm-up", chat_id=0,
                       rate_limits=RateLimitSnapshot())
     values = _slot_values(call, call.usage, Outcome.OK, 0, windows.window_start(anchor, call.at))
@@ -332,10 +333,10 @@ class Accountant:
         self.inflight = inflight
         self._orphans_settled = inflight is None
 
-    def anchor(self, key_id: int) -> dt.datetime:
+    def anchor(self, key_id: int, db: pw.Database | None = None) -> dt.datetime:
         anchor = self._anchors.get(key_id)
         if anchor is None:
-            anchor = ApiKey.select(ApiKey.window_anchor).where(ApiKey.id == key_id).scalar()
+            anchor = ApiKey.select(ApiKey.window_anchor).where(ApiKey.id == key_id).scalar(db)
             if anchor is None:
                 raise LookupError(f"no key with id {key_id}")
             self._anchors[key_id] = anchor
@@ -349,9 +350,10 @@ class Accountant:
             query = ApiKey.select(ApiKey.id, ApiKey.window_anchor).where(ApiKey.id.in_(missing))
             self._anchors.update((row.id, row.window_anchor) for row in query)
 
-    def record_once(self, call: CallRecord) -> Recorded:
-        """One attempt at recording `call` (transient errors are the caller's to retry)."""
-        return record_call(call, anchor=self.anchor(call.key_id), pricer=self.pricer)
+    def record_once(self, call: CallRecord, db: pw.Database | None = None) -> Recorded:
+        """One attempt at recording `call` on `db` (default: this thread's connection);
+        transient errors are the caller's to retry."""
+        return record_call(call, anchor=self.anchor(call.key_id, db), pricer=self.pricer, db=db)
 
     def record(self, call: CallRecord) -> Recorded:
         return retrying(self.record_once, call, attempts=self.retry_attempts, what="recording a call")
@@ -374,8 +376,11 @@ class Accountant:
         try:
             # With a journal, a database locked past its busy timeout (a frozen writer) sends
             # the call to the journal at once instead of holding it for every retry.
-            recorded = await self.executor.run(self.record_once, call, what="recording a call",
-                                               retry_locked=self.journal is None)
+            # Without an allowance hold to settle (its statements take this thread's
+            # connection), the booking may be done at once on the loop's thread (run_inline).
+            book = self.executor.run_inline if call.hold is None else self.executor.run
+            recorded = await book(self.record_once, call, what="recording a call",
+                                  retry_locked=self.journal is None)
         except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
             if self.journal is None:
                 raise

@@ -169,6 +169,22 @@ def begin_write(db: peewee.Database) -> str:
     return "BEGIN"
 
 
+def inline_twin(db: peewee.Database) -> peewee.SqliteDatabase | None:
+    """A second connection to `db`'s SQLite file, for short work done on the event loop's
+    own thread (`DatabaseExecutor.run_inline`). It never waits: busy_timeout 0 makes a lock
+    held by another connection an error at once (the caller then hands the work to the
+    database thread, which waits), and it never checkpoints the WAL itself (a checkpoint's
+    fsync would stall the loop; the database thread's connection checkpoints). None for
+    PostgreSQL, MySQL, in-memory and read-only databases."""
+    known = getattr(db, "tokenpool_file", None)
+    if not isinstance(db, peewee.SqliteDatabase) or known is None:
+        return None
+    twin = peewee.SqliteDatabase(db.database, uri=True, pragmas={
+        "busy_timeout": 0, "foreign_keys": 1, "synchronous": "normal", "wal_autocheckpoint": 0})
+    twin.tokenpool_file = known       # type: ignore[attr-defined]   # see check_database_file
+    return twin
+
+
 def check_database_file(db: peewee.Database) -> None:
     """Raise DatabaseFileGone when the SQLite file opened at start is no longer at its path.
 

@@ -1,13 +1,20 @@
-"""The bot's database thread: one call's retries wait off the thread, so other calls go on."""
+"""The bot's database thread: one call's retries wait off the thread, so other calls go on; a
+tracked call's short work on SQLite runs on the loop's thread unless it would wait."""
 import asyncio
 import logging
+import sqlite3
+import threading
 
 import peewee
 import pytest
 
+from shared.core.accounting import Accountant, CallRecord
 from shared.core.backoff import Backoff, backoff_delay
 from shared.core.db import DatabaseUnavailable
 from shared.core.db_executor import DatabaseExecutor
+from shared.core.keys import sync_keys
+from shared.core.models import ApiKey, UsageEvent
+from tests.conftest import make_config
 
 
 def test_backoff_doubles_up_to_its_cap_and_stays_finite():
@@ -81,3 +88,89 @@ async def test_a_lock_wait_that_timed_out_is_not_retried_when_the_caller_says_so
         assert len(tries) == 1 + 5
     finally:
         executor.close()
+
+
+# --- run_inline: a tracked call's pick and booking on the loop's own thread (SQLite) ---------
+
+def _booking(accountant: Accountant, threads: list[str]):
+    def book(call: CallRecord, db=None):
+        threads.append(threading.current_thread().name)
+        return accountant.record_once(call, db)
+    return book
+
+
+def _call(keyring, tokens: int = 15) -> CallRecord:
+    return CallRecord(key_id=keyring.ids()[0], bot="bot", operation="test", model="gpt-4o-mini",
+                      input_tokens=tokens - 5, output_tokens=5)
+
+
+async def test_a_booking_runs_on_the_loops_thread_only_on_sqlite(db, db_url):
+    keyring = sync_keys(make_config(1, url=db_url))
+    executor = DatabaseExecutor()
+    accountant = Accountant("bot", executor=executor)
+    threads: list[str] = []
+    try:
+        for _ in range(3):
+            await executor.run_inline(_booking(accountant, threads), _call(keyring))
+    finally:
+        executor.close()
+    on_loop = threading.current_thread().name
+    assert threads == [on_loop] * 3 if db_url.startswith("sqlite") else all(t != on_loop for t in threads)
+    assert ApiKey.get_by_id(keyring.ids()[0]).used_today == 45
+    assert UsageEvent.select().count() == 3
+
+
+async def test_a_write_lock_held_elsewhere_sends_the_booking_to_the_thread_without_stalling_the_loop(
+        sqlite_db, sqlite_url):
+    keyring = sync_keys(make_config(1, url=sqlite_url))
+    executor = DatabaseExecutor()
+    accountant = Accountant("bot", executor=executor)
+    threads: list[str] = []
+    book = _booking(accountant, threads)
+    blocker = sqlite3.connect(sqlite_url.split(":///", 1)[1], isolation_level=None)
+    try:
+        await executor.run_inline(book, _call(keyring))          # opens the inline connection
+        blocker.execute("BEGIN IMMEDIATE")                       # another process's write, say
+        booking = asyncio.create_task(executor.run_inline(book, _call(keyring)))
+        while len(threads) < 3 and not booking.done():   # the inline try met the lock at once; the thread waits
+            await asyncio.sleep(0.01)    # (the loop goes on meanwhile)
+        assert threads[1] == threading.current_thread().name and threads[2] != threads[1]
+        assert not booking.done()
+        blocker.execute("COMMIT")
+        recorded = await booking
+    finally:
+        blocker.close()
+        executor.close()
+    assert not recorded.duplicate
+    assert UsageEvent.select().where(UsageEvent.call_id == recorded.call_id).count() == 1
+    assert ApiKey.get_by_id(keyring.ids()[0]).used_today == 30
+
+
+async def test_while_the_thread_has_work_an_inline_call_waits_its_turn_there(sqlite_db, sqlite_url):
+    executor = DatabaseExecutor()
+    started, gate = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow():
+        started.set()
+        gate.wait()
+        order.append("slow")
+
+    def quick(db=None):
+        order.append(f"quick on {threading.current_thread().name}")
+
+    try:
+        first = asyncio.create_task(executor.run(slow))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(executor.run_inline(quick))
+        await asyncio.sleep(0)
+        assert order == []                       # not run on the loop ahead of `slow`
+        gate.set()
+        await asyncio.gather(first, second)
+        await executor.run_inline(quick)         # nothing waits now: on the loop
+    finally:
+        executor.close()
+    loop_thread = threading.current_thread().name
+    assert order[0] == "slow" and order[1].startswith("quick on database")
+    assert order[2] == f"quick on {loop_thread}"
