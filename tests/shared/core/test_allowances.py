@@ -40,7 +40,8 @@ from shared.reports.render_json_csv import stats_json
 from shared.reports.render_telegram import render_stats
 from shared.tools import cli
 from shared.tools.simulator import Simulator
-from tests.backends import session_id, waits_for_a_lock
+from tests.backends import fresh_database_url, session_id, waits_for_a_lock
+from tests.conftest import open_test_db
 from tests.shared.client_fixtures import close_harness, open_harness, race_until_refused, racers
 
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -194,12 +195,21 @@ async def test_eight_clients_racing_a_nearly_used_allowance_do_not_pass_it(db, d
     assert AllowanceHold.select().where(AllowanceHold.expires_at > utcnow()).count() == 0
 
 
-def test_a_reserver_that_waited_for_a_lock_counts_the_hold_committed_meanwhile(db, db_url):
+@pytest.fixture(params=["postgres", "mysql"])
+def server_db_url(request, tmp_path):
+    """The server backends only: SQLite takes its one write lock at BEGIN, so a reserver there
+    never waits between its reads."""
+    with fresh_database_url(request.param, tmp_path) as url:
+        db = open_test_db(url)
+        yield url
+        db.close()
+
+
+def test_a_reserver_that_waited_for_a_lock_counts_the_hold_committed_meanwhile(server_db_url):
     """Allowances are locked in turn. A reserver that holds the first and waits for the second's
     lock (another reserver's, whose hold is not committed yet) must count that hold once it gets
     the lock: a read from before the wait (InnoDB's REPEATABLE READ snapshot) passes the limit."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("SQLite takes its one write lock at BEGIN: a reserver never waits between its reads")
+    db_url = server_db_url
     first, second = ref("utc-day", tokens=10_000), ref("rolling", tokens=1_000)     # locked in this order
     now = utcnow()
     spend([first], 100, now)          # both windows exist: the racer's only wait is for the second's lock
