@@ -20,6 +20,9 @@ from shared.core.keys import HeldKey
 from shared.core.models import utcnow
 
 TIMEOUT_SECONDS = 5.0
+# Python specializes a function's bytecode only after it has run several times (8 calls in
+# CPython 3.11): rehearsed once, the request code would still run unspecialized at the first call.
+REHEARSALS = 10
 _BODY = json.dumps({
     "id": "chatcmpl-warm-up", "object": "chat.completion", "created": 0, "model": "warm-up",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
@@ -30,9 +33,10 @@ _HEAD = ("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close
          f"content-length: {len(_BODY)}\r\n\r\n").encode()
 
 
-async def rehearse_chat(dialect) -> Answer:
-    """Send one chat completion through openai to a local canned server and read it with
-    `dialect` (an OpenAICompatible: `answer`, `rate_limits`). Raises what a failure raises."""
+async def rehearse_chat(dialect, times: int = REHEARSALS) -> Answer:
+    """Send `times` chat completions through openai to a local canned server, each on a new
+    connection, and read them with `dialect` (an OpenAICompatible: `answer`, `rate_limits`).
+    Raises what a failure raises."""
     server = await asyncio.start_server(_answer, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
@@ -40,13 +44,14 @@ async def rehearse_chat(dialect) -> Answer:
         http = openai.DefaultAsyncHttpxClient(trust_env=False, verify=False)
         client = openai.AsyncOpenAI(api_key="warm-up", base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS,
                                     http_client=http)
+        key = HeldKey(id=0, fingerprint="", label="warm-up", masked="", base_url=base_url, secret="")
         try:
-            raw = await client.chat.completions.with_raw_response.create(
-                model="warm-up", messages=[{"role": "user", "content": "warm-up"}])
-            key = HeldKey(id=0, fingerprint="", label="warm-up", masked="", base_url=base_url, secret="")
-            sent = Sent(key, "warm-up", dict(raw.headers.items()), raw)
-            answer = await dialect.answer(sent)
-            dialect.rate_limits(sent.headers, utcnow())
+            for _ in range(times):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="warm-up", messages=[{"role": "user", "content": "warm-up"}])
+                sent = Sent(key, "warm-up", dict(raw.headers.items()), raw)
+                answer = await dialect.answer(sent)
+                dialect.rate_limits(sent.headers, utcnow())
         finally:
             await client.close()
     return answer

@@ -31,7 +31,7 @@ from shared.core import hold_statements as statements
 from shared.core import windows
 from shared.core.budget_holds import BudgetLimit, check_budgets, drop_holds, insert_holds
 from shared.core.config import Config
-from shared.core.db import write_transaction
+from shared.core.db import database, write_transaction
 from shared.core.models import Allowance, AllowanceWindow, KeyAllowance, utcnow
 from shared.core.query_rows import tuple_rows
 
@@ -122,8 +122,11 @@ class AllowanceUsage:
 
 def sync_allowances(config: Config, now: dt.datetime | None = None) -> dict[str, AllowanceRef]:
     """Register the config's allowances (new ones, changed limits); returns them by name.
-    Run inside the caller's transaction (sync_keys) or alone."""
+    Run inside the caller's transaction (sync_keys) or alone. When calls will hold (against
+    allowances or enforced budgets), the statements that hold are compiled here, at start."""
     now = now or utcnow()
+    if config.allowances or config.budgets.enforce:
+        statements.prepare(database.obj, 2 * (1 + len(config.budgets.keys)))
     refs = {}
     for allowance in config.allowances:
         mode = "utc-day" if allowance.window == "utc-day" else "rolling"

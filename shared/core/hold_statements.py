@@ -11,6 +11,7 @@ gives them (only the key row, which carries datetimes, is converted by its field
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,18 @@ def insert_budget_holds(values: Mapping[str, Any], count: int) -> None:
     """Insert `count` budget holds in one statement: slots hold, expires and scope<i>,
     period<i>, start<i>, tokens<i>, cost<i> for i in range(count)."""
     db = database.obj
-    _STATEMENTS.get(db, ("budget holds insert", count), lambda: _budget_holds_insert(count)).execute(db, values)
+    _STATEMENTS.get(db, ("budget holds insert", count), functools.partial(_budget_holds_insert, count)).execute(
+        db, values)
+
+
+def prepare(db: pw.Database, budget_holds: int = 2) -> None:
+    """Compile every statement for `db`'s backend now (at start), so that the first call that
+    holds does not build them (~10 ms of CPU): inserts of up to `budget_holds` budget holds."""
+    for name, build in _BUILDERS.items():
+        _STATEMENTS.get(db, name, build)
+    _STATEMENTS.get(db, "key row", _key_row)
+    for count in range(1, budget_holds + 1):
+        _STATEMENTS.get(db, ("budget holds insert", count), functools.partial(_budget_holds_insert, count))
 
 
 def _sum(column: pw.Field) -> pw.Function:
