@@ -48,10 +48,10 @@ def floor(imports: str) -> float:
     return float(out.stdout.strip())
 
 
-def bot_config(base_url: str, database_url: str, name: str = "bench-bot"):
+def bot_config(base_url: str, database_url: str, name: str = "bench-bot", autoreply: dict | None = None):
     from bench.client_overhead import SECRET
     from shared.core.config import parse_config
-    return parse_config({"database": {"url": database_url}, "bot": {"name": name},
+    return parse_config({"database": {"url": database_url}, "bot": {"name": name}, "autoreply": autoreply or {},
                          "keys": [{"label": f"k{i}", "api_key": SECRET + str(i), "base_url": base_url,
                                    "daily_token_limit": 10 ** 12} for i in range(3)]}, "bench.toml", env={})
 
@@ -67,6 +67,8 @@ async def bot_steps(base_url: str, database_url: str, seconds: float, in_process
 
     from pyrogram import Client
 
+    from shared.core.db_drivers import keep_unused_drivers_out
+    keep_unused_drivers_out(database_url)                   # as `tokenpool-bot` does before peewee loads
     import userbot.app  # noqa: F401  (the real bot module, pyrogram and all)
     from shared.core.models import utcnow
     from userbot import report_commands

@@ -2,27 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
-import signal
 import sys
-
-from pyrogram.errors import Unauthorized
 
 from shared.core.command_line import Parser, add_common, config_options
 from shared.core.config import ConfigError, load_config
-from shared.core.db import DatabaseUnavailable, DatabaseUrlError
-from shared.core.logs import setup_logging
-from shared.core.schema import SchemaError
-from userbot.accounts import account_configs
-from userbot.app import run_bots
-from userbot.core import keep_trio_out
-from userbot.session import SetupError, login, telegram_credentials
-from userbot.simulate import simulate
-
-log = logging.getLogger("tokenpool.bot")
-USER_ERRORS = (ConfigError, SchemaError, DatabaseUnavailable, DatabaseUrlError, SetupError)
+from shared.core.db_drivers import keep_unused_drivers_out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,41 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
-        setup_logging(config.log_level)
-        if args.command == "login":
-            credentials = telegram_credentials(config, need_session_string=False)
-            print(asyncio.run(login(config, credentials, print_session_string=args.print_session_string)))
-            return 0
-        if args.command == "simulate":
-            if args.name:
-                config = dataclasses.replace(config, bot=dataclasses.replace(config.bot, name=args.name))
-            keep_trio_out()
-            counts = asyncio.run(simulate(config, seconds=args.seconds, seed=args.seed, rate=args.rate,
-                                          min_messages=args.min_messages))
-            log.info("simulated bot %s done: %s", config.bot.name, counts)
-            return 0
-        configs = account_configs(config, getattr(args, "account", None) or [])
-        keep_trio_out()
-        return asyncio.run(_run(configs))
-    except USER_ERRORS as exc:
+    except ConfigError as exc:
         print(f"tokenpool-bot: {exc}", file=sys.stderr)
         return 2
-    except Unauthorized as exc:
-        print(f"tokenpool-bot: Telegram no longer accepts this session ({exc.__class__.__name__}); "
-              "run `tokenpool-bot login` again", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-async def _run(configs) -> int:
-    accounts = [(config, telegram_credentials(config)) for config in configs]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await run_bots(accounts, stop=stop)
-    return 0
+    # The bot's parts import peewee, and peewee every database driver it finds: they load
+    # only now, so that a bot on SQLite never loads psycopg2 or pymysql (~5 MB resident).
+    keep_unused_drivers_out(config.database_url)
+    from userbot.run import run_command
+    return run_command(args, config)
 
 
 if __name__ == "__main__":

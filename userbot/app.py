@@ -57,6 +57,7 @@ log = logging.getLogger("tokenpool.bot")
 
 TYPING_EVERY = 4.0          # Telegram shows "typing…" for about 5 s per action
 MUTE_CACHE_SECONDS = 300
+MUTE_CACHE_CHATS = 1000     # chats whose mute state is remembered (the longest known are forgotten first)
 MAX_TEXT_PIECES = 3         # longer command answers are sent as a file
 HEARTBEAT_SECONDS = 15.0
 PRUNE_EVERY_SECONDS = 3600.0
@@ -369,8 +370,15 @@ class BotApp:
         except (RPCError, KeyError, ValueError, OSError) as exc:
             log.debug("mute state of chat %s unknown (%s); treating it as not muted", chat_id, exc)
             muted = False
+        self._muted.pop(chat_id, None)          # oldest answer first: the first is forgotten past the cap
         self._muted[chat_id] = (time.monotonic(), muted)
+        if len(self._muted) > MUTE_CACHE_CHATS:
+            del self._muted[next(iter(self._muted))]
         return muted
+
+    def chats_in_memory(self) -> int:
+        """How many chats this bot keeps something about in memory (mute states, the replier's)."""
+        return len(self._muted) + self.replier.chats_in_memory()
 
     async def catch_up(self, client: Client) -> int:
         """Handle unread private messages that arrived while the bot was offline; returns how

@@ -131,8 +131,10 @@ class AutoReplier:
         self._blocking = run_blocking or asyncio.to_thread
         self._clock = clock
         self._sleep = sleep
-        self._chat_locks: dict[int, asyncio.Lock] = {}
-        self._wake: dict[int, dt.datetime | None] = {}
+        # Per chat, only while it matters (a bot meets new chats for weeks): the lock while
+        # someone holds or waits for it, the wake-up time while the chat has messages waiting.
+        self._chat_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+        self._wake: dict[int, dt.datetime] = {}
         self._switches: tuple[float, Switches] | None = None
 
     def policy_now(self) -> Policy:
@@ -148,8 +150,22 @@ class AutoReplier:
     async def policy(self) -> Policy:
         return await self._blocking(self.policy_now)
 
-    def _lock(self, chat_id: int) -> asyncio.Lock:
-        return self._chat_locks.setdefault(chat_id, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, chat_id: int):
+        """Hold the chat's lock; it is forgotten once nobody holds or waits for it."""
+        lock, users = self._chat_locks.setdefault(chat_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._chat_locks[chat_id]
+
+    def chats_in_memory(self) -> int:
+        """How many chats this replier keeps something about in memory (locks, wake-up times)."""
+        return len(self._chat_locks.keys() | self._wake.keys())
 
     # --- arrival ----------------------------------------------------------------------------
 
@@ -247,8 +263,9 @@ class AutoReplier:
     async def run_due(self, transport: Transport) -> int:
         """Answer every chat whose waiting messages may be answered now; returns replies sent."""
         now = self._clock()
-        due = [chat_id for chat_id in await self._blocking(self.store.chats_with_pending)
-               if (wake := self._wake.get(chat_id)) is None or wake <= now]
+        waiting = await self._blocking(self.store.chats_with_pending)
+        self._forget_settled(waiting, now)
+        due = [chat_id for chat_id in waiting if (wake := self._wake.get(chat_id)) is None or wake <= now]
         limit = asyncio.Semaphore(CHATS_AT_ONCE)
 
         async def answer(chat_id: int) -> bool:
@@ -256,6 +273,16 @@ class AutoReplier:
                 return bool((await self._process(chat_id, transport)).sent_ids)
 
         return sum(await asyncio.gather(*(answer(chat_id) for chat_id in due)))
+
+    def _forget_settled(self, waiting: list[int], now: dt.datetime) -> None:
+        """Drop the wake-up times that passed for chats with nothing waiting any more (their
+        messages were settled meanwhile: by the owner, a restart ...)."""
+        past = [chat_id for chat_id, wake in self._wake.items() if wake <= now]
+        if past:
+            still = set(waiting)
+            for chat_id in past:
+                if chat_id not in still:
+                    del self._wake[chat_id]
 
     async def _process(self, chat_id: int, transport: Transport) -> Handled:
         """Settle, answer or leave waiting the chat's pending messages (the chat's lock is held)."""
@@ -265,7 +292,10 @@ class AutoReplier:
         if plan.skip:
             await self._blocking(self._settle_skipped, plan.skip, now)
         if not plan.answer:
-            self._wake[chat_id] = plan.wait_until
+            if plan.wait_until is None:
+                self._wake.pop(chat_id, None)       # looked at again at the next `run_due`
+            else:
+                self._wake[chat_id] = plan.wait_until
             if plan.waiting is not None:
                 waiting = [p.row_id for p in pending if p not in {s for s, _ in plan.skip}]
                 await self._blocking(self.store.note_waiting, waiting,

@@ -419,3 +419,30 @@ async def test_held_messages_wait_for_the_reset_or_for_cap_off_on_every_backend(
     await bot.send(owner_in_chat(bot.client, ALICE, ".cap off"))      # the owner lifts it: answered now
     assert await bot.tick() == 1
     assert [outcome for outcome, _ in fates()] == ["replied", "replied"]
+
+
+async def test_a_bot_keeps_nothing_in_memory_about_chats_whose_messages_are_settled(make_bot):
+    """A bot meets new chats for weeks: per-chat locks and wake-up times live only while a
+    chat has something waiting (answered, or taken over by the owner)."""
+    bot = await make_bot(autoreply={"reply_after_quiet_seconds": 3, "skip_muted": True})
+    people = [make_user(5000 + i, f"Person {i}", is_contact=True) for i in range(30)]
+    for person in people:
+        await say(bot, person, "are you there?")
+    assert bot.app.chats_in_memory() >= len(people)          # each waits for its quiet period
+    await bot.send(owner_in_chat(bot.client, people[0], "yes, me", date=bot.clock.now))
+    bot.clock.advance(seconds=4)
+    assert await bot.tick() == len(people) - 1
+    assert bot.app.chats_in_memory() == len(people)          # only the mute states, capped below
+    bot.clock.advance(seconds=4)
+    assert await bot.tick() == 0
+    assert bot.replier.chats_in_memory() == 0
+
+
+async def test_mute_states_are_remembered_for_a_bounded_number_of_chats(make_bot, monkeypatch):
+    import userbot.app
+    monkeypatch.setattr(userbot.app, "MUTE_CACHE_CHATS", 5)
+    bot = await make_bot(autoreply={"skip_muted": True})
+    for i in range(12):
+        await say(bot, make_user(6000 + i, f"Person {i}", is_contact=True), "hello")
+    assert len(bot.client.texts(6011)) == 1
+    assert bot.app.chats_in_memory() == 5
