@@ -35,25 +35,10 @@ sys.path.insert(0, ROOT)
 async def client(base_url: str, database_url: str, kind: str, calls: int, holds: list[str]) -> None:
     import openai
 
-    from bench.client_overhead import MESSAGES, SECRET, bench_settings
+    from bench.client_overhead import MESSAGES, SECRET
     if kind == "first":
         return await first_calls(base_url, database_url, calls, holds)
-    from shared.ai.client import TrackedClient
-    from shared.core.accounting import Accountant
-    from shared.core.config import parse_config
-    from shared.core.liveness import beat
-    from shared.core.models import KeyRanking
-    from shared.core.pricing import Pricer
-    from shared.core.startup import open_runtime
-
-    config = parse_config(bench_settings(base_url, database_url, "allowances" in holds, "budgets" in holds),
-                          "bench.toml", env={})
-    runtime = open_runtime(config)
-    beat("worker", "bench-worker")
-    KeyRanking.create(generation=int(time.time()), key_ids=json.dumps(runtime.keyring.ids()), policy="sticky",
-                      published_by="bench-worker")
-    tracked = TrackedClient(config, runtime.keyring, Accountant(config.bot.name, Pricer(config.pricing)))
-    await tracked.warm_up()
+    tracked = await warmed_client(base_url, database_url, holds)
     bare = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0)
     for _ in range(20):
         await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -70,13 +55,9 @@ async def client(base_url: str, database_url: str, kind: str, calls: int, holds:
 FRESH_CLIENTS = 5
 
 
-async def first_calls(base_url: str, database_url: str, calls: int, holds: list[str]) -> None:
-    """The process's first tracked call, steady calls of both kinds, and new bare clients' first
-    calls, each between two marks: callgrind (--dump-before=getppid) writes the instructions
-    counted since the last mark at each one, so each part is counted by itself, every thread."""
-    import openai
-
-    from bench.client_overhead import MESSAGES, SECRET, bench_settings
+async def warmed_client(base_url: str, database_url: str, holds: list[str]):
+    """The tracked client as the bench sets it up: one key, a live worker's ranking, warmed up."""
+    from bench.client_overhead import bench_settings
     from shared.ai.client import TrackedClient
     from shared.core.accounting import Accountant
     from shared.core.config import parse_config
@@ -85,7 +66,6 @@ async def first_calls(base_url: str, database_url: str, calls: int, holds: list[
     from shared.core.pricing import Pricer
     from shared.core.startup import open_runtime
 
-    mark = os.getppid
     config = parse_config(bench_settings(base_url, database_url, "allowances" in holds, "budgets" in holds),
                           "bench.toml", env={})
     runtime = open_runtime(config)
@@ -94,6 +74,19 @@ async def first_calls(base_url: str, database_url: str, calls: int, holds: list[
                       published_by="bench-worker")
     tracked = TrackedClient(config, runtime.keyring, Accountant(config.bot.name, Pricer(config.pricing)))
     await tracked.warm_up()
+    return tracked
+
+
+async def first_calls(base_url: str, database_url: str, calls: int, holds: list[str]) -> None:
+    """The process's first tracked call, steady calls of both kinds, and new bare clients' first
+    calls, each between two marks: callgrind (--dump-before=getppid) writes the instructions
+    counted since the last mark at each one, so each part is counted by itself, every thread."""
+    import openai
+
+    from bench.client_overhead import MESSAGES, SECRET
+
+    mark = os.getppid
+    tracked = await warmed_client(base_url, database_url, holds)
     mark()                                                  # 1: set-up and warm-up
     await tracked.chat(MESSAGES, operation="bench")
     mark()                                                  # 2: the first tracked call

@@ -119,7 +119,7 @@ class DatabaseExecutor:
         """The inline connection never checkpoints (see inline_twin): the thread's does, now and then."""
         async def checkpoint():
             try:
-                await self.run_once(lambda: database.obj.execute_sql("PRAGMA wal_checkpoint(PASSIVE)"))
+                await self.run_once(_checkpoint)
             except Exception as exc:  # noqa: BLE001 -- the next one, or another connection, checkpoints
                 log.debug("WAL checkpoint skipped: %s", exc)
         task = asyncio.ensure_future(checkpoint())
@@ -216,6 +216,11 @@ class DatabaseExecutor:
 
 
 _checkpoints: set[asyncio.Future] = set()      # running checkpoint tasks (kept from the GC)
+
+
+def _checkpoint() -> None:
+    # Its row read to the end: a statement left in progress would make the connection's next COMMIT fail.
+    database.obj.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 # Like concurrent.futures' threads: at interpreter exit, what was submitted is run first.
 _open_executors: weakref.WeakSet[DatabaseExecutor] = weakref.WeakSet()

@@ -8,6 +8,7 @@ import threading
 import peewee
 import pytest
 
+from shared.core import db_executor
 from shared.core.accounting import Accountant, CallRecord
 from shared.core.backoff import Backoff, backoff_delay
 from shared.core.db import DatabaseUnavailable
@@ -174,3 +175,26 @@ async def test_while_the_thread_has_work_an_inline_call_waits_its_turn_there(sql
     loop_thread = threading.current_thread().name
     assert order[0] == "slow" and order[1].startswith("quick on database")
     assert order[2] == f"quick on {loop_thread}"
+
+
+async def test_the_checkpoints_asked_of_the_thread_leave_its_connection_able_to_commit(
+        sqlite_db, sqlite_url, monkeypatch, caplog):
+    """The inline connection never checkpoints; every CHECKPOINT_EVERY inline runs the thread
+    does. Its PRAGMA's row must be read to the end, or the thread's next COMMIT fails
+    ("cannot commit transaction - SQL statements in progress")."""
+    monkeypatch.setattr(db_executor, "CHECKPOINT_EVERY", 3)
+    keyring = sync_keys(make_config(1, url=sqlite_url))
+    executor = DatabaseExecutor(attempts=1)
+    accountant = Accountant("bot", executor=executor)
+    threads: list[str] = []
+    try:
+        for _ in range(3):
+            await executor.run_inline(_booking(accountant, threads), _call(keyring))
+        assert len(db_executor._checkpoints) == 1                  # asked of the thread
+        await asyncio.gather(*db_executor._checkpoints)
+        with caplog.at_level(logging.WARNING, logger="tokenpool.db"):
+            await executor.run(accountant.record_once, _call(keyring))     # a commit on the thread
+    finally:
+        executor.close()
+    assert "database unavailable" not in caplog.text
+    assert UsageEvent.select().count() == 4
