@@ -392,6 +392,7 @@ async def test_warm_up_opens_the_in_flight_file_before_the_first_call(harness, t
     try:
         await client.warm_up()
         assert inflight.path.exists()
+        assert inflight.path.stat().st_size == 0     # rehearsed, never written: a crash now books nothing
         await client.chat(HELLO, operation="first")
     finally:
         await client.aclose()
