@@ -29,13 +29,16 @@ from shared.ai.errors import (  # noqa: F401  (re-exported: callers import error
 )
 from shared.ai.failover import Attempt, Failover, Request, Settled, Step
 from shared.ai.openai_dialect import OpenAICompatible
+from shared.ai.rehearsal import REHEARSALS
 from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking
+from shared.core.budget_holds import cost_budgets_enforced
 from shared.core.config import Config
 from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
+from shared.core.pricing import override_hint
 from shared.core.usage import Usage
 
 log = logging.getLogger("tokenpool.client")
@@ -107,13 +110,18 @@ class TrackedClient:
         await self.failover.database.run_inline(self._warm_connection, fallback=False)
 
     def _warm_connection(self, db=None) -> None:
-        pick = self.selector.pick(utcnow(), model=self.config.client.default_model, db=db)
+        """The pick and the booking rehearsed REHEARSALS times (rolled back), so that their
+        Python runs specialized at the first call, as the request's does (rehearsal.py)."""
+        model = self.config.client.default_model
+        for _ in range(REHEARSALS):
+            pick = self.selector.pick(utcnow(), model=model, db=db)
         if pick.key is not None:
-            rehearse_booking(pick.key.id, self.accountant.anchor(pick.key.id, db), db)
+            rehearse_booking(pick.key.id, self.accountant.anchor(pick.key.id, db), self.accountant.pricer, db,
+                             model=model, times=REHEARSALS)
 
     async def _open_inflight(self) -> None:
         if self.accountant.inflight is not None:
-            self.accountant.inflight.open()
+            self.accountant.inflight.open(rehearsals=REHEARSALS)
 
     def _warm_database(self) -> None:
         pick = self.selector.pick(utcnow(), model=self.config.client.default_model)
@@ -121,12 +129,18 @@ class TrackedClient:
         self.accountant.load_anchors(key_ids)
         key_id = pick.key.id if pick.key is not None else (key_ids[0] if key_ids else None)
         if key_id is not None:
-            rehearse_booking(key_id, self.accountant.anchor(key_id))
+            rehearse_booking(key_id, self.accountant.anchor(key_id), self.accountant.pricer,
+                             model=self.config.client.default_model)
         else:
             prepare_statements(database.obj)
-        autoreply = self.config.autoreply
-        self.accountant.pricer.prefetch([self.config.client.default_model, autoreply.model, *autoreply.models])
-        self.accountant.pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
+        pricer = self.accountant.pricer
+        pricer.prefetch(self.config.models_in_use)
+        pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
+        if cost_budgets_enforced(self.config):
+            for model in self.config.models_in_use:
+                if not pricer.is_priced(model):
+                    log.warning("enforced cost budgets hold calls of %s at $0 (no price known), so cannot stop "
+                                "them: %s", model, override_hint(model))
 
     async def chat(self, messages: list[dict], *, operation: str, model: str | None = None,
                    models: list[str] | tuple[str, ...] | None = None, chat_id: int | None = None,

@@ -131,26 +131,32 @@ class Recorded:
 def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer, db: pw.Database | None = None) -> Recorded:
     """Record one call atomically on `db` (default: this thread's connection). `anchor` is
     the key's window anchor (from its row)."""
-    outcome = Outcome(call.outcome)
-    usage = call.usage
-    price = pricer.price(call.model, usage.input, usage.cached, usage.output)
-    cost = price or 0
-    values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
-    values["unpriced"] = usage.input + usage.output if price is None else 0
     db = database.obj if db is None else db
-    statements = _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None)
+    statements, values, cost = _booking(call, anchor, pricer, db)
     try:
         if call.hold is None:
             execute_all(db, statements, values)
         else:   # the allowance reservation is settled in the same transaction as the call
             with write_transaction(db):
                 execute_all(db, statements, values)
-                settle(call.hold, usage.total, int(call.counts_as_request))
+                settle(call.hold, call.usage.total, int(call.counts_as_request))
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists(db):
             return Recorded(call.call_id, cost, duplicate=True)
         raise
     return Recorded(call.call_id, cost)
+
+
+def _booking(call: CallRecord, anchor: dt.datetime, pricer: Pricer,
+             db: pw.Database) -> tuple[tuple[Prepared, ...], dict, int]:
+    """What booking `call` runs on `db`: the statements, their slots' values, and the cost."""
+    outcome = Outcome(call.outcome)
+    usage = call.usage
+    price = pricer.price(call.model, usage.input, usage.cached, usage.output)
+    cost = price or 0
+    values = _slot_values(call, usage, outcome, cost, windows.window_start(anchor, call.at))
+    values["unpriced"] = usage.input + usage.output if price is None else 0
+    return _statements_for(db, outcome, call.rate_limits is not None, call.chat_id is not None), values, cost
 
 
 def _slot_values(call: CallRecord, usage: Usage, outcome: Outcome, cost: int, start: dt.datetime) -> dict:
@@ -189,17 +195,20 @@ def prepare_statements(db) -> None:
     _statements_for(db, Outcome.OK, True, True)
 
 
-def rehearse_booking(key_id: int, anchor: dt.datetime, db: pw.Database | None = None) -> None:
-    """Book an ordinary call (answered, with rate-limit headers, for a chat) on key `key_id`
-    and roll it back, at start: its statements are compiled by peewee and by the driver (SQLite
-    ~0.8 ms on the first call otherwise), a server opens the tables, indexes and foreign-key
-    checks they touch. Nothing is kept: the books are as they were (`prepared.rehearse`)."""
+def rehearse_booking(key_id: int, anchor: dt.datetime, pricer: Pricer, db: pw.Database | None = None, *,
+                     model: str = "warm-up", times: int = 1) -> None:
+    """Book an ordinary call of `model` (answered, with rate-limit headers, for a chat) on key
+    `key_id` and roll it back, `times` over, at start: the statements are compiled by peewee
+    and by the driver (SQLite ~0.8 ms on the first call otherwise), a server opens the
+    tables, indexes and foreign-key checks they touch, and the booking's own Python runs
+    through `record_call`'s steps often enough to be specialized (see REHEARSALS in
+    shared/ai/rehearsal.py). Nothing is kept: the books are as they were (`prepared.rehearse`)."""
     db = database.obj if db is None else db
-    call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model="warm-up", chat_id=0,
-                      rate_limits=RateLimitSnapshot())
-    values = _slot_values(call, call.usage, Outcome.OK, 0, windows.window_start(anchor, call.at))
-    values["unpriced"] = 0
-    rehearse(db, _statements_for(db, Outcome.OK, True, True), values)
+    for _ in range(times):
+        call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model=model, chat_id=0,
+                          input_tokens=1, output_tokens=1, rate_limits=RateLimitSnapshot())
+        statements, values, _cost = _booking(call, anchor, pricer, db)
+        rehearse(db, statements, values)
 
 
 def _statements_for(db, outcome: Outcome, has_limits: bool, for_chat: bool) -> tuple[Prepared, ...]:

@@ -46,15 +46,20 @@ class InFlight:
         self._lines = 0
         self._failed = False
 
-    def open(self) -> None:
+    def open(self, rehearsals: int = 0) -> None:
         """Create and lock this run's file now (the bot's warm-up at start), not at the first
-        call (~0.13 ms). A failure is left to `intend` to report, where it matters."""
+        call (~0.13 ms), and encode a call `rehearsals` times without writing it, so the first
+        call's encoding runs specialized (~0.06 ms of its ~0.13). A failure to open is left to
+        `intend` to report, where it matters."""
         with contextlib.suppress(OSError):
             self._file()
+        sample = CallRecord(key_id=0, bot="warm-up", operation="warm-up", model="warm-up", estimated=True)
+        for _ in range(rehearsals):
+            _encode(sample)
 
     def intend(self, call: CallRecord) -> None:
         """Write `call` (the estimated charge) down before it is sent."""
-        line = (json.dumps(call_to_json(call), separators=(",", ":")) + "\n").encode("utf-8")
+        line = _encode(call)
         try:
             os.write(self._file(), line)
         except OSError as exc:
@@ -98,6 +103,10 @@ class InFlight:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._fd = fd
         return self._fd
+
+
+def _encode(call: CallRecord) -> bytes:
+    return (json.dumps(call_to_json(call), separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def settle_orphans(folder: str | Path, bot: str, book: Callable[[CallRecord], object]) -> int:

@@ -154,8 +154,8 @@ def test_a_rehearsed_booking_leaves_the_books_as_they_were_and_the_next_call_cou
     now = _anchor(key_id) + dt.timedelta(hours=1)
     acc.record(_call(key_id, now, chat_id=7))
     before = _books()
-    rehearse_booking(key_id, _anchor(key_id))
-    rehearse_booking(key_id, _anchor(key_id))
+    rehearse_booking(key_id, _anchor(key_id), Pricer())
+    rehearse_booking(key_id, _anchor(key_id), Pricer(), model="gpt-4o-mini", times=3)
     assert _books() == before
     assert not db.in_transaction()
     acc.record(_call(key_id, now, chat_id=7, rate_limits=RateLimitSnapshot(remaining_requests=3)))
@@ -171,7 +171,7 @@ def test_a_rehearsal_is_refused_inside_an_open_transaction_and_leaves_it_alone(d
     with db.atomic():
         ApiKey.update(used_today=41).where(ApiKey.id == key_id).execute()
         with pytest.raises(RuntimeError):
-            rehearse_booking(key_id, _anchor(key_id))
+            rehearse_booking(key_id, _anchor(key_id), Pricer())
     assert ApiKey.get_by_id(key_id).used_today == 41
 
 

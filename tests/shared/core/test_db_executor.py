@@ -122,6 +122,24 @@ async def test_a_booking_runs_on_the_loops_thread_only_on_sqlite(db, db_url):
     assert UsageEvent.select().count() == 3
 
 
+async def test_a_database_not_opened_yet_leaves_later_bookings_on_the_loops_thread(sqlite_db, sqlite_url,
+                                                                                   monkeypatch):
+    from shared.core.db import database
+    keyring = sync_keys(make_config(1, url=sqlite_url))
+    executor = DatabaseExecutor()
+    accountant = Accountant("bot", executor=executor)
+    threads: list[str] = []
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(database, "obj", None)
+            assert await executor.run_inline(_booking(accountant, threads), _call(keyring), fallback=False) is None
+        await executor.run_inline(_booking(accountant, threads), _call(keyring))
+    finally:
+        executor.close()
+    assert threads == [threading.current_thread().name]
+    assert UsageEvent.select().count() == 1
+
+
 async def test_a_write_lock_held_elsewhere_sends_the_booking_to_the_thread_without_stalling_the_loop(
         sqlite_db, sqlite_url):
     keyring = sync_keys(make_config(1, url=sqlite_url))
