@@ -46,29 +46,32 @@ RAW_UPDATE = ("UPDATE api_key SET "
               + ", ".join(_today(c, a) for c, a in (
                   ("used_today", ":total"), ("input_today", ":inp"), ("cached_today", ":cached"),
                   ("output_today", ":out"), ("calls_today", "1"), ("rate_hits_today", "0"),
-                  ("errors_today", "0"), ("cost_today_nanousd", ":cost")))
+                  ("errors_today", "0"), ("cost_today_nanousd", ":cost"), ("unpriced_today", ":unpriced")))
               + ", window_start = CASE WHEN window_start > :ws THEN window_start ELSE :ws END,"
               " total_tokens = total_tokens + :total, total_input = total_input + :inp,"
               " total_cached = total_cached + :cached, total_output = total_output + :out,"
               " total_calls = total_calls + 1, total_rate_hits = total_rate_hits + 0,"
               " total_errors = total_errors + 0, total_cost_nanousd = total_cost_nanousd + :cost,"
+              " total_unpriced = total_unpriced + :unpriced,"
               " last_used_at = :at WHERE id = :key")
 RAW_EVENT = """INSERT INTO usage_event (call_id, at, key_id, window_start, bot, operation, model, input_tokens,
  cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, duration_ms, outcome, error_code,
- chat_id, estimated) VALUES (:call_id, :at, :key, :ws, :bot, :op, :model, :inp, :cached, :out, 0, :total, :cost,
- :ms, 'ok', '', :chat, :estimated)"""
+ chat_id, estimated, unpriced_tokens) VALUES (:call_id, :at, :key, :ws, :bot, :op, :model, :inp, :cached, :out, 0,
+ :total, :cost, :ms, 'ok', '', :chat, :estimated, :unpriced)"""
 _SUMS = """calls = {t}.calls + 1, ok_calls = {t}.ok_calls + 1, error_calls = {t}.error_calls + 0,
  rate_hits = {t}.rate_hits + 0, input_tokens = {t}.input_tokens + excluded.input_tokens,
  cached_tokens = {t}.cached_tokens + excluded.cached_tokens, output_tokens = {t}.output_tokens + excluded.output_tokens,
  reasoning_tokens = {t}.reasoning_tokens + 0, total_tokens = {t}.total_tokens + excluded.total_tokens,
- cost_nanousd = {t}.cost_nanousd + excluded.cost_nanousd, duration_ms = {t}.duration_ms + excluded.duration_ms"""
+ cost_nanousd = {t}.cost_nanousd + excluded.cost_nanousd,
+ unpriced_tokens = {t}.unpriced_tokens + excluded.unpriced_tokens,
+ duration_ms = {t}.duration_ms + excluded.duration_ms"""
 RAW_ROLLUP = """INSERT INTO daily_rollup (day, key_id, bot, model, operation, calls, ok_calls, error_calls, rate_hits,
- input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, duration_ms)
- VALUES (:day, :key, :bot, :model, :op, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :ms)
+ input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, unpriced_tokens, duration_ms)
+ VALUES (:day, :key, :bot, :model, :op, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :unpriced, :ms)
  ON CONFLICT (day, key_id, bot, model, operation) DO UPDATE SET """ + _SUMS.format(t="daily_rollup")
 RAW_CHAT_ROLLUP = """INSERT INTO chat_rollup (day, key_id, bot, chat_id, calls, ok_calls, error_calls, rate_hits,
- input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, duration_ms)
- VALUES (:day, :key, :bot, :chat, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :ms)
+ input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, cost_nanousd, unpriced_tokens, duration_ms)
+ VALUES (:day, :key, :bot, :chat, 1, 1, 0, 0, :inp, :cached, :out, 0, :total, :cost, :unpriced, :ms)
  ON CONFLICT (day, key_id, bot, chat_id) DO UPDATE SET """ + _SUMS.format(t="chat_rollup")
 RAW_STATEMENTS = (RAW_UPDATE, RAW_EVENT, RAW_ROLLUP, RAW_CHAT_ROLLUP)
 
@@ -201,7 +204,7 @@ def raw_worker(url, calls, seed, barrier, queue):
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         params = dict(c, key=key, total=c["inp"] + c["out"], cost=0, at=as_text(now), day=as_text(now.date()),
                       ws=as_text(window_start(anchors[key], now)), call_id=uuid.uuid4().hex, bot=f"bot{seed}",
-                      estimated=False)
+                      estimated=False, unpriced=0)
         if kind == "sqlite":
             cur.execute("BEGIN IMMEDIATE")
         for sql in statements:
