@@ -11,10 +11,11 @@ import pytest
 from shared.core import db_executor
 from shared.core.accounting import Accountant, CallRecord
 from shared.core.backoff import Backoff, backoff_delay
-from shared.core.db import DatabaseUnavailable
+from shared.core.db import BOT_CACHE_KIB, INLINE_CACHE_KIB, DatabaseUnavailable, database
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import sync_keys
 from shared.core.models import ApiKey, UsageEvent
+from shared.core.startup import open_runtime
 from tests.conftest import make_config
 
 
@@ -216,3 +217,29 @@ async def test_the_checkpoints_asked_of_the_thread_leave_its_connection_able_to_
         executor.close()
     assert "database unavailable" not in caplog.text
     assert UsageEvent.select().count() == 4
+
+
+async def test_a_bots_two_sqlite_connections_keep_their_page_caches_small(sqlite_url):
+    """A bot's memory stays flat over hours only while both its SQLite page caches have a small
+    cap that fills within minutes (bench/soak.py): SQLite's default, 2,000 KiB each, filled for an
+    hour and more. Read back on the database thread's connection (opened as the bot opens it) and
+    on the inline one."""
+    def cache_kib(db=None):
+        pages = (db or database.obj).execute_sql("PRAGMA cache_size").fetchone()[0]
+        return -pages                       # negative: a size in KiB
+    runtime = open_runtime(make_config(1, url=sqlite_url), cache_kib=BOT_CACHE_KIB)
+    executor = DatabaseExecutor()
+    threads: list[str] = []
+
+    def inline_cache_kib(db):
+        threads.append(threading.current_thread().name)
+        return cache_kib(db)
+    try:
+        on_thread = await executor.run(cache_kib)
+        inline = await executor.run_inline(inline_cache_kib)
+    finally:
+        executor.close()
+        runtime.db.close()
+    assert threads == [threading.current_thread().name]          # the inline connection's, on the loop
+    assert (on_thread, inline) == (BOT_CACHE_KIB, INLINE_CACHE_KIB)
+    assert INLINE_CACHE_KIB <= BOT_CACHE_KIB <= 1024                # well under SQLite's default
