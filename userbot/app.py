@@ -22,6 +22,7 @@ from pyrogram.types import Message
 
 from shared.core.backoff import Backoff
 from shared.core.config import Config
+from shared.core.db import BOT_CACHE_KIB
 from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.plain_text import storable
@@ -477,7 +478,7 @@ async def run_bots(accounts: list[tuple[Config, TelegramCredentials]], *, stop: 
     stop = stop or asyncio.Event()
     notifier = notifier or Notifier()
     configs = [config for config, _ in accounts]
-    runtime = open_runtime(configs[0])
+    runtime = open_runtime(configs[0], cache_kib=BOT_CACHE_KIB)
     cores = build_cores(configs, runtime.keyring, journal=True)
     bots, clients = [], []
     try:

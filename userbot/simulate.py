@@ -14,6 +14,7 @@ import logging
 import random
 
 from shared.core.config import Config
+from shared.core.db import BOT_CACHE_KIB
 from shared.core.liveness import beat, sign_off
 from shared.core.models import utcnow
 from shared.core.startup import open_runtime
@@ -91,7 +92,7 @@ async def simulate_accounts(configs: list[Config], *, seconds: float, seed: int,
     # Hundreds of made-up chats at once: the account-wide per-minute cap would only queue them.
     configs = [dataclasses.replace(c, autoreply=dataclasses.replace(c.autoreply, max_replies_per_minute=0))
                for c in configs]
-    runtime = open_runtime(configs[0])
+    runtime = open_runtime(configs[0], cache_kib=BOT_CACHE_KIB)
     cores = build_cores(configs, runtime.keyring, commands=False, journal=True)     # no one types commands here
     try:
         for core in cores:

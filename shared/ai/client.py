@@ -34,11 +34,13 @@ from shared.ai.selection import Pick
 from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking, rehearse_holding_call
 from shared.core.allowances import reserve
+from shared.core.budget_holds import cost_budgets_enforced
 from shared.core.config import Config
 from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
+from shared.core.pricing import override_hint
 from shared.core.usage import Usage
 
 log = logging.getLogger("tokenpool.client")
@@ -149,9 +151,14 @@ class TrackedClient:
                              model=self.config.client.default_model)
         else:
             prepare_statements(database.obj)
-        autoreply = self.config.autoreply
-        self.accountant.pricer.prefetch([self.config.client.default_model, autoreply.model, *autoreply.models])
-        self.accountant.pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
+        pricer = self.accountant.pricer
+        pricer.prefetch(self.config.models_in_use)
+        pricer.cost_nanousd(self.config.client.default_model, 1, 0, 1)
+        if cost_budgets_enforced(self.config):
+            for model in self.config.models_in_use:
+                if not pricer.is_priced(model):
+                    log.warning("enforced cost budgets hold calls of %s at $0 (no price known), so cannot stop "
+                                "them: %s", model, override_hint(model))
         self._rehearse_holding(pick)
 
     async def chat(self, messages: list[dict], *, operation: str, model: str | None = None,

@@ -79,6 +79,15 @@ def enforced_limits(config: Config, key_id: int, label: str) -> list[BudgetLimit
     return found
 
 
+def cost_budgets_enforced(config: Config) -> bool:
+    """Whether some enforced budget is in money (a model with no known price is held at $0
+    against it: see `doctor`'s pricing check)."""
+    budgets = config.budgets
+    costs = [(budgets.daily_cost_usd, budgets.monthly_cost_usd)]
+    costs += [(key.daily_cost_usd, key.monthly_cost_usd) for key in budgets.keys.values()]
+    return budgets.enforce and any(cost is not None for pair in costs for cost in pair)
+
+
 def _limits(scope: str, key_id: int | None, budget) -> list[BudgetLimit]:
     found = []
     for period in PERIODS:

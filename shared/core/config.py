@@ -299,6 +299,13 @@ class Config:
         return "sqlite:///" + str(Path(self.data_dir) / "tokenpool.db")
 
     @property
+    def models_in_use(self) -> list[str]:
+        """The models this config asks for by name (the client's default, the auto-reply
+        chain, the vision model), each once, in that order."""
+        names = [self.client.default_model, self.autoreply.model, *self.autoreply.models, self.autoreply.vision_model]
+        return list(dict.fromkeys(name for name in names if name))
+
+    @property
     def session_file(self) -> Path:
         """Where `tokenpool-bot login` keeps this bot's Telegram session."""
         return Path(self.data_dir) / f"{self.bot.name}.session"

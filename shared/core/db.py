@@ -49,6 +49,18 @@ class DatabaseMissing(DatabaseUrlError):
     """A read-only look at an SQLite database that was never created (`tokenpool migrate` makes it)."""
 
 
+# SQLite's page caches, sized on purpose. Each connection keeps the pages it has read, up to its
+# cache_size (SQLite's default: 2,000 KiB). A bot's database thread filled its cache slowly: the
+# events, their rollups and the chats' records grow at their tail, new pages every minute (~30 KiB
+# a minute at bench/soak.py's 80 calls a minute), so the bot's memory crept up for an hour and more
+# before the cap was reached. With 256 KiB the cap is reached within minutes and then holds
+# (README, Performance). It costs no measured speed: a booking reads a few dozen pages (key rows,
+# counters, rollups, the tail of the events and their indexes), and a page read again comes from
+# the OS's file cache, not the disk; a cache is dropped anyway whenever another connection writes.
+INLINE_CACHE_KIB = 256      # the inline twin (shared.core.db_executor.run_inline): picks, bookings
+BOT_CACHE_KIB = 256         # a bot's own connections (open_runtime): its database thread's, start-up's
+
+
 def backend_of(db: peewee.Database) -> str:
     if isinstance(db, peewee.SqliteDatabase):
         return "sqlite"
@@ -60,7 +72,8 @@ def backend_of(db: peewee.Database) -> str:
 
 
 def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool = True,
-                     idle_transaction_seconds: float | None = None, read_only: bool = False) -> peewee.Database:
+                     idle_transaction_seconds: float | None = None, read_only: bool = False,
+                     cache_kib: int | None = None) -> peewee.Database:
     """Open the database named by `url` and (by default) bind the models to it.
 
     No lock outlives its holder for long: on PostgreSQL a statement waits for a lock at most
@@ -70,12 +83,17 @@ def connect_database(url: str, *, busy_timeout_seconds: float = 10.0, bind: bool
 
     `read_only`: every write is refused by the database itself (SQLite `mode=ro`, a
     read-only session on PostgreSQL and MySQL), and nothing is created: not the file, not
-    its folder (docs/design.md invariant 14)."""
+    its folder (docs/design.md invariant 14).
+
+    `cache_kib`: on SQLite, each connection's page cache at most (PRAGMA cache_size); None
+    leaves SQLite's default (2,000 KiB). Ignored by the other backends."""
     scheme = urlparse(url).scheme
     options: dict = {}
     if scheme.startswith("sqlite"):
         path = db_url.parse(url)["database"]
         options["pragmas"] = {"busy_timeout": int(busy_timeout_seconds * 1000), "foreign_keys": 1}
+        if cache_kib is not None:
+            options["pragmas"]["cache_size"] = -cache_kib        # negative: KiB, not pages
         if read_only:
             file = Path(path).expanduser()
             if path == ":memory:" or not file.is_file():
@@ -174,13 +192,14 @@ def inline_twin(db: peewee.Database) -> peewee.SqliteDatabase | None:
     own thread (`DatabaseExecutor.run_inline`). It never waits: busy_timeout 0 makes a lock
     held by another connection an error at once (the caller then hands the work to the
     database thread, which waits), and it never checkpoints the WAL itself (a checkpoint's
-    fsync would stall the loop; the database thread's connection checkpoints). None for
-    PostgreSQL, MySQL, in-memory and read-only databases."""
+    fsync would stall the loop; the database thread's connection checkpoints). Its page cache
+    is INLINE_CACHE_KIB at most. None for PostgreSQL, MySQL, in-memory and read-only databases."""
     known = getattr(db, "tokenpool_file", None)
     if not isinstance(db, peewee.SqliteDatabase) or known is None:
         return None
     twin = peewee.SqliteDatabase(db.database, uri=True, pragmas={
-        "busy_timeout": 0, "foreign_keys": 1, "synchronous": "normal", "wal_autocheckpoint": 0})
+        "busy_timeout": 0, "foreign_keys": 1, "synchronous": "normal", "wal_autocheckpoint": 0,
+        "cache_size": -INLINE_CACHE_KIB})
     twin.tokenpool_file = known       # type: ignore[attr-defined]   # see check_database_file
     return twin
 

@@ -106,10 +106,12 @@ class DatabaseExecutor:
         if not self._inline or self._closed:
             return None
         target = database.obj
+        if target is None:
+            return None                     # not opened yet: the thread's turn, this time
         if self._twin is None or self._twin[0] is not target:
             if self._twin is not None:
                 self._twin[1].close()
-            twin = inline_twin(target) if target is not None else None
+            twin = inline_twin(target)
             if twin is None:
                 self._inline = False        # not SQLite: the thread does everything
                 return None

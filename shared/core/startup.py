@@ -22,10 +22,12 @@ class Runtime:
 
 
 def open_runtime(config: Config | None = None, *, config_path: str | None = None,
-                 sync: bool = True) -> Runtime:
-    """Connect, migrate (or refuse a newer schema) and register this process's keys."""
+                 sync: bool = True, cache_kib: int | None = None) -> Runtime:
+    """Connect, migrate (or refuse a newer schema) and register this process's keys.
+    `cache_kib`: SQLite's page cache per connection (see connect_database; bots pass BOT_CACHE_KIB)."""
     config = config or load_config(config_path)
-    db = connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds)
+    db = connect_database(config.database_url, busy_timeout_seconds=config.database.busy_timeout_seconds,
+                          cache_kib=cache_kib)
     retrying(ensure_schema, db, what="migrating the schema")
     keyring = retrying(sync_keys, config, what="syncing keys") if sync else KeyRing([])
     return Runtime(config=config, db=db, keyring=keyring)

@@ -8,6 +8,7 @@ import datetime as dt
 import enum
 import fnmatch
 import json
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -15,11 +16,13 @@ from urllib.parse import urlparse, urlunparse
 
 import peewee as pw
 
+from shared.core.budget_holds import cost_budgets_enforced
 from shared.core.config import API_HASH_ENV, API_ID_ENV, Config, ConfigError, load_config
 from shared.core.db import DatabaseMissing, connect_database
 from shared.core.keys import MISCONFIGURED_PREFIX, fingerprint
 from shared.core.liveness import heartbeats, is_alive
 from shared.core.models import ApiKey, utcnow
+from shared.core.pricing import Pricer, override_hint
 from shared.core.query_rows import tuple_rows
 from shared.core.schema import schema_status
 from shared.core.status import ELIGIBLE, Status
@@ -69,9 +72,30 @@ def run_checks(config_path: str | None, *, live: bool = False, now: dt.datetime 
     checks.append(_keys_check(config, now))
     if live and config.keys:
         checks += asyncio.run(_live_key_checks(config))
+    checks.append(_pricing_check(config))
     checks += _telegram_check(config)
     checks += _process_checks(config, now)
     return checks
+
+
+def _pricing_check(config: Config) -> Check:
+    """Every model the config names has a price (genai-prices or an override): otherwise its
+    calls are shown as unpriced, and enforced cost budgets hold them at $0."""
+    pricer = Pricer(config.pricing)
+    pricing_log = logging.getLogger("tokenpool.pricing")
+    pricing_log.disabled = True          # reported below, as this check, not as a log line
+    try:
+        unpriced = [model for model in config.models_in_use if not pricer.is_priced(model)]
+    finally:
+        pricing_log.disabled = False
+    if not unpriced:
+        return Check("pricing", Level.OK, "prices known for " + ", ".join(config.models_in_use))
+    names = ", ".join(unpriced)
+    if cost_budgets_enforced(config):
+        detail = f"no price known for {names}: enforced cost budgets hold their calls at $0, so cannot stop them"
+    else:
+        detail = f"no price known for {names}: their calls are shown as unpriced (tokens, no cost)"
+    return Check("pricing", Level.WARN, detail, override_hint(unpriced[0]))
 
 
 def _config_fix(message: str) -> str:
@@ -94,7 +118,7 @@ def _schema_check(db) -> Check:
     applied, pending, unknown = schema_status(db)
     if unknown:
         return Check("schema", Level.FAIL, f"migrated by a newer tokenpool ({', '.join(unknown)})",
-                     "upgrade tokenpool on this host")
+                     "upgrade tokenpool on this host, or go back with the newer one's `tokenpool migrate --to`")
     if not applied:
         return Check("schema", Level.WARN, "empty database", "run `tokenpool migrate`")
     if pending:

@@ -190,6 +190,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._answers_held = threading.Event()     # set: admitted requests wait for release_answers()
         for secret, allowance in (keys or {}).items():
             self.add_key(secret, allowance=allowance)
 
@@ -248,6 +249,14 @@ class Simulator:
     def requests_by_fingerprint(self) -> dict[str, int]:
         with self._lock:
             return {fp: k.requests for fp, k in self._keys.items()}
+
+    def hold_answers(self) -> None:
+        """Requests are admitted (and counted) but not answered until `release_answers()`:
+        for tests that need something to happen while a call is at the provider."""
+        self._answers_held.set()
+
+    def release_answers(self) -> None:
+        self._answers_held.clear()
 
     # --- serving -----------------------------------------------------------------------------
 
@@ -389,6 +398,8 @@ class Simulator:
         fault = fault if fault is not None and fault.kind == "cut" else None
         if self.latency:
             await asyncio.sleep(self.latency)
+        while self._answers_held.is_set():       # (the test's loop may be this one: no blocking wait)
+            await asyncio.sleep(0.005)
         reply, finish = _reply(messages, _max_tokens(body))
         usage: dict | None = self._usage(key, body["model"], messages, prompt_tokens, reply)
         if bad_usage is not None and usage is not None:

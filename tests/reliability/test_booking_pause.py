@@ -84,7 +84,7 @@ async def test_postgres_down_mid_call_and_the_journal_full_no_call_is_sent_until
         pg_behind_proxy, small_disk, caplog, capsys):  # noqa: F811
     url, proxy = pg_behind_proxy
     executor = DatabaseExecutor(attempts=2, base_delay=0.01)
-    async with Simulator(latency=0.5) as sim:           # slow answers: the database goes away meanwhile
+    async with Simulator() as sim:
         config = sim_config(sim, url, 1, client={"reserve_key_limits": False, "timeout_seconds": 30},
                             database={"url": url, "busy_timeout_seconds": 1})
         ensure_schema(connect_database(url, busy_timeout_seconds=1))
@@ -96,10 +96,12 @@ async def test_postgres_down_mid_call_and_the_journal_full_no_call_is_sent_until
             await client.chat(HI, operation="warm-up")
             fill(small_disk / "filler")                                   # the journal's disk is full
             with caplog.at_level(logging.WARNING):
+                sim.hold_answers()
                 call = asyncio.create_task(client.chat(HI, operation="op"))
                 while sim.requests_for("k1") < 2:                          # the call is at the provider ...
                     await asyncio.sleep(0.01)
                 proxy.stop()                                               # ... when the database goes
+                sim.release_answers()
                 await call                                                 # answered; booked nowhere
                 assert accountant.booking_paused
                 served_when_paused = sim.requests_for("k1")

@@ -400,3 +400,18 @@ async def test_warm_up_opens_the_in_flight_file_before_the_first_call(harness, t
         accountant.close()
         inflight.close()
     assert not inflight.path.exists()
+
+
+async def test_warm_up_warns_when_enforced_cost_budgets_cannot_price_a_model(sqlite_db, sqlite_url, sim, caplog):
+    from tests.shared.client_fixtures import close_harness, open_harness
+    h = await open_harness(sim, sqlite_url, autoreply={"models": ["gpt-4o-mini", "local-llama-3"]},
+                           budgets={"daily_cost_usd": 5, "enforce": True})
+    try:
+        caplog.set_level(logging.WARNING)
+        await h.client.warm_up()
+    finally:
+        await close_harness(h)
+    budget_lines = [r.getMessage() for r in caplog.records if "enforced cost budgets" in r.getMessage()]
+    assert budget_lines == ['enforced cost budgets hold calls of local-llama-3 at $0 (no price known), so cannot '
+                            'stop them: add [pricing.overrides."local-llama-3"] with input_per_mtok and '
+                            'output_per_mtok to the config']

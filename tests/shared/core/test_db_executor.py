@@ -11,10 +11,11 @@ import pytest
 from shared.core import db_executor
 from shared.core.accounting import Accountant, CallRecord
 from shared.core.backoff import Backoff, backoff_delay
-from shared.core.db import DatabaseUnavailable
+from shared.core.db import BOT_CACHE_KIB, INLINE_CACHE_KIB, DatabaseUnavailable, database
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import sync_keys
 from shared.core.models import ApiKey, UsageEvent
+from shared.core.startup import open_runtime
 from tests.conftest import make_config
 
 
@@ -121,6 +122,24 @@ async def test_a_booking_runs_on_the_loops_thread_only_on_sqlite(db, db_url):
     assert UsageEvent.select().count() == 3
 
 
+async def test_a_database_not_opened_yet_leaves_later_bookings_on_the_loops_thread(sqlite_db, sqlite_url,
+                                                                                   monkeypatch):
+    from shared.core.db import database
+    keyring = sync_keys(make_config(1, url=sqlite_url))
+    executor = DatabaseExecutor()
+    accountant = Accountant("bot", executor=executor)
+    threads: list[str] = []
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(database, "obj", None)
+            assert await executor.run_inline(_booking(accountant, threads), _call(keyring), fallback=False) is None
+        await executor.run_inline(_booking(accountant, threads), _call(keyring))
+    finally:
+        executor.close()
+    assert threads == [threading.current_thread().name]
+    assert UsageEvent.select().count() == 1
+
+
 async def test_a_write_lock_held_elsewhere_sends_the_booking_to_the_thread_without_stalling_the_loop(
         sqlite_db, sqlite_url):
     keyring = sync_keys(make_config(1, url=sqlite_url))
@@ -198,3 +217,29 @@ async def test_the_checkpoints_asked_of_the_thread_leave_its_connection_able_to_
         executor.close()
     assert "database unavailable" not in caplog.text
     assert UsageEvent.select().count() == 4
+
+
+async def test_a_bots_two_sqlite_connections_keep_their_page_caches_small(sqlite_url):
+    """A bot's memory stays flat over hours only while both its SQLite page caches have a small
+    cap that fills within minutes (bench/soak.py): SQLite's default, 2,000 KiB each, filled for an
+    hour and more. Read back on the database thread's connection (opened as the bot opens it) and
+    on the inline one."""
+    def cache_kib(db=None):
+        pages = (db or database.obj).execute_sql("PRAGMA cache_size").fetchone()[0]
+        return -pages                       # negative: a size in KiB
+    runtime = open_runtime(make_config(1, url=sqlite_url), cache_kib=BOT_CACHE_KIB)
+    executor = DatabaseExecutor()
+    threads: list[str] = []
+
+    def inline_cache_kib(db):
+        threads.append(threading.current_thread().name)
+        return cache_kib(db)
+    try:
+        on_thread = await executor.run(cache_kib)
+        inline = await executor.run_inline(inline_cache_kib)
+    finally:
+        executor.close()
+        runtime.db.close()
+    assert threads == [threading.current_thread().name]          # the inline connection's, on the loop
+    assert (on_thread, inline) == (BOT_CACHE_KIB, INLINE_CACHE_KIB)
+    assert INLINE_CACHE_KIB <= BOT_CACHE_KIB <= 1024                # well under SQLite's default

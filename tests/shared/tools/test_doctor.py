@@ -98,3 +98,22 @@ def test_a_dead_bot_and_a_missing_api_id_are_warnings(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENPOOL_API_ID", "12345")
     monkeypatch.setenv("TOKENPOOL_API_HASH", "0123456789abcdef")
     assert {c.name: c for c in run_checks(str(path))}["telegram app"].level is Level.OK
+
+
+def test_a_model_with_no_price_is_a_warning_that_names_the_override_and_what_budgets_miss(tmp_path, capsys):
+    path = _config(tmp_path, '[autoreply]\nmodels = ["gpt-4o-mini", "local-llama-3"]\n')
+    cli.main(["--config", str(path), "migrate"])
+    capsys.readouterr()
+    checks = {c.name: c for c in run_checks(str(path))}
+    assert checks["pricing"].level is Level.WARN
+    assert "local-llama-3" in checks["pricing"].detail and "gpt-4o-mini" not in checks["pricing"].detail
+    assert checks["pricing"].fix.startswith('add [pricing.overrides."local-llama-3"]')
+    assert "budgets" not in checks["pricing"].detail
+    assert capsys.readouterr().err == ""                    # said once, as the check, not as a log line too
+    path.write_text(path.read_text() + '[budgets]\ndaily_cost_usd = 5\nenforce = true\n')
+    pricing = {c.name: c for c in run_checks(str(path))}["pricing"]
+    assert "enforced cost budgets hold their calls at $0" in pricing.detail
+    path.write_text(path.read_text() + '[pricing.overrides."local-llama-3"]\n'
+                                       'input_per_mtok = 0.1\noutput_per_mtok = 0.2\n')
+    priced = {c.name: c for c in run_checks(str(path))}["pricing"]
+    assert priced.level is Level.OK and "local-llama-3" in priced.detail
