@@ -30,8 +30,10 @@ from shared.ai.errors import (  # noqa: F401  (re-exported: callers import error
 from shared.ai.failover import Attempt, Failover, Request, Settled, Step
 from shared.ai.openai_dialect import OpenAICompatible
 from shared.ai.rehearsal import REHEARSALS
+from shared.ai.selection import Pick
 from shared.ai.token_estimates import estimate_prompt_tokens
-from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking
+from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking, rehearse_holding_call
+from shared.core.allowances import reserve
 from shared.core.budget_holds import cost_budgets_enforced
 from shared.core.config import Config
 from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line
@@ -111,13 +113,29 @@ class TrackedClient:
 
     def _warm_connection(self, db=None) -> None:
         """The pick and the booking rehearsed REHEARSALS times (rolled back), so that their
-        Python runs specialized at the first call, as the request's does (rehearsal.py)."""
+        Python runs specialized at the first call, as the request's does (rehearsal.py); and
+        so are a reservation and a booking that settles it when the call would hold."""
         model = self.config.client.default_model
         for _ in range(REHEARSALS):
             pick = self.selector.pick(utcnow(), model=model, db=db)
         if pick.key is not None:
             rehearse_booking(pick.key.id, self.accountant.anchor(pick.key.id, db), self.accountant.pricer, db,
                              model=model, times=REHEARSALS)
+            self._rehearse_holding(pick, db)
+
+    def _rehearse_holding(self, pick: Pick, db=None) -> None:
+        """When a call of the default model on the picked key holds (allowances, enforced budgets,
+        the key's own limit), its reservation and its booking with the settling, rehearsed in
+        transactions rolled back (nothing kept, nothing written to the in-flight file)."""
+        model = self.config.client.default_model
+        if pick.key is None:
+            return
+        holding = self.failover.holding(1, {}, pick.key, model, pick.left)
+        if holding is None:
+            return
+        rehearse_holding_call(pick.key.id, self.accountant.anchor(pick.key.id, db), self.accountant.pricer,
+                              lambda conn: reserve(*holding.arguments(utcnow()), db=conn), db, model=model,
+                              times=REHEARSALS)
 
     async def _open_inflight(self) -> None:
         if self.accountant.inflight is not None:
@@ -141,6 +159,7 @@ class TrackedClient:
                 if not pricer.is_priced(model):
                     log.warning("enforced cost budgets hold calls of %s at $0 (no price known), so cannot stop "
                                 "them: %s", model, override_hint(model))
+        self._rehearse_holding(pick)
 
     async def chat(self, messages: list[dict], *, operation: str, model: str | None = None,
                    models: list[str] | tuple[str, ...] | None = None, chat_id: int | None = None,

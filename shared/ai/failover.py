@@ -47,9 +47,9 @@ from shared.core.accounting import (
     RateLimitSnapshot,
     Recorded,
 )
-from shared.core.allowances import AllowanceFull, Hold, reserve
+from shared.core.allowances import AllowanceFull, AllowanceRef, Hold, reserve
 from shared.core.backoff import backoff_delay
-from shared.core.budget_holds import BudgetFull, enforced_limits
+from shared.core.budget_holds import BudgetFull, BudgetLimit, enforced_limits
 from shared.core.config import Config
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import HeldKey, KeyRing
@@ -101,6 +101,21 @@ class Attempt:
     answer: Answer | None = None     # None for a stream until it ends
     hold: Hold | None = None         # its reservation against the key's allowances
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the one it is booked under
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one call holds before it is sent: `reserve`'s arguments but the moment."""
+    refs: list[AllowanceRef]
+    tokens: int
+    ttl: dt.timedelta
+    key_id: int | None
+    budgets: list[BudgetLimit]
+    cost_nanousd: int
+
+    def arguments(self, now: dt.datetime) -> tuple[list[AllowanceRef], int, dt.datetime, dt.timedelta, int | None,
+                                                   list[BudgetLimit], int]:
+        return self.refs, self.tokens, now, self.ttl, self.key_id, self.budgets, self.cost_nanousd
 
 
 @dataclass(frozen=True)
@@ -247,20 +262,28 @@ class Failover:
     async def _reserve(self, request: Request, key: HeldKey, model: str, left: int | None = None) -> Hold | None:
         """Hold the call's worst case against the allowances it draws on and the key's own
         daily limit (AllowanceFull if one has no room); None when there is nothing to hold.
-        The key's limit is held only once fewer than `pool.low_threshold` tokens are left:
-        further from it, no burst of calls in flight can pass it, and the hold's extra write
-        (~4 ms on SQLite) is saved."""
+        On SQLite done at once on the loop's thread when nothing waits (run_inline: a write
+        lock held elsewhere sends it to the database thread, which waits for it)."""
+        holding = self.holding(request.prompt_estimate, request.params, key, model, left)
+        if holding is None:
+            return None
+        return await self.database.run_inline(reserve, *holding.arguments(utcnow()),
+                                              what="reserving against an allowance")
+
+    def holding(self, prompt_estimate: int, params: dict, key: HeldKey, model: str,
+                left: int | None = None) -> Holding | None:
+        """What a call of `model` on `key` holds (see `_reserve`), or None when nothing. The key's
+        limit is held only once fewer than `pool.low_threshold` tokens are left: further from
+        it, no burst of calls in flight can pass it, and the hold's extra write is saved."""
         refs = key.allowances_for(model)
         on_key = self.config.client.reserve_key_limits and (left is None or left < self.config.pool.low_threshold)
         budgets = enforced_limits(self.config, key.id, key.label)
         if not refs and not on_key and not budgets:
             return None
-        output = request.params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
-        tokens = request.prompt_estimate + output
-        cost = self.accountant.pricer.cost_nanousd(model, request.prompt_estimate, 0, output) if budgets else 0
-        ttl = dt.timedelta(seconds=self.config.client.reservation_ttl_seconds)
-        return await self.database.run(reserve, refs, tokens, utcnow(), ttl, key.id if on_key else None,
-                                       budgets, cost, what="reserving against an allowance")
+        output = params.get("max_completion_tokens") or self.config.client.reserve_output_tokens
+        cost = self.accountant.pricer.cost_nanousd(model, prompt_estimate, 0, output) if budgets else 0
+        return Holding(refs, prompt_estimate + output, dt.timedelta(seconds=self.config.client.reservation_ttl_seconds),
+                       key.id if on_key else None, budgets, cost)
 
     async def _pick(self, model: str, tried: set[int]) -> Pick:
         """The next key for `model`: not tried yet, not blocked here, usable by its row."""

@@ -13,13 +13,15 @@ import enum
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import peewee as pw
 
 from shared.core import windows
-from shared.core.allowances import Hold, settle
+from shared.core.allowances import AllowanceFull, Hold, settle
+from shared.core.budget_holds import BudgetFull
 from shared.core.db import (
     TRANSIENT_ERRORS,
     DatabaseUnavailable,
@@ -139,7 +141,7 @@ def record_call(call: CallRecord, *, anchor: dt.datetime, pricer: Pricer, db: pw
         else:   # the allowance reservation is settled in the same transaction as the call
             with write_transaction(db):
                 execute_all(db, statements, values)
-                settle(call.hold, call.usage.total, int(call.counts_as_request))
+                settle(call.hold, call.usage.total, int(call.counts_as_request), db=db)
     except pw.IntegrityError:
         if UsageEvent.select().where(UsageEvent.call_id == call.call_id).exists(db):
             return Recorded(call.call_id, cost, duplicate=True)
@@ -209,6 +211,41 @@ def rehearse_booking(key_id: int, anchor: dt.datetime, pricer: Pricer, db: pw.Da
                           input_tokens=1, output_tokens=1, rate_limits=RateLimitSnapshot())
         statements, values, _cost = _booking(call, anchor, pricer, db)
         rehearse(db, statements, values)
+
+
+class _RolledBack(Exception):
+    """Ends a rehearsal: the transaction it leaves is rolled back."""
+
+
+def rehearse_holding_call(key_id: int, anchor: dt.datetime, pricer: Pricer, reserve_hold: Callable[[pw.Database], Hold],
+                          db: pw.Database | None = None, *, model: str = "warm-up", times: int = 1) -> bool:
+    """A call that holds, rehearsed at start `times` over and rolled back each time: its
+    reservation (`reserve_hold(db)`, e.g. `allowances.reserve` with the call's arguments) and
+    its booking with the hold settled, each as the real call runs it (`record_call`), both
+    inside one transaction on `db` (default: this thread's connection) that is then rolled
+    back, so their statements are compiled by the driver and their Python specialized, as
+    `rehearse_booking` does for the booking alone. Nothing is kept. False when the call could
+    not be held now (a used-up allowance or budget: nothing to rehearse)."""
+    db = database.obj if db is None else db
+    if db.in_transaction():
+        raise RuntimeError("a rehearsal inside an open transaction would roll that transaction back")
+    held = True
+    for _ in range(times):
+        try:
+            with write_transaction(db):
+                try:
+                    hold = reserve_hold(db)
+                except (AllowanceFull, BudgetFull):
+                    held = False
+                    raise _RolledBack from None
+                call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model=model, chat_id=0,
+                                  input_tokens=1, output_tokens=1, rate_limits=RateLimitSnapshot(), hold=hold)
+                record_call(call, anchor=anchor, pricer=pricer, db=db)
+                raise _RolledBack
+        except _RolledBack:
+            if not held:
+                return False
+    return True
 
 
 def _statements_for(db, outcome: Outcome, has_limits: bool, for_chat: bool) -> tuple[Prepared, ...]:
@@ -385,11 +422,10 @@ class Accountant:
         try:
             # With a journal, a database locked past its busy timeout (a frozen writer) sends
             # the call to the journal at once instead of holding it for every retry.
-            # Without an allowance hold to settle (its statements take this thread's
-            # connection), the booking may be done at once on the loop's thread (run_inline).
-            book = self.executor.run_inline if call.hold is None else self.executor.run
-            recorded = await book(self.record_once, call, what="recording a call",
-                                  retry_locked=self.journal is None)
+            # On SQLite the booking (and the settling of its hold, in the same transaction)
+            # may be done at once on the loop's thread (run_inline).
+            recorded = await self.executor.run_inline(self.record_once, call, what="recording a call",
+                                                      retry_locked=self.journal is None)
         except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
             if self.journal is None:
                 raise

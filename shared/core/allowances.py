@@ -19,6 +19,9 @@ and holds the tokens in `KeyHold`, against the key's counters of its current win
 
 Reserving and settling run before and after every call that holds: their statements are
 compiled once per backend (shared/core/hold_statements.py), not built by peewee each time.
+They run on the connection given as `db` (by default this thread's): on SQLite the bot runs
+them on the event loop's own connection when nothing waits (DatabaseExecutor.run_inline),
+in the same transactions as on the database thread.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import datetime as dt
 import fnmatch
 import uuid
 from dataclasses import dataclass
+
+import peewee as pw
 
 from shared.core import hold_statements as statements
 from shared.core import windows
@@ -161,20 +166,24 @@ def _ref(row: Allowance) -> AllowanceRef:
 # --- reserving and settling ---------------------------------------------------------------------
 
 def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.timedelta,
-            key_id: int | None = None, budgets: list[BudgetLimit] | None = None, cost_nanousd: int = 0) -> Hold:
+            key_id: int | None = None, budgets: list[BudgetLimit] | None = None, cost_nanousd: int = 0,
+            db: pw.Database | None = None) -> Hold:
     """Hold `tokens` and one request against every allowance of `refs`, the tokens against
     the own daily limit of the key `key_id` (when given), and the tokens and `cost_nanousd`
-    against the enforced `budgets` (BudgetFull when one has no room), all or none."""
+    against the enforced `budgets` (BudgetFull when one has no room), all or none: in one
+    write transaction on `db` (default: this thread's connection), which on SQLite takes the
+    write lock at BEGIN."""
+    db = database.obj if db is None else db
     hold_id = uuid.uuid4().hex
     entries = []
-    with write_transaction():
-        key_start = None if key_id is None else _check_key(key_id, tokens, now)
-        budget_rows = check_budgets(budgets, tokens, cost_nanousd, now) if budgets else []
+    with write_transaction(db):
+        key_start = None if key_id is None else _check_key(key_id, tokens, now, db)
+        budget_rows = check_budgets(budgets, tokens, cost_nanousd, now, db) if budgets else []
         for ref in sorted(refs, key=lambda r: r.id):      # one lock order: no deadlocks between reservers
             start = ref.window_start(now)
             slots = {"allowance": ref.id, "start": start, "now": now}
-            used_tokens, used_requests = _locked_window(slots)
-            held_tokens, held_requests = _live_holds(slots)
+            used_tokens, used_requests = _locked_window(slots, db)
+            held_tokens, held_requests = _live_holds(slots, db)
             if ref.token_limit is not None and used_tokens + held_tokens + tokens > ref.token_limit:
                 raise AllowanceFull(ref, ref.window_end(now), f"{used_tokens + held_tokens:,} of "
                                                               f"{ref.token_limit:,} tokens used or reserved")
@@ -182,12 +191,12 @@ def reserve(refs: list[AllowanceRef], tokens: int, now: dt.datetime, ttl: dt.tim
                 raise AllowanceFull(ref, ref.window_end(now), f"{used_requests + held_requests:,} of "
                                                               f"{ref.request_limit:,} requests used or reserved")
             statements.execute("allowance hold insert", {"hold": hold_id, "allowance": ref.id, "start": start,
-                                                         "tokens": tokens, "requests": 1, "expires": now + ttl})
+                                                         "tokens": tokens, "requests": 1, "expires": now + ttl}, db)
             entries.append((ref.id, start))
         if key_start is not None:   # inserted last, with every lock held (no lock waits inside)
             statements.execute("key hold insert", {"hold": hold_id, "key": key_id, "start": key_start,
-                                                   "tokens": tokens, "expires": now + ttl})
-        insert_holds(budget_rows, hold_id, now + ttl)
+                                                   "tokens": tokens, "expires": now + ttl}, db)
+        insert_holds(budget_rows, hold_id, now + ttl, db)
     return Hold(hold_id, tuple(entries), on_key=key_id is not None, on_budgets=bool(budget_rows))
 
 
@@ -196,62 +205,65 @@ def key_ref(key_id: int, label: str, anchor: dt.datetime, limit: int) -> Allowan
     return AllowanceRef(-key_id, f"key {label}", "rolling", anchor, limit, None)
 
 
-def _check_key(key_id: int, tokens: int, now: dt.datetime) -> dt.datetime:
+def _check_key(key_id: int, tokens: int, now: dt.datetime, db: pw.Database) -> dt.datetime:
     """Lock the key's row; AllowanceFull unless its window's used + live holds leave room for
     `tokens`. Returns the window's start."""
-    rows = statements.key_row(key_id)
+    rows = statements.key_row(key_id, db)
     if not rows:
         raise LookupError(f"no key with id {key_id}")
     label, anchor, stored_start, used_today, limit = rows[0]
     start = windows.window_start(anchor, now)
     used = int(used_today) if stored_start == start else 0
-    held = int(statements.rows("key held", {"key": key_id, "start": start, "now": now})[0][0] or 0)
+    held = int(statements.rows("key held", {"key": key_id, "start": start, "now": now}, db)[0][0] or 0)
     if used + held + tokens > limit:
         raise AllowanceFull(key_ref(key_id, label, anchor, limit), start + windows.WINDOW,
                             f"{used + held:,} of {limit:,} tokens used or reserved")
     return start
 
 
-def settle(hold: Hold, tokens: int, requests: int) -> None:
+def settle(hold: Hold, tokens: int, requests: int, db: pw.Database | None = None) -> None:
     """Add a recorded call's real usage to the windows it held, and drop the hold.
-    Called inside the accountant's transaction, so the usage moves with the event."""
+    Called inside the accountant's transaction on `db` (default: this thread's connection),
+    so the usage moves with the event."""
+    db = database.obj if db is None else db
     for allowance_id, start in sorted(hold.entries):
         statements.execute("window settle", {"allowance": allowance_id, "start": start, "tokens": tokens,
-                                             "requests": requests})
-    _drop(hold)
+                                             "requests": requests}, db)
+    _drop(hold, db)
 
 
-def release(hold: Hold) -> None:
-    """Drop a hold whose call was never sent."""
-    with write_transaction():
-        _drop(hold)
+def release(hold: Hold, db: pw.Database | None = None) -> None:
+    """Drop a hold whose call was never sent (on `db`, default: this thread's connection)."""
+    db = database.obj if db is None else db
+    with write_transaction(db):
+        _drop(hold, db)
 
 
-def _drop(hold: Hold) -> None:
+def _drop(hold: Hold, db: pw.Database) -> None:
     slots = {"hold": hold.hold_id}
     if hold.entries:
-        statements.execute("allowance holds delete", slots)
+        statements.execute("allowance holds delete", slots, db)
     if hold.on_key:     # the key's counters moved with the call's record, in the same transaction
-        statements.execute("key holds delete", slots)
+        statements.execute("key holds delete", slots, db)
     if hold.on_budgets:     # as did the rollups the budgets are read from
-        drop_holds(hold.hold_id)
+        drop_holds(hold.hold_id, db)
 
 
-def _locked_window(slots: dict) -> tuple[int, int]:
+def _locked_window(slots: dict, db: pw.Database) -> tuple[int, int]:
     """The window's row (allowance, start; created if new), locked until the transaction ends.
 
     The row is looked for before it is inserted: on InnoDB, an INSERT IGNORE that meets an
     existing row takes a shared lock on it, and two reservers upgrading that lock deadlock."""
-    rows = statements.rows("window row", slots)
+    rows = statements.rows("window row", slots, db)
     if not rows:
-        statements.execute("window insert", slots)
-        rows = statements.rows("window row", slots)
+        statements.execute("window insert", slots, db)
+        rows = statements.rows("window row", slots, db)
     return int(rows[0][0]), int(rows[0][1])
 
 
-def _live_holds(slots: dict) -> tuple[int, int]:
+def _live_holds(slots: dict, db: pw.Database | None = None) -> tuple[int, int]:
     """The tokens and requests held against the window (allowance, start) that live at `now`."""
-    tokens, requests = statements.rows("allowance held", slots)[0]
+    tokens, requests = statements.rows("allowance held", slots, db)[0]
     return int(tokens), int(requests)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import peewee as pw
+
 from shared.core import hold_statements as statements
 from shared.core.config import Config
 from shared.core.db import conflict_target, database
@@ -110,18 +112,21 @@ def period_bounds(period: str, now: dt.datetime) -> tuple[dt.date, dt.datetime]:
 
 # --- checking and holding (inside allowances.reserve's transaction) ------------------------------
 
-def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now: dt.datetime) -> list[tuple]:
+def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now: dt.datetime,
+                  db: pw.Database | None = None) -> list[tuple]:
     """Lock each scope's gate; BudgetFull unless every limit has room for the call (a lifted
-    period does not count). Returns the hold rows to insert (`insert_holds`)."""
-    lifted = lifted_periods(now)
+    period does not count). Returns the hold rows to insert (`insert_holds`). On `db`
+    (default: this thread's connection), inside its open transaction."""
+    db = database.obj if db is None else db
+    lifted = lifted_periods(now, db)
     rows = {}
     for scope in sorted({b.scope for b in limits}):        # one lock order for every reserver
-        _lock_gate({"scope": scope})
+        _lock_gate({"scope": scope}, db)
     for budget in limits:
         start, ends = period_bounds(budget.period, now)
         if (budget.period, start) in lifted:
             continue
-        used_tokens, used_cost = _used(budget, start, now)
+        used_tokens, used_cost = _used(budget, start, now, db)
         used, wanted = (used_cost, cost_nanousd) if budget.metric == "cost" else (used_tokens, tokens)
         if used + wanted > budget.limit:
             raise BudgetFull(budget, used, start, ends)
@@ -129,35 +134,35 @@ def check_budgets(limits: list[BudgetLimit], tokens: int, cost_nanousd: int, now
     return list(rows.values())
 
 
-def insert_holds(rows: list[tuple], hold_id: str, expires_at: dt.datetime) -> None:
+def insert_holds(rows: list[tuple], hold_id: str, expires_at: dt.datetime, db: pw.Database | None = None) -> None:
     """Insert the hold rows `check_budgets` returned, in one statement."""
     if rows:
         values: dict = {"hold": hold_id, "expires": expires_at}
         for i, (scope, period, start, tokens, cost) in enumerate(rows):
             values.update({f"scope{i}": scope, f"period{i}": period, f"start{i}": start, f"tokens{i}": tokens,
                            f"cost{i}": cost})
-        statements.insert_budget_holds(values, len(rows))
+        statements.insert_budget_holds(values, len(rows), db)
 
 
-def drop_holds(hold_id: str) -> None:
-    statements.execute("budget holds delete", {"hold": hold_id})
+def drop_holds(hold_id: str, db: pw.Database | None = None) -> None:
+    statements.execute("budget holds delete", {"hold": hold_id}, db)
 
 
-def _lock_gate(slots: dict) -> None:
+def _lock_gate(slots: dict, db: pw.Database) -> None:
     """Lock the scope's gate row (created if new) until the transaction ends."""
-    if not statements.rows("gate row", slots):
-        statements.execute("gate insert", slots)
-        statements.rows("gate row", slots)
+    if not statements.rows("gate row", slots, db):
+        statements.execute("gate insert", slots, db)
+        statements.rows("gate row", slots, db)
 
 
-def _used(budget: BudgetLimit, start: dt.date, now: dt.datetime) -> tuple[int, int]:
+def _used(budget: BudgetLimit, start: dt.date, now: dt.datetime, db: pw.Database) -> tuple[int, int]:
     """Recorded tokens and cost of the period plus live holds, read in one statement (one
     snapshot: a call recorded meanwhile moves from the holds to the rollups atomically)."""
     slots = {"scope": budget.scope, "period": budget.period, "start": start, "today": now.date(), "now": now}
     if budget.key_id is None:
-        row = statements.rows("pool budget used", slots)[0]
+        row = statements.rows("pool budget used", slots, db)[0]
     else:
-        row = statements.rows("key budget used", {**slots, "key": budget.key_id})[0]
+        row = statements.rows("key budget used", {**slots, "key": budget.key_id}, db)[0]
     return int(row[0]) + int(row[2]), int(row[1]) + int(row[3])
 
 
@@ -176,9 +181,9 @@ def lift(now: dt.datetime) -> list[tuple[str, dt.date]]:
     return lifted
 
 
-def lifted_periods(now: dt.datetime) -> set[tuple[str, dt.date]]:
+def lifted_periods(now: dt.datetime, db: pw.Database | None = None) -> set[tuple[str, dt.date]]:
     """The (period, start) pairs lifted by the owner that are still current."""
-    rows = statements.rows("lifts", _LIFT_SLOTS)
+    rows = statements.rows("lifts", _LIFT_SLOTS, db)
     current = {period: period_bounds(period, now)[0] for period in PERIODS}
     found = set()
     for name, value in rows:

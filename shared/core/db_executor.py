@@ -13,8 +13,9 @@ waiting event loop: a round trip costs about half of `loop.run_in_executor`'s (w
 concurrent.futures and future-chaining bookkeeping cost more than a short SQLite query).
 
 On SQLite, even that round trip (waking the thread, then the loop: 0.1-0.4 ms, more on a
-busy machine) costs more than the work of a tracked call's key pick or booking. So those
-go through `run_inline`: on the loop's own thread, on a connection that never waits for a
+busy machine) costs more than the work of a tracked call's key pick, reservation (when the
+call holds against an allowance, a budget or its key's limit) or booking. So those go
+through `run_inline`: on the loop's own thread, on a connection that never waits for a
 lock (shared.core.db.inline_twin), and only while nothing waits on the thread, so the
 process's database calls still happen in the order they were made. Whatever would wait
 (another process holds the write lock) or fails is handed to the thread, as before.

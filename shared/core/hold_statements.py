@@ -7,7 +7,9 @@ allowance, ~3.4 ms for the pool's budgets). The logic that uses them, and the or
 locks in, stay in allowances.py and budget_holds.py; here is only what each statement is.
 
 Every value that changes from call to call is a slot; the rows come back as the driver
-gives them (only the key row, which carries datetimes, is converted by its fields).
+gives them (only the key row, which carries datetimes, is converted by its fields). Each
+runs on the connection it is given (`db`; by default this thread's): on SQLite a reservation
+and its settling may run on the event loop's own connection (DatabaseExecutor.run_inline).
 """
 from __future__ import annotations
 
@@ -35,28 +37,29 @@ KEY_FIELDS = (ApiKey.label, ApiKey.window_anchor, ApiKey.window_start, ApiKey.us
 ZERO = pw.SQL("0")      # in the SQL text, so the statements' parameters are all slots (named)
 
 
-def rows(name: Any, values: Mapping[str, Any] | None = None) -> list[tuple]:
-    """The raw rows of the statement `name` run with `values` on the current database."""
-    db = database.obj
+def rows(name: Any, values: Mapping[str, Any] | None = None, db: pw.Database | None = None) -> list[tuple]:
+    """The raw rows of the statement `name` run with `values` on `db` (default: this thread's
+    connection)."""
+    db = database.obj if db is None else db
     return _STATEMENTS.get(db, name, _BUILDERS[name]).raw_rows(db, values)
 
 
-def execute(name: Any, values: Mapping[str, Any] | None = None) -> None:
-    """Run the statement `name` (one that returns no rows) on the current database."""
-    db = database.obj
+def execute(name: Any, values: Mapping[str, Any] | None = None, db: pw.Database | None = None) -> None:
+    """Run the statement `name` (one that returns no rows) on `db` (default: this thread's connection)."""
+    db = database.obj if db is None else db
     _STATEMENTS.get(db, name, _BUILDERS[name]).execute(db, values)
 
 
-def key_row(key_id: int) -> list[tuple]:
+def key_row(key_id: int, db: pw.Database | None = None) -> list[tuple]:
     """The key's row, locked, as KEY_FIELDS (converted)."""
-    db = database.obj
+    db = database.obj if db is None else db
     return _STATEMENTS.get(db, "key row", _key_row).rows(db, {"key": key_id})
 
 
-def insert_budget_holds(values: Mapping[str, Any], count: int) -> None:
+def insert_budget_holds(values: Mapping[str, Any], count: int, db: pw.Database | None = None) -> None:
     """Insert `count` budget holds in one statement: slots hold, expires and scope<i>,
     period<i>, start<i>, tokens<i>, cost<i> for i in range(count)."""
-    db = database.obj
+    db = database.obj if db is None else db
     _STATEMENTS.get(db, ("budget holds insert", count), functools.partial(_budget_holds_insert, count)).execute(
         db, values)
 

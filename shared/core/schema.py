@@ -69,6 +69,22 @@ def revert(db: pw.Database, target: str | None = None) -> list[str]:
     return done
 
 
+def revert_to(db: pw.Database, name: str) -> list[str]:
+    """Revert every migration applied after `name` (or the one migration it is the unique
+    prefix of, e.g. "0030"), leaving the schema at it: what an older tokenpool, whose newest
+    migration is `name`, runs against. Returns the reverted names, newest first."""
+    applied, _pending, unknown = schema_status(db)
+    if unknown:
+        raise SchemaError(f"migrated by a newer tokenpool ({', '.join(unknown)}): go back with that "
+                          "version's `tokenpool migrate --to`")
+    matches = [m for m in applied if m == name] or [m for m in applied if m.startswith(name)]
+    if len(matches) != 1:
+        known = f"{applied[0]} … {applied[-1]}" if applied else "none"
+        raise SchemaError(f"{name!r} is not {'one' if matches else 'an'} applied migration (applied: {known})")
+    later = applied[applied.index(matches[0]) + 1:]
+    return revert(db, later[0]) if later else []
+
+
 def _keeping_rows(context, db: pw.Database):
     """`context` (the migrator's transaction around one migration), raising inside it when a
     table that is still there has fewer rows at the end than at the start."""

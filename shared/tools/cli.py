@@ -13,7 +13,7 @@ from shared.core.db import DatabaseUnavailable, DatabaseUrlError, connect_databa
 from shared.core.keys import sync_keys
 from shared.core.logs import setup_logging
 from shared.core.models import ApiKey, utcnow
-from shared.core.schema import SchemaError, migrate, schema_status
+from shared.core.schema import SchemaError, migrate, revert_to, schema_status
 from shared.core.startup import open_readonly, open_runtime
 from shared.core.status import Status
 from shared.dashboard import command as dashboard_command
@@ -44,6 +44,8 @@ def cmd_init(args) -> int:
 def cmd_migrate(args) -> int:
     config = load_config(args.config)
     db = connect_database(config.database_url)
+    if args.to:
+        return _migrate_back(db, args.to, args.json)
     done = migrate(db)
     sync_keys(config)                   # the keys of the config, registered for the reports
     applied, _pending, _unknown = schema_status(db)
@@ -51,6 +53,19 @@ def cmd_migrate(args) -> int:
         print(json.dumps({"applied_now": done, "schema": applied}))
     else:
         print(f"applied {len(done)} migration(s); schema at {applied[-1] if applied else 'nothing'}")
+    return 0
+
+
+def _migrate_back(db, name: str, as_json: bool) -> int:
+    """`migrate --to NAME`: before installing an older tokenpool (keys are not registered:
+    the older schema may lack what this version's key rows hold)."""
+    reverted = revert_to(db, name)
+    applied, _pending, _unknown = schema_status(db)
+    if as_json:
+        print(json.dumps({"reverted_now": reverted, "schema": applied}))
+    else:
+        print(f"reverted {len(reverted)} migration(s){': ' + ', '.join(reverted) if reverted else ''}; "
+              f"schema at {applied[-1]}")
     return 0
 
 
@@ -144,7 +159,10 @@ def build_parser() -> Parser:
 
     sub = command("init", cmd_init, "write config.toml from the commented example")
     sub.add_argument("--force", action="store_true", help="overwrite an existing file")
-    command("migrate", cmd_migrate, "apply pending database migrations and register the config's keys")
+    sub = command("migrate", cmd_migrate, "apply pending database migrations and register the config's keys")
+    sub.add_argument("--to", metavar="MIGRATION",
+                     help="go back instead: revert the migrations after this one (e.g. 0030), keeping every row, "
+                          "before installing an older tokenpool whose newest migration it is")
     sub = command("keys", cmd_keys, "list keys with status, usage and resets-in; enable or disable a key")
     sub.add_argument("action", nargs="?", choices=["list", "enable", "disable"], default="list",
                      help="list (default); enable: clear a disable, an invalid mark or a cooldown; disable")

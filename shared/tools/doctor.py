@@ -118,7 +118,7 @@ def _schema_check(db) -> Check:
     applied, pending, unknown = schema_status(db)
     if unknown:
         return Check("schema", Level.FAIL, f"migrated by a newer tokenpool ({', '.join(unknown)})",
-                     "upgrade tokenpool on this host")
+                     "upgrade tokenpool on this host, or go back with the newer one's `tokenpool migrate --to`")
     if not applied:
         return Check("schema", Level.WARN, "empty database", "run `tokenpool migrate`")
     if pending:

@@ -41,9 +41,16 @@
     updown: (v) => (v ? "up" : "DOWN"),
     state: (v) => (v === "down" ? "DOWN" : String(v)),
     text: (v) => (v == null ? "" : String(v)),
+    chat: (v) => (v == null || v === "" ? "–" : String(v)),
   };
 
+  // "a.b" walks into objects; "a+b" sums; "a|b" is the first of them that is set.
   function lookup(data, path) {
+    const choices = path.split("|");
+    if (choices.length > 1) {
+      const values = choices.map((p) => lookup(data, p));
+      return values.find((v) => v != null && v !== "");
+    }
     const parts = path.split("+");
     if (parts.length > 1) return parts.reduce((sum, p) => sum + (Number(lookup(data, p)) || 0), 0);
     return path.split(".").reduce((obj, name) => (obj == null ? undefined : obj[name]), data);

@@ -64,3 +64,25 @@ def test_0030_down_on_sqlite_rebuilding_tables_outside_a_transaction_keeps_the_e
     assert "unpriced_tokens" not in {c.name for c in sqlite_db.get_columns("usage_event")}
     assert {t: n for t, n in _counts(sqlite_db).items() if t in before} == \
         {t: n for t, n in before.items() if t in _counts(sqlite_db)}
+
+
+def test_migrate_to_goes_back_for_an_older_tokenpool_and_says_what_it_did(db, db_url, tmp_path, capsys):
+    from shared.tools import cli
+    record_history(history_config(db_url), calls=CALLS)
+    before = _counts(db)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    newest = schema_status(db)[0][-1]
+    assert cli.main(["--config", str(config), "migrate", "--to", "0030"]) == 0
+    later = [m for m in ("0032_budget_holds", "0031_key_holds") if m <= newest]
+    assert capsys.readouterr().out == (f"reverted {len(later)} migration(s): {', '.join(later)}; "
+                                       "schema at 0030_unpriced_tokens\n")
+    db.close()
+    assert schema_status(db)[0][-1] == "0030_unpriced_tokens"
+    assert {t: n for t, n in _counts(db).items() if t in before} == {t: before[t] for t in _counts(db)}
+    assert cli.main(["--config", str(config), "migrate", "--to", "0030_unpriced_tokens", "--json"]) == 0
+    assert '"reverted_now": []' in capsys.readouterr().out             # already there: nothing to do
+    assert cli.main(["--config", str(config), "migrate", "--to", "9999"]) == 2
+    assert "'9999' is not an applied migration (applied: 0001" in capsys.readouterr().err
+    assert cli.main(["--config", str(config), "migrate"]) == 0           # and up again
+    assert capsys.readouterr().out.startswith(f"applied {len(later)} migration(s); schema at {newest}")

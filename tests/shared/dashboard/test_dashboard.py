@@ -160,6 +160,8 @@ async def test_page_shows_every_card(client, config):
     shown = page.split("<template")[0]          # the templates for new items come after the page
     assert shown.count('<tr class="oc-') == len(queries.recent_calls(20))
     assert 'class="oc-bad"' in page and 'class="oc-warn"' in page and 'class="oc-ok"' in page
+    chats = re.findall(r'data-bind="chat_name\|chat_id" data-fmt="chat">([^<]*)<', shown)
+    assert "2001" in chats and "–" in chats          # by id when no name is known; calls without a chat
     # Health: the worker is up, the bot last seen two hours ago is down; its name is escaped.
     assert "alt&lt;b&gt;" in page and "alt<b>" not in page
     assert re.search(r'class="proc down"[^>]*>.*?alt&lt;b&gt;', page, re.S)

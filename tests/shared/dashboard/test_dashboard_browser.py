@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
+from shared.core.models import ChatState
 from shared.dashboard.server import create_app
 from tests.backends import _unavailable
 from tests.shared.dashboard_support import LABELS, build_dashboard_fixture, record
@@ -100,11 +101,13 @@ def test_page_loads_clean_shows_every_status_and_updates_without_reload(browser,
         assert card.find_element(By.CSS_SELECTOR, ".badge").text == "FRESH"
         calls_before = browser.find_element(By.CSS_SELECTOR, '[data-stat="today.calls"]').text
 
+        ChatState.create(bot="main", chat_id=4242, label="Alice", username="alice_w")
         record("pool-08", NOW - dt.timedelta(seconds=1), operation="browser-check", input_tokens=12_345,
-               output_tokens=50)
+               output_tokens=50, chat_id=4242)
 
         first_row = '[data-items="calls"] > tr:first-child'
         wait.until(lambda d: "browser-check" in d.find_element(By.CSS_SELECTOR, first_row).text)
+        assert "Alice (@alice_w)" in browser.find_element(By.CSS_SELECTOR, first_row).text   # the chat, by name
         card = browser.find_element(By.CSS_SELECTOR, '[data-id="key:pool-08"]')
         wait.until(lambda d: card.find_element(By.CSS_SELECTOR, ".badge").text == "ACTIVE")
         assert card.find_element(By.CSS_SELECTOR, '[data-bind="used"]').text == "12,395"
