@@ -7,6 +7,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -75,6 +76,21 @@ def on_the_thread(entry: tuple) -> bool:
     return thread.startswith("database") and the_threads(db)
 
 
+@contextlib.asynccontextmanager
+async def a_holding_harness_and_a_blocker(url: str):
+    """A harness with every kind of hold whose inline connection is open (one call made), and
+    a second connection to the SQLite file that can take the write lock, as another process would."""
+    blocker = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+    async with Simulator() as sim:
+        h = await open_harness(sim, url, **HOLDING)
+        try:
+            await h.client.chat(HELLO, operation="t", model="gpt-4o-mini")
+            yield h, blocker
+        finally:
+            blocker.close()
+            await close_harness(h)
+
+
 def books_are_exact(calls: int) -> None:
     """Every hold settled or dropped, the allowance's window, the key's counters and the
     rollups equal to the events booked."""
@@ -114,25 +130,18 @@ async def test_a_write_lock_held_elsewhere_sends_the_reservation_to_the_thread_w
         sqlite_db, sqlite_url, monkeypatch):
     seen: list = []
     spy_on(monkeypatch, seen)
-    blocker = sqlite3.connect(sqlite_url.split(":///", 1)[1], isolation_level=None)
-    async with Simulator() as sim:
-        h = await open_harness(sim, sqlite_url, **HOLDING)
-        try:
-            await h.client.chat(HELLO, operation="t", model="gpt-4o-mini")    # opens the inline connection
-            blocker.execute("BEGIN IMMEDIATE")                                # another process's write, say
-            call = asyncio.create_task(h.client.chat(HELLO, operation="t", model="gpt-4o-mini"))
-            while len(seen) < 4 and not call.done():    # the inline try met the lock at once; the thread waits
-                await asyncio.sleep(0.01)               # (the loop goes on meanwhile)
-            assert [w for w, _, _ in seen] == ["reserve", "settle", "reserve", "reserve"]
-            assert on_the_loop(seen, "reserve") == [True, True, False]
-            assert on_the_thread(seen[3])
-            await asyncio.sleep(0.05)
-            assert not call.done() and h.sent("k1") == 1         # nothing sent while it waits
-            blocker.execute("COMMIT")
-            await call
-        finally:
-            blocker.close()
-            await close_harness(h)
+    async with a_holding_harness_and_a_blocker(sqlite_url) as (h, blocker):
+        blocker.execute("BEGIN IMMEDIATE")                                # another process's write, say
+        call = asyncio.create_task(h.client.chat(HELLO, operation="t", model="gpt-4o-mini"))
+        while len(seen) < 4 and not call.done():    # the inline try met the lock at once; the thread waits
+            await asyncio.sleep(0.01)               # (the loop goes on meanwhile)
+        assert [w for w, _, _ in seen] == ["reserve", "settle", "reserve", "reserve"]
+        assert on_the_loop(seen, "reserve") == [True, True, False]
+        assert on_the_thread(seen[3])
+        await asyncio.sleep(0.05)
+        assert not call.done() and h.sent("k1") == 1         # nothing sent while it waits
+        blocker.execute("COMMIT")
+        await call
     assert [w for w, _, _ in seen] == ["reserve", "settle", "reserve", "reserve", "settle"]
     assert on_the_loop(seen, "settle") == [True, True]      # nothing waits by then: booked on the loop
     books_are_exact(2)
@@ -142,33 +151,26 @@ async def test_a_write_lock_held_elsewhere_sends_the_booking_and_its_settling_to
         sqlite_db, sqlite_url, monkeypatch):
     seen: list = []
     spy_on(monkeypatch, seen)
-    blocker = sqlite3.connect(sqlite_url.split(":///", 1)[1], isolation_level=None)
-    async with Simulator() as sim:
-        h = await open_harness(sim, sqlite_url, **HOLDING)
-        try:
-            await h.client.chat(HELLO, operation="t", model="gpt-4o-mini")    # opens the inline connection
-            (usage,) = allowance_usage(utcnow(), ["org-mini"])
-            hold = reserve([usage.ref], 500, utcnow(), dt.timedelta(minutes=10), h.key("k1").id)
-            booked: list[str] = []
-            record_once = h.accountant.record_once
+    async with a_holding_harness_and_a_blocker(sqlite_url) as (h, blocker):
+        (usage,) = allowance_usage(utcnow(), ["org-mini"])
+        hold = reserve([usage.ref], 500, utcnow(), dt.timedelta(minutes=10), h.key("k1").id)
+        booked: list[str] = []
+        record_once = h.accountant.record_once
 
-            def booking(call, db=None):
-                booked.append(threading.current_thread().name)
-                return record_once(call, db)
-            monkeypatch.setattr(h.accountant, "record_once", booking)
-            blocker.execute("BEGIN IMMEDIATE")
-            call = CallRecord(key_id=h.key("k1").id, bot=h.config.bot.name, operation="t", model="gpt-4o-mini",
-                              input_tokens=120, output_tokens=30, hold=hold)
-            recording = asyncio.create_task(h.accountant.arecord(call))
-            while len(booked) < 2 and not recording.done():
-                await asyncio.sleep(0.01)
-            assert booked[0] == threading.current_thread().name and booked[1].startswith("database")
-            assert not recording.done()
-            blocker.execute("COMMIT")
-            recorded = await recording
-        finally:
-            blocker.close()
-            await close_harness(h)
+        def booking(call, db=None):
+            booked.append(threading.current_thread().name)
+            return record_once(call, db)
+        monkeypatch.setattr(h.accountant, "record_once", booking)
+        blocker.execute("BEGIN IMMEDIATE")
+        call = CallRecord(key_id=h.key("k1").id, bot=h.config.bot.name, operation="t", model="gpt-4o-mini",
+                          input_tokens=120, output_tokens=30, hold=hold)
+        recording = asyncio.create_task(h.accountant.arecord(call))
+        while len(booked) < 2 and not recording.done():
+            await asyncio.sleep(0.01)
+        assert booked[0] == threading.current_thread().name and booked[1].startswith("database")
+        assert not recording.done()
+        blocker.execute("COMMIT")
+        recorded = await recording
     assert not recorded.duplicate and not recorded.journaled
     assert [w for w, _, _ in seen] == ["reserve", "settle", "settle"]     # settled once, by the thread
     assert on_the_thread(seen[2])
