@@ -29,14 +29,14 @@ from shared.ai.errors import (  # noqa: F401  (re-exported: callers import error
 )
 from shared.ai.failover import Attempt, Failover, Request, Settled, Step
 from shared.ai.openai_dialect import OpenAICompatible
-from shared.ai.rehearsal import REHEARSALS
+from shared.ai.rehearsal import REHEARSALS, OnConnection
 from shared.ai.selection import Pick
 from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.accounting import Accountant, Outcome, prepare_statements, rehearse_booking, rehearse_holding_call
 from shared.core.allowances import reserve
 from shared.core.budget_holds import cost_budgets_enforced
 from shared.core.config import Config
-from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line
+from shared.core.db import TRANSIENT_ERRORS, DatabaseUnavailable, database, first_line, inline_twin, rolled_back
 from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import KeyRing
 from shared.core.models import utcnow
@@ -94,7 +94,7 @@ class TrackedClient:
         first call does."""
         warm = getattr(self.failover.dialect, "warm_up", None)
         for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._warm_inline,
-                                                             self._open_inflight]:
+                                                             self._rehearse_whole_calls, self._open_inflight]:
             try:
                 await step()
             except (DatabaseUnavailable, *TRANSIENT_ERRORS) as exc:
@@ -136,6 +136,36 @@ class TrackedClient:
         rehearse_holding_call(pick.key.id, self.accountant.anchor(pick.key.id, db), self.accountant.pricer,
                               lambda conn: reserve(*holding.arguments(utcnow()), db=conn), db, model=model,
                               times=REHEARSALS)
+
+    async def _rehearse_whole_calls(self) -> None:
+        """On SQLite, `chat` rehearsed REHEARSALS times from end to end, so that the first
+        message runs this module's, the failover loop's and the booking's Python specialized
+        (the steps rehearsed apart above leave the code that joins them cold). Every key is
+        redirected to a canned server of our own (the dialect's `rehearsing`: no provider sees
+        a request), and the picks, holds and bookings run on a connection of the rehearsal's
+        own, in one transaction rolled back at the end (nothing is kept, nothing is written
+        to the in-flight file, no console line is logged). Not done on PostgreSQL or MySQL,
+        whose work runs on the database thread (a rehearsal there would commit)."""
+        rehearsing = getattr(self.failover.dialect, "rehearsing", None)
+        connection = inline_twin(database.obj) if database.obj is not None else None
+        if rehearsing is None or connection is None:
+            return
+        quiet = logging.getLogger("tokenpool.calls.rehearsal")
+        quiet.disabled = True
+        executor = OnConnection(connection)
+        accountant = Accountant(self.accountant.bot, self.accountant.pricer, executor=executor)
+        try:
+            async with rehearsing() as dialect:
+                client = TrackedClient(self.config, self.keyring, accountant, dialect, database=executor)
+                client.failover.selector, client.failover.calls_log = self.selector, quiet
+                with rolled_back(connection):
+                    for _ in range(REHEARSALS):
+                        await client.chat([{"role": "user", "content": "warm-up"}], operation="warm-up")
+            log.debug("warm-up: %d whole calls rehearsed against a local canned server, rolled back", REHEARSALS)
+        except ClientError as exc:      # no key can take a call now: nothing to rehearse
+            log.info("warm-up: no whole call rehearsed (%s)", exc)
+        finally:
+            connection.close()
 
     async def _open_inflight(self) -> None:
         if self.accountant.inflight is not None:

@@ -143,6 +143,7 @@ class Failover:
         # Keys whose 429/401 is being recorded right now: concurrent requests skip them at once,
         # rather than picking them from rows that do not show the failure yet.
         self._failing: collections.Counter = collections.Counter()
+        self.calls_log = calls_log               # each attempt's console line (a rehearsal's: none)
 
     async def send(self, request: Request) -> Attempt:
         """The first attempt some key accepts, trying each model of the chain in turn.
@@ -208,7 +209,7 @@ class Failover:
                           rate_limits=rate_limits, hold=attempt.hold, call_id=attempt.call_id)
         recorded = await self.accountant.arecord(call)
         request.steps.append(Step(attempt.key.label, attempt.model, outcome.value, error_code))
-        _log_call(call, attempt.key, recorded.cost_nanousd)
+        _log_call(self.calls_log, call, attempt.key, recorded.cost_nanousd)
         return recorded
 
     # --- one model ------------------------------------------------------------------------------
@@ -400,7 +401,7 @@ def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _log_call(call: CallRecord, key: HeldKey, cost_nanousd: int) -> None:
+def _log_call(calls_log: logging.Logger, call: CallRecord, key: HeldKey, cost_nanousd: int) -> None:
     """`operation | model | key | in X (cached Y) out Z | $cost | N ms | outcome`."""
     if not calls_log.isEnabledFor(logging.INFO):
         return

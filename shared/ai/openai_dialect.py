@@ -25,7 +25,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TypeGuard
 
 import anyio
@@ -33,7 +33,7 @@ import openai
 
 from shared.ai.dialect import Answer, Failure, ProviderFailure, Sent, StreamCut
 from shared.ai.rate_limits import rate_limit_ends_at, rate_limit_snapshot
-from shared.ai.rehearsal import rehearse_chat
+from shared.ai.rehearsal import canned_client, canned_server, rehearse_chat
 from shared.core.accounting import Outcome, RateLimitSnapshot
 from shared.core.keys import MISCONFIGURED_PREFIX, HeldKey
 from shared.core.usage import Usage
@@ -85,6 +85,18 @@ class OpenAICompatible:
             await rehearse_chat(self)
         except (OSError, openai.APIError, ProviderFailure) as exc:   # TimeoutError is an OSError
             log.info("warm-up: the local rehearsal of a request was skipped (%s)", exc)
+
+    @contextlib.asynccontextmanager
+    async def rehearsing(self) -> AsyncIterator[OpenAICompatible]:
+        """A dialect like this one whose every request, whatever the key, goes to a canned
+        server of our own on 127.0.0.1 with a throwaway secret (shared/ai/rehearsal.py): for
+        rehearsing whole calls at start. No key's secret or provider is used."""
+        async with canned_server() as base_url:
+            dialect = _Rehearsing(self.timeout_seconds, canned_client(base_url))
+            try:
+                yield dialect
+            finally:
+                await dialect.aclose()
 
     async def _warm_openai_internals(self) -> None:
         try:
@@ -181,6 +193,20 @@ class OpenAICompatible:
         self._http = None
         for client in clients:
             await client.close()       # the shared pool: closing it again is a no-op
+
+
+class _Rehearsing(OpenAICompatible):
+    """OpenAICompatible sending through one client, whatever the key (see `rehearsing`)."""
+
+    def __init__(self, timeout_seconds: float, client: openai.AsyncOpenAI):
+        super().__init__(timeout_seconds)
+        self._only = client
+
+    def _client(self, key: HeldKey) -> openai.AsyncOpenAI:
+        return self._only
+
+    async def aclose(self) -> None:
+        await self._only.close()
 
 
 # --- pure readers -----------------------------------------------------------------------------

@@ -11,11 +11,15 @@ never leaves the machine: no provider sees a request, nothing is billed or booke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import openai
+import peewee
 
 from shared.ai.dialect import Answer, Sent
+from shared.core.db_executor import DatabaseExecutor
 from shared.core.keys import HeldKey
 from shared.core.models import utcnow
 
@@ -37,13 +41,8 @@ async def rehearse_chat(dialect, times: int = REHEARSALS) -> Answer:
     """Send `times` chat completions through openai to a local canned server, each on a new
     connection, and read them with `dialect` (an OpenAICompatible: `answer`, `rate_limits`).
     Raises what a failure raises."""
-    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        base_url = f"http://127.0.0.1:{port}/v1"
-        http = openai.DefaultAsyncHttpxClient(trust_env=False, verify=False)
-        client = openai.AsyncOpenAI(api_key="warm-up", base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS,
-                                    http_client=http)
+    async with canned_server() as base_url:
+        client = canned_client(base_url)
         key = HeldKey(id=0, fingerprint="", label="warm-up", masked="", base_url=base_url, secret="")
         try:
             for _ in range(times):
@@ -55,6 +54,41 @@ async def rehearse_chat(dialect, times: int = REHEARSALS) -> Answer:
         finally:
             await client.close()
     return answer
+
+
+@contextlib.asynccontextmanager
+async def canned_server() -> AsyncIterator[str]:
+    """A server of our own on 127.0.0.1 that answers every request with the canned chat
+    completion, each on its connection (closed after it); yields its base URL."""
+    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+
+
+def canned_client(base_url: str) -> openai.AsyncOpenAI:
+    """A throwaway client for the canned server: no key's secret, no proxy from the environment, no TLS."""
+    return openai.AsyncOpenAI(api_key="warm-up", base_url=base_url, max_retries=0, timeout=TIMEOUT_SECONDS,
+                              http_client=openai.DefaultAsyncHttpxClient(trust_env=False, verify=False))
+
+
+class OnConnection(DatabaseExecutor):
+    """The DatabaseExecutor of a rehearsal of whole calls: each piece of work that would run
+    inline runs at once on `db` (a connection of the rehearsal's own, inside its rolled-back
+    transaction). Nothing of a rehearsal may go to the database thread, whose connection
+    would commit it: `run` and `run_once` refuse."""
+
+    def __init__(self, db: peewee.Database):
+        super().__init__(name="rehearsal", inline=False)
+        self.db = db
+
+    async def run_inline(self, fn, *args, what: str | None = None, retry_locked: bool = True, fallback: bool = True,
+                         **kwargs):
+        return fn(*args, db=self.db, **kwargs)
+
+    async def run(self, fn, *args, **kwargs):
+        raise RuntimeError("a rehearsal does no work on the database thread")
+
+    run_once = run
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -30,6 +30,7 @@ from shared.core.db import (
     drop_connection,
     first_line,
     retrying,
+    rolled_back,
     write_transaction,
 )
 from shared.core.db_executor import DatabaseExecutor
@@ -213,10 +214,6 @@ def rehearse_booking(key_id: int, anchor: dt.datetime, pricer: Pricer, db: pw.Da
         rehearse(db, statements, values)
 
 
-class _RolledBack(Exception):
-    """Ends a rehearsal: the transaction it leaves is rolled back."""
-
-
 def rehearse_holding_call(key_id: int, anchor: dt.datetime, pricer: Pricer, reserve_hold: Callable[[pw.Database], Hold],
                           db: pw.Database | None = None, *, model: str = "warm-up", times: int = 1) -> bool:
     """A call that holds, rehearsed at start `times` over and rolled back each time: its
@@ -227,24 +224,15 @@ def rehearse_holding_call(key_id: int, anchor: dt.datetime, pricer: Pricer, rese
     `rehearse_booking` does for the booking alone. Nothing is kept. False when the call could
     not be held now (a used-up allowance or budget: nothing to rehearse)."""
     db = database.obj if db is None else db
-    if db.in_transaction():
-        raise RuntimeError("a rehearsal inside an open transaction would roll that transaction back")
-    held = True
     for _ in range(times):
-        try:
-            with write_transaction(db):
-                try:
-                    hold = reserve_hold(db)
-                except (AllowanceFull, BudgetFull):
-                    held = False
-                    raise _RolledBack from None
-                call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model=model, chat_id=0,
-                                  input_tokens=1, output_tokens=1, rate_limits=RateLimitSnapshot(), hold=hold)
-                record_call(call, anchor=anchor, pricer=pricer, db=db)
-                raise _RolledBack
-        except _RolledBack:
-            if not held:
+        with rolled_back(db):
+            try:
+                hold = reserve_hold(db)
+            except (AllowanceFull, BudgetFull):
                 return False
+            call = CallRecord(key_id=key_id, bot="warm-up", operation="warm-up", model=model, chat_id=0,
+                              input_tokens=1, output_tokens=1, rate_limits=RateLimitSnapshot(), hold=hold)
+            record_call(call, anchor=anchor, pricer=pricer, db=db)
     return True
 
 

@@ -178,6 +178,26 @@ def write_transaction(db: peewee.Database | peewee.DatabaseProxy = database):
     return target.atomic()
 
 
+class _RollBack(Exception):
+    """Ends a `rolled_back` transaction."""
+
+
+@contextlib.contextmanager
+def rolled_back(db: peewee.Database) -> Iterator[None]:
+    """A write transaction on `db` that is rolled back at its end, however it ends: for the
+    rehearsals at start, which run real statements and keep nothing. Refused inside an open
+    transaction, whose work the rollback would undo. The body may await: nothing else may use
+    `db` meanwhile (its work would be rolled back too)."""
+    if db.in_transaction():
+        raise RuntimeError("a rehearsal inside an open transaction would roll that transaction back")
+    try:
+        with write_transaction(db):
+            yield
+            raise _RollBack
+    except _RollBack:
+        pass
+
+
 def begin_write(db: peewee.Database) -> str:
     """The statement that opens a write transaction, as `write_transaction` opens it
     (for code that runs BEGIN … COMMIT itself on one cursor), after the same file check."""

@@ -8,9 +8,11 @@ import json
 import logging
 import os
 
+import peewee
 import pytest
 
 from shared.ai.client import NoKeyAvailable, ProviderUnavailable, RequestRejected
+from shared.ai.rehearsal import REHEARSALS
 from shared.ai.token_estimates import estimate_prompt_tokens
 from shared.core.accounting import Accountant, CallRecord
 from shared.core.db import database
@@ -359,6 +361,40 @@ async def test_warm_up_sends_nothing_records_nothing_and_leaves_the_first_call_n
     event = harness.events()[-1]
     assert (event.operation, event.outcome, event.input_tokens) == ("first", "ok", result.input_tokens)
     assert len(harness.events()) == 2
+
+
+async def test_warm_up_rehearses_whole_calls_without_a_trace(harness, caplog):
+    """On SQLite, `chat` itself is rehearsed at start: through the real key's row, against a
+    canned server of our own, in a transaction rolled back, without a console line."""
+    books = _books()
+    caplog.set_level(logging.DEBUG)
+    await harness.client.warm_up()
+    assert any(r.getMessage().startswith(f"warm-up: {REHEARSALS} whole calls rehearsed") for r in caplog.records)
+    assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
+    assert _books() == books
+    assert not [r for r in caplog.records if r.name.startswith("tokenpool.calls")]
+    assert harness.client.failover.calls_log.name == "tokenpool.calls"     # the real one still logs
+    result = await harness.client.chat(HELLO, operation="first")
+    assert [r.getMessage().split(" | ")[0] for r in caplog.records if r.name == "tokenpool.calls"] == ["first"]
+    assert harness.events()[-1].input_tokens == result.input_tokens
+
+
+async def test_the_whole_call_rehearsal_gives_way_at_once_to_another_connection_writing(harness, sqlite_url):
+    """Its connection never waits for a lock: the rehearsal is cut short (warm_up logs it and
+    goes on), nothing is sent, nothing kept, and the first call is served as usual."""
+    books = _books()
+    other = peewee.SqliteDatabase(sqlite_url.removeprefix("sqlite:///"))
+    other.execute_sql("BEGIN IMMEDIATE")                 # another process's write lock
+    try:
+        with pytest.raises(peewee.OperationalError, match="locked"):
+            await harness.client._rehearse_whole_calls()
+    finally:
+        other.execute_sql("ROLLBACK")
+        other.close()
+    assert [harness.sent(label) for label in ("k1", "k2", "k3")] == [0, 0, 0]
+    assert _books() == books
+    await harness.client.chat(HELLO, operation="first")
+    assert len(harness.events()) == 1
 
 
 async def test_warm_up_never_raises_and_logs_no_error_when_the_database_is_gone(harness, caplog, sqlite_url):

@@ -198,8 +198,13 @@ async def test_warm_up_rehearses_a_holding_call_on_both_connections_and_keeps_no
             on_thread = [thread for thread, db in rehearsed if thread.startswith("database")]
             assert len(on_thread) == REHEARSALS
             assert len(rehearsed) == REHEARSALS * (2 if db_url.startswith("sqlite") else 1)
+            # on SQLite, whole calls were rehearsed too (TrackedClient._rehearse_whole_calls), on
+            # the loop's thread, on a connection of their own, and rolled back with the rest
+            whole = [(thread, db) for w, thread, db in seen if w == "reserve"]
+            assert len(whole) == (REHEARSALS if db_url.startswith("sqlite") else 0)
+            assert all(thread == threading.current_thread().name and not the_threads(db) for thread, db in whole)
             # each rehearsal settled its hold in the booking, as a real call does
-            assert sum(w == "settle" for w, _, _ in seen) == len(rehearsed)
+            assert sum(w == "settle" for w, _, _ in seen) == len(rehearsed) + len(whole)
             seen.clear()
             await client.chat(HELLO, operation="first", model="gpt-4o-mini")
         finally:
