@@ -83,7 +83,7 @@ async def first_calls(base_url: str, database_url: str, calls: int, holds: list[
     counted since the last mark at each one, so each part is counted by itself, every thread."""
     import openai
 
-    from bench.client_overhead import MESSAGES, SECRET
+    from bench.client_overhead import MESSAGES, SECRET, fresh_bare_client
 
     mark = os.getppid
     tracked = await warmed_client(base_url, database_url, holds)
@@ -102,10 +102,7 @@ async def first_calls(base_url: str, database_url: str, calls: int, holds: list[
         await bare.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     mark()                                                  # 5: steady bare calls
     for _ in range(FRESH_CLIENTS):                          # 6, 8, ...: a new client made
-        fresh = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0,
-                                   http_client=openai.DefaultAsyncHttpxClient())
-        if getattr(fresh, "_platform", "") is None:        # as bench/client_overhead.py does
-            fresh._platform = getattr(bare, "_platform", None)
+        fresh = fresh_bare_client(base_url, bare)
         mark()
         await fresh.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         mark()                                              # 7, 9, ...: its first call

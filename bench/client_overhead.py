@@ -206,15 +206,24 @@ async def measure(base_url: str, database_url: str, calls: int, warmup: int, pro
             "fresh": [wall for wall, _ in fresh], "fresh_cpu": [cpu for _, cpu in fresh]}
 
 
-async def fresh_bare_first_call(base_url: str, warm: openai.AsyncOpenAI) -> tuple[float, float]:
-    """(wall, CPU) seconds of a new bare client's first call: its own new connection pool, so it
-    connects as the tracked client's first call does. openai finds the platform for its headers
-    on a thread at a client's first request; the tracked client's warm-up did that at start,
-    so this client is given what the warm bare client found (when this openai has the field)."""
+def fresh_bare_client(base_url: str, warm: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """A new bare client, made ready as the tracked client's are at start: its own new
+    connection pool, so its first call connects as the tracked client's first call does;
+    its chat resources built (the tracked client's `prepare` and warm-up build them); and
+    the platform for its headers, which openai finds on a thread at a client's first request
+    (the tracked client's warm-up did that at start), taken from the warm bare client (when
+    this openai has the field)."""
     client = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0,
                                 http_client=openai.DefaultAsyncHttpxClient())
+    client.chat.completions.with_raw_response  # noqa: B018  (cached properties)
     if getattr(client, "_platform", "") is None:
         client._platform = getattr(warm, "_platform", None)
+    return client
+
+
+async def fresh_bare_first_call(base_url: str, warm: openai.AsyncOpenAI) -> tuple[float, float]:
+    """(wall, CPU) seconds of a new bare client's first call (`fresh_bare_client`)."""
+    client = fresh_bare_client(base_url, warm)
     started, cpu = time.perf_counter(), time.process_time()
     await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     result = time.perf_counter() - started, time.process_time() - cpu
