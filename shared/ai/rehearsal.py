@@ -1,12 +1,17 @@
-"""One chat completion rehearsed at start against a server of our own on 127.0.0.1.
+"""Chat completions rehearsed at start against a server of our own on 127.0.0.1.
 
 The first request of a process runs code no warm-up by parts reaches: openai's request and
 raw-response path, httpx, httpcore's pool and connection, h11's state machine, anyio's
 connect (and its lazily imported names), the dialect reading the answer and the rate-limit
 headers. Run once, it costs the first real call ~2 ms of CPU (bench/client_overhead.py),
-~4x the steady tracking overhead. So the bot rehearses a whole exchange at start, with a
+~4x the steady tracking overhead. So the bot rehearses whole exchanges at start, with a
 throwaway client (no proxy from the environment, no TLS) against a canned answer that
 never leaves the machine: no provider sees a request, nothing is billed or booked.
+
+`rehearse_chat` rehearses the request and the dialect's reading of it; on SQLite the
+TrackedClient also rehearses whole calls (`TrackedClient._rehearse_whole_calls`) through a
+dialect that sends every key's requests here, with its database work on a connection of its
+own (`OnConnection`) inside a transaction that is rolled back.
 """
 from __future__ import annotations
 
