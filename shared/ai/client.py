@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.ai.dialect import Answer, Dialect, StreamCut
 from shared.ai.errors import (  # noqa: F401  (re-exported: callers import errors from here)
@@ -154,9 +154,11 @@ class TrackedClient:
         quiet.disabled = True
         executor = OnConnection(connection)
         accountant = Accountant(self.accountant.bot, self.accountant.pricer, executor=executor)
+        # One attempt, no retry: were the canned server to fail, the rehearsal ends at once.
+        config = replace(self.config, client=replace(self.config.client, max_attempts=1, server_error_retries=0))
         try:
             async with rehearsing() as dialect:
-                client = TrackedClient(self.config, self.keyring, accountant, dialect, database=executor)
+                client = TrackedClient(config, self.keyring, accountant, dialect, database=executor)
                 client.failover.selector, client.failover.calls_log = self.selector, quiet
                 with rolled_back(connection):
                     for _ in range(REHEARSALS):
