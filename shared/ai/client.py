@@ -45,6 +45,10 @@ from shared.core.usage import Usage
 
 log = logging.getLogger("tokenpool.client")
 
+# A call shaped as an auto-reply's (a system prompt, a chat's turn, a chat id, an output cap),
+# so the whole-call rehearsal at start runs the same paths (_rehearse_whole_calls).
+_REHEARSED_PROMPT = [{"role": "system", "content": "warm-up"}, {"role": "user", "content": "warm-up"}]
+
 
 @dataclass(frozen=True)
 class ChatResult:
@@ -162,7 +166,7 @@ class TrackedClient:
                 client.failover.selector, client.failover.calls_log = self.selector, quiet
                 with rolled_back(connection):
                     for _ in range(REHEARSALS):
-                        await client.chat([{"role": "user", "content": "warm-up"}], operation="warm-up")
+                        await client.chat(_REHEARSED_PROMPT, operation="warm-up", chat_id=0, max_tokens=16)
             log.debug("warm-up: %d whole calls rehearsed against a local canned server, rolled back", REHEARSALS)
         except ClientError as exc:      # no key can take a call now: nothing to rehearse
             log.info("warm-up: no whole call rehearsed (%s)", exc)
