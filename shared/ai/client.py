@@ -93,9 +93,10 @@ class TrackedClient:
         anyio's lazily imported request code (~1 s on a loaded machine), the database thread's
         connection, the selection statements run once, the keys' window anchors read, an
         ordinary booking rehearsed and rolled back (its statements compiled by peewee and the
-        driver), the configured models' prices looked up, the in-flight file opened. Sends
-        nothing and leaves the books as they were. Never raises: what it could not do, the
-        first call does."""
+        driver), the configured models' prices looked up, on SQLite whole calls rehearsed
+        against a canned local server (`_rehearse_whole_calls`), the in-flight file opened.
+        Sends nothing to any provider and leaves the books as they were. Never raises: what it
+        could not do, the first call does."""
         warm = getattr(self.failover.dialect, "warm_up", None)
         for step in ([warm] if warm is not None else []) + [self._warm_database_thread, self._warm_inline,
                                                              self._rehearse_whole_calls, self._open_inflight]:
